@@ -1,0 +1,78 @@
+import Foundation
+import GraphIR
+import Tensors
+
+/// Options for compiling a `Session`.
+public struct SessionOptions: Sendable {
+    /// Threads each kernel may use; defaults to every active core.
+    public var threadCount: Int
+    /// Where kernels come from; `.standard` holds every built-in operator.
+    public var registry: KernelRegistry
+
+    public init(threadCount: Int = ProcessInfo.processInfo.activeProcessorCount,
+                registry: KernelRegistry = .standard) {
+        self.threadCount = max(1, threadCount)
+        self.registry = registry
+    }
+}
+
+/// A model compiled for execution: a kernel per node, chosen from the registry by the model's opset,
+/// with weights prepared once. `run` may be called repeatedly and from several threads.
+public final class Session: Sendable {
+    /// Default-domain opsets this runtime implements.
+    public static let supportedOpsets: ClosedRange<Int> = 7...22
+
+    public let model: Model
+    public let options: SessionOptions
+    let plan: CompiledGraph
+
+    public init(model: Model, options: SessionOptions = SessionOptions()) throws {
+        if let version = model.opsetVersion(domain: ""), !Session.supportedOpsets.contains(version) {
+            throw RuntimeError.unsupportedOpset(domain: "", version: version, supported: Session.supportedOpsets)
+        }
+        self.model = model
+        self.options = options
+        self.plan = try CompiledGraph(graph: model.graph, model: model, registry: options.registry, outerScope: [])
+    }
+
+    /// The inputs a caller must feed.
+    public var inputs: [ValueInfo] { plan.inputs }
+    public var outputNames: [String] { plan.outputNames }
+
+    /// Runs the model on named inputs and returns every graph output by name.
+    ///
+    /// - Throws: `RuntimeError` naming the input or node at fault.
+    public func run(_ feeds: [String: Tensor]) throws -> [String: Tensor] {
+        for name in feeds.keys where !plan.inputs.contains(where: { $0.name == name }) {
+            throw RuntimeError.unknownInput(name: name)
+        }
+        var ordered: [Tensor] = []
+        for info in plan.inputs {
+            guard let value = feeds[info.name] else { throw RuntimeError.missingInput(name: info.name) }
+            try Self.validate(value, against: info)
+            ordered.append(value)
+        }
+        let outputs = try plan.run(inputs: ordered, threadCount: options.threadCount, scope: nil)
+        return Dictionary(zip(plan.outputNames, outputs), uniquingKeysWith: { first, _ in first })
+    }
+
+    /// Checks a feed's dtype and shape against the declared input type (symbolic dims match anything).
+    static func validate(_ value: Tensor, against info: ValueInfo) throws {
+        guard case .tensor(let elementType, let shape)? = info.type else { return }
+        if let elementType, elementType != value.dtype {
+            throw RuntimeError.inputMismatch(name: info.name, reason: "expected \(elementType), got \(value.dtype)")
+        }
+        guard let shape else { return }
+        guard shape.count == value.rank else {
+            throw RuntimeError.inputMismatch(
+                name: info.name, reason: "expected rank \(shape.count) \(shape), got shape \(value.shape)")
+        }
+        for (axis, dim) in shape.enumerated() {
+            if case .value(let expected) = dim, expected != value.shape[axis] {
+                throw RuntimeError.inputMismatch(
+                    name: info.name,
+                    reason: "dimension \(axis) must be \(expected), got shape \(value.shape)")
+            }
+        }
+    }
+}

@@ -1,0 +1,5 @@
+// The umbrella module: `import SwiftQuant` brings in every public module.
+@_exported import GraphIR
+@_exported import ONNX
+@_exported import Runtime
+@_exported import Tensors

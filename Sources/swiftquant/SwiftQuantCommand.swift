@@ -1,0 +1,12 @@
+import ArgumentParser
+
+/// `swiftquant`: thin command-line front end. Each subcommand lives in its own file and calls into
+/// the libraries; failures print what went wrong and exit non-zero.
+@main
+struct SwiftQuantCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "swiftquant",
+        abstract: "Quantize ONNX models to low-bit formats, run them, and measure what they lost.",
+        subcommands: []
+    )
+}

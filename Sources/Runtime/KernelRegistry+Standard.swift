@@ -3,6 +3,13 @@ extension KernelRegistry {
     public static let standard: KernelRegistry = {
         var registry = KernelRegistry()
         registry.registerConstantKernels()
+        registry.registerMatMulKernels()
+        registry.registerGemmKernels()
+        registry.registerConvKernels()
+        registry.registerConvTransposeKernels()
+        registry.registerBatchNormKernels()
+        registry.registerPoolingKernels()
+        registry.registerResizeKernels()
         return registry
     }()
 }

@@ -57,18 +57,35 @@ public struct ModelSummary: Codable, Sendable, Equatable {
         public var dtype: String?
         /// Declared shape of a tensor value; `nil` when the rank is unknown.
         public var shape: [SummaryDim]?
+
+        public init(name: String, type: String, dtype: String?, shape: [SummaryDim]?) {
+            self.name = name
+            self.type = type
+            self.dtype = dtype
+            self.shape = shape
+        }
     }
 
     public struct OpsetImport: Codable, Sendable, Equatable {
         /// The domain; `ai.onnx` for the default domain.
         public var domain: String
         public var version: Int
+
+        public init(domain: String, version: Int) {
+            self.domain = domain
+            self.version = version
+        }
     }
 
     public struct OperatorCount: Codable, Sendable, Equatable {
         /// The operator type, prefixed with its domain when that is not the default one.
         public var opType: String
         public var count: Int
+
+        public init(opType: String, count: Int) {
+            self.opType = opType
+            self.count = count
+        }
     }
 
     /// Constant data of one element type: initializers (dense and sparse, in every graph) and the
@@ -79,6 +96,13 @@ public struct ModelSummary: Codable, Sendable, Equatable {
         public var elements: Int
         /// Storage bytes (packed for 4-bit types; sparse tensors count values and indices).
         public var bytes: Int
+
+        public init(dtype: String, tensors: Int, elements: Int, bytes: Int) {
+            self.dtype = dtype
+            self.tensors = tensors
+            self.elements = elements
+            self.bytes = bytes
+        }
     }
 
     public var irVersion: Int

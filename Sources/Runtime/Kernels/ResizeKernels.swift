@@ -51,6 +51,8 @@ struct ResizeKernel: Kernel {
     }
 
     let layout: Layout
+    /// Upsample (7, 9) rather than Resize: scales must be ≥ 1.
+    let isUpsample: Bool
     let mode: Mode
     let coordinates: CoordinateMode
     let nearest: NearestMode
@@ -63,6 +65,7 @@ struct ResizeKernel: Kernel {
 
     init(_ context: KernelBuildContext, upsample: Bool) throws {
         let version = context.opsetVersion
+        isUpsample = upsample
         let modeText = try context.string("mode", default: "nearest")
         // Upsample-7 also spelled linear as "bilinear".
         guard let mode = Mode(rawValue: upsample && modeText == "bilinear" ? "linear" : modeText),
@@ -172,7 +175,7 @@ struct ResizeKernel: Kernel {
                 guard scale > 0, scale.isFinite else {
                     throw KernelError.invalid("Resize: scale \(scale) on axis \(axis) must be positive and finite")
                 }
-                if case .full = layout {} else if isUpsample, scale < 1 {
+                if isUpsample, scale < 1 {
                     throw KernelError.invalid("Upsample: scale \(scale) on axis \(axis) must be ≥ 1")
                 }
                 scales[axis] = scale
@@ -241,11 +244,6 @@ struct ResizeKernel: Kernel {
         default:
             throw KernelError.unsupported("Resize \(mode.rawValue) on \(x.dtype) (nearest supports every type)")
         }
-    }
-
-    private var isUpsample: Bool {
-        if case .full = layout { return false }
-        return true
     }
 
     static func checkedSize(_ value: Double, axis: Int) throws -> Int {
@@ -347,7 +345,10 @@ struct ResizeAxisTable: Sendable {
         case .pytorchHalfPixel:
             return output > 1 ? (y + 0.5) / scale - 0.5 : 0
         case .alignCorners:
-            return output > 1 ? y * Double(input - 1) / Double(output - 1) : 0
+            // The ONNX reference and node tests divide by the fractional target width `scale · input`,
+            // not the integer output size (they differ when ⌊input · scale⌋ is not exact).
+            let width = scale * Double(input)
+            return width != 1 ? y * Double(input - 1) / (width - 1) : 0
         case .asymmetric:
             return y / scale
         case .tfHalfPixelForNN:

@@ -221,10 +221,10 @@ extension KernelRegistry {
         registerUnaryKernels()
         registerActivationKernels()
         registerComparisonKernels()
-//TMP        registerSoftmaxKernels()
-//TMP        registerNormalizationKernels()
-//TMP        registerReductionKernels()
-//TMP        registerIndexReductionKernels()
+        registerSoftmaxKernels()
+        registerNormalizationKernels()
+        registerReductionKernels()
+        registerIndexReductionKernels()
     }
 
     mutating func registerArithmeticKernels() {

@@ -344,6 +344,37 @@ struct BroadcastLayout {
     }
 }
 
+/// `tensor` broadcast to `shape` (which it must broadcast to) as a new contiguous tensor of any
+/// whole-byte dtype.
+func materializedBroadcast(_ tensor: Tensor, to shape: [Int]) throws -> Tensor {
+    guard Shape.broadcast(shape, tensor.shape) == shape else {
+        throw KernelError.invalid("shape \(tensor.shape) cannot be broadcast to \(shape)")
+    }
+    if tensor.shape == shape { return tensor }
+    let layout = try BroadcastLayout(outputShape: shape, shapes: [tensor.shape])
+    var output = try Tensor(zeros: tensor.dtype, shape: shape)
+    func copy<Word: FixedWidthInteger>(_: Word.Type) {
+        tensor.withUnsafeBytes { sourceBytes in
+            output.withUnsafeMutableBytes { targetBytes in
+                let source = sourceBytes.baseAddress!.assumingMemoryBound(to: Word.self)
+                let target = targetBytes.baseAddress!.assumingMemoryBound(to: Word.self)
+                let step = layout.innerStride(0)
+                layout.forEachSegment(in: 0..<layout.count) { start, offsets, length in
+                    for i in 0..<length { target[start + i] = source[offsets[0] + i * step] }
+                }
+            }
+        }
+    }
+    switch tensor.dtype.bitWidth {
+    case 8: copy(UInt8.self)
+    case 16: copy(UInt16.self)
+    case 32: copy(UInt32.self)
+    case 64: copy(UInt64.self)
+    default: throw KernelError.unsupported("broadcasting \(tensor.dtype) tensors")
+    }
+    return output
+}
+
 // MARK: - Parallel loops
 
 enum ElementwiseParallel {

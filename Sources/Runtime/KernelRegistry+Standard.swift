@@ -3,6 +3,11 @@ extension KernelRegistry {
     public static let standard: KernelRegistry = {
         var registry = KernelRegistry()
         registry.registerConstantKernels()
+        registry.registerShapeKernels()
+        registry.registerDataMovementKernels()
+        registry.registerGatherKernels()
+        registry.registerControlFlowKernels()
+        registry.registerRecurrentKernels()
         return registry
     }()
 }

@@ -4,6 +4,11 @@ extension KernelRegistry {
         var registry = KernelRegistry()
         registry.registerConstantKernels()
         registry.registerElementwiseFamilyKernels()
+        registry.registerShapeKernels()
+        registry.registerDataMovementKernels()
+        registry.registerGatherKernels()
+        registry.registerControlFlowKernels()
+        registry.registerRecurrentKernels()
         return registry
     }()
 }

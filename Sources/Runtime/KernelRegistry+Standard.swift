@@ -9,6 +9,13 @@ extension KernelRegistry {
         registry.registerGatherKernels()
         registry.registerControlFlowKernels()
         registry.registerRecurrentKernels()
+        registry.registerMatMulKernels()
+        registry.registerGemmKernels()
+        registry.registerConvKernels()
+        registry.registerConvTransposeKernels()
+        registry.registerBatchNormKernels()
+        registry.registerPoolingKernels()
+        registry.registerResizeKernels()
         return registry
     }()
 }

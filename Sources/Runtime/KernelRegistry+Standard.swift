@@ -3,6 +3,12 @@ extension KernelRegistry {
     public static let standard: KernelRegistry = {
         var registry = KernelRegistry()
         registry.registerConstantKernels()
+        registry.registerElementwiseFamilyKernels()
+        registry.registerShapeKernels()
+        registry.registerDataMovementKernels()
+        registry.registerGatherKernels()
+        registry.registerControlFlowKernels()
+        registry.registerRecurrentKernels()
         registry.registerMatMulKernels()
         registry.registerGemmKernels()
         registry.registerConvKernels()

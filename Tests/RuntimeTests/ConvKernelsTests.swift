@@ -128,6 +128,10 @@ import Testing
             _ = try runNode("ConvTranspose", [x, try Tensor(zeros: .float32, shape: [2, 1, 2, 2])],
                             attributes: ["pads": .ints([3, 0, 2, 0])])
         }
+        try expectFailure("negative output size") {
+            _ = try runNode("ConvTranspose", [x, try Tensor(zeros: .float32, shape: [2, 1, 2, 2])],
+                            attributes: ["pads": .ints([Int.max, 0, Int.max, 0])])
+        }
         try expectFailure("output_padding") {
             _ = try runNode("ConvTranspose", [x, try Tensor(zeros: .float32, shape: [2, 1, 2, 2])],
                             attributes: ["strides": .ints([2, 2]), "output_padding": .ints([2, 0])])

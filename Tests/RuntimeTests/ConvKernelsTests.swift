@@ -130,11 +130,11 @@ import _CKernels
                     }
                 }
             }
-            var actual = [Float](repeating: 0.5, count: outH * outW)
+            var actual = [Float](repeating: .nan, count: outH * outW)
             var geometry = sq_window3d(input: (1, inH, inW), output: (1, outH, outW), kernel: (1, kH, kW),
                                        stride: (1, stride, stride), dilation: (1, dilation, dilation),
                                        pad_begin: (0, padH, padW))
-            sq_conv_depthwise_plane(level.rawValue, x, w, &actual, &geometry)
+            sq_conv_depthwise_plane(level.rawValue, x, w, 0.5, &actual, &geometry)
             let worst = zip(actual, expected).map { abs($0 - $1) }.max()!
             #expect(worst < 1e-5, "level \(level), stride \(stride), dilation \(dilation): \(worst)")
         }

@@ -134,10 +134,9 @@ struct ConvProblem {
         Parallel.forEach(batch * outputChannels, threads: threads) { index in
             let (n, m) = index.quotientAndRemainder(dividingBy: outputChannels)
             let inputChannel = m / perGroup
-            let out = y + index * outSize
-            out.update(repeating: bias?[m] ?? 0, count: outSize)
             withUnsafePointer(to: geometry) { g in
-                sq_conv_depthwise_plane(-1, x + (n * channels + inputChannel) * inSize, w + m * taps, out, g)
+                sq_conv_depthwise_plane(-1, x + (n * channels + inputChannel) * inSize, w + m * taps, bias?[m] ?? 0,
+                                        y + index * outSize, g)
             }
         }
     }

@@ -68,10 +68,10 @@ typedef struct {
     ptrdiff_t pad_begin[3];
 } sq_window3d;
 
-/// Adds one input plane convolved with one filter plane into an output plane (depthwise Conv):
-/// y[o] += w[k] * x[o * stride - pad_begin + k * dilation] for every tap k landing inside x. `level` picks
-/// the instruction set as for SGEMM (SQ_SGEMM_LEVEL_*).
-void sq_conv_depthwise_plane(int level, const float *x, const float *w, float *y, const sq_window3d *g);
+/// One input plane convolved with one filter plane, plus a bias, into an output plane (depthwise Conv):
+/// y[o] = bias + sum of w[k] * x[o * stride - pad_begin + k * dilation] over taps k landing inside x.
+/// `level` picks the instruction set as for SGEMM (SQ_SGEMM_LEVEL_*).
+void sq_conv_depthwise_plane(int level, const float *x, const float *w, float bias, float *y, const sq_window3d *g);
 
 #ifdef __cplusplus
 }

@@ -17,6 +17,8 @@ struct PoolKernel: Kernel {
     let countIncludePad: Bool
     /// 0: indices row-major over the spatial axes; 1: column-major (the first spatial axis fastest).
     let storageOrder: Int
+    /// Whether the node asks for MaxPool's Indices output (computing them needs the slower window loop).
+    let wantsIndices: Bool
     let dtypes: Set<DType>
 
     init(_ context: KernelBuildContext, kind: Kind) throws {
@@ -36,7 +38,8 @@ struct PoolKernel: Kernel {
         guard storageOrder == 0 || storageOrder == 1 else {
             throw KernelError.invalidAttribute("storage_order", "must be 0 or 1, got \(storageOrder)")
         }
-        if kind == .max, version < 8, context.node.outputs.count > 1, !context.node.outputs[1].isEmpty {
+        wantsIndices = kind == .max && context.node.outputs.count > 1 && !context.node.outputs[1].isEmpty
+        if wantsIndices, version < 8 {
             throw KernelError.invalidAttribute("Indices", "output is not defined before opset 8")
         }
         var types: Set<DType> = [.float32, .float64, .float16]
@@ -58,16 +61,42 @@ struct PoolKernel: Kernel {
         switch (kind, x.dtype) {
         case (.average, .float32): return [try plan.average(x, includePad: countIncludePad, threads: threads, as: Float.self)]
         case (.average, .float64): return [try plan.average(x, includePad: countIncludePad, threads: threads, as: Double.self)]
-        case (.max, .float32): return try plan.maximum(x, lowest: -Float.infinity, storageOrder: storageOrder, threads: threads)
-        case (.max, .float64): return try plan.maximum(x, lowest: -Double.infinity, storageOrder: storageOrder, threads: threads)
-        case (.max, .int8): return try plan.maximum(x, lowest: Int8.min, storageOrder: storageOrder, threads: threads)
-        case (.max, .uint8): return try plan.maximum(x, lowest: UInt8.min, storageOrder: storageOrder, threads: threads)
+        case (.max, .float32): return try maximum(plan, x, lowest: -Float.infinity, threads: threads)
+        case (.max, .float64): return try maximum(plan, x, lowest: -Double.infinity, threads: threads)
+        case (.max, .int8): return try maximum(plan, x, lowest: Int8.min, threads: threads)
+        case (.max, .uint8): return try maximum(plan, x, lowest: UInt8.min, threads: threads)
         default:
             return try ReducedPrecision.bridged(inputs, dtype: x.dtype) { wide in
                 try self.run(wide, context: context)
             }
         }
     }
+}
+
+extension PoolKernel {
+    private func maximum<T: Comparable & TensorScalar>(_ plan: PoolPlan, _ x: Tensor, lowest: T, threads: Int) throws -> [Tensor] {
+        wantsIndices
+            ? try plan.maximumWithIndices(x, lowest: lowest, storageOrder: storageOrder, threads: threads)
+            : [try plan.maximum(x, lowest: lowest, threads: threads)]
+    }
+}
+
+/// How a pool folds one input value into its running result; resolved statically, so the tap loops
+/// specialise per element type and operation.
+protocol WindowFold {
+    associatedtype Element
+    static func fold(_ accumulated: Element, _ value: Element) -> Element
+}
+
+/// The larger value; NaN inputs never replace the running maximum (as in ONNX Runtime).
+enum WindowMaximum<Element: Comparable>: WindowFold {
+    @inline(__always) static func fold(_ accumulated: Element, _ value: Element) -> Element {
+        value > accumulated ? value : accumulated
+    }
+}
+
+enum WindowSum<Element: BinaryFloatingPoint>: WindowFold {
+    @inline(__always) static func fold(_ accumulated: Element, _ value: Element) -> Element { accumulated + value }
 }
 
 /// The per-axis tap ranges of every window, and the pooling loops over (image, channel) planes.
@@ -112,44 +141,57 @@ struct PoolPlan {
     var inputPlane: Int { axes[0].input * axes[1].input * axes[2].input }
     var outputPlane: Int { axes[0].output * axes[1].output * axes[2].output }
 
+    /// Folds every tap of every window of one plane into `out` (which holds the starting values), taps
+    /// outermost so the innermost loop runs along an output row.
+    func sweepTaps<F: WindowFold>(_ fold: F.Type, x: UnsafePointer<F.Element>, into out: UnsafeMutablePointer<F.Element>) {
+        let (ad, ah, aw) = (axes[0], axes[1], axes[2])
+        for kd in 0..<ad.kernel {
+            let dRange = ad.validOutputs(tap: kd)
+            for kh in 0..<ah.kernel {
+                let hRange = ah.validOutputs(tap: kh)
+                for kw in 0..<aw.kernel {
+                    let wRange = aw.validOutputs(tap: kw)
+                    guard !wRange.isEmpty else { continue }
+                    let wOffset = kw * aw.dilation - aw.padBegin
+                    for od in dRange {
+                        let id = od * ad.stride - ad.padBegin + kd * ad.dilation
+                        for oh in hRange {
+                            let ih = oh * ah.stride - ah.padBegin + kh * ah.dilation
+                            let source = x + (id * ah.input + ih) * aw.input + wOffset
+                            let row = out + (od * ah.output + oh) * aw.output
+                            if aw.stride == 1 {
+                                for ow in wRange { row[ow] = F.fold(row[ow], source[ow]) }
+                            } else {
+                                for ow in wRange { row[ow] = F.fold(row[ow], source[ow * aw.stride]) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Average pool: window sums, then each divided by its count of taps (inside the input, or inside the
+    /// padded extent with `includePad`).
     func average<T: BinaryFloatingPoint & TensorScalar>(_ x: Tensor, includePad: Bool, threads: Int, as type: T.Type) throws -> Tensor {
         var y = try Tensor(zeros: x.dtype, shape: outputShape)
         guard y.count > 0 else { return y }
-        let (ad, ah, aw) = (axes[0], axes[1], axes[2])
-        let (sd, sh, sw) = (spans[0], spans[1], spans[2])
+        let counts = spans.map { axis in axis.map { includePad ? $0.paddedCount : $0.endTap - $0.firstTap } }
+        let (cd, ch, cw) = (counts[0], counts[1], counts[2])
         let (inPlane, outPlane) = (inputPlane, outputPlane)
         x.withUnsafeBufferPointer(as: T.self) { source in
             y.withUnsafeMutableBufferPointer(as: T.self) { target in
                 let input = source.baseAddress!, output = target.baseAddress!
                 Parallel.forEach(batch * channels, threads: threads) { plane in
-                    let xPlane = input + plane * inPlane
-                    var out = output + plane * outPlane
-                    for od in 0..<ad.output {
-                        let d = sd[od]
-                        for oh in 0..<ah.output {
-                            let h = sh[oh]
-                            for ow in 0..<aw.output {
-                                let w = sw[ow]
-                                var sum: T = 0
-                                var id = d.start
-                                for _ in d.firstTap..<d.endTap {
-                                    var ih = h.start
-                                    for _ in h.firstTap..<h.endTap {
-                                        let row = xPlane + (id * ah.input + ih) * aw.input
-                                        var iw = w.start
-                                        for _ in w.firstTap..<w.endTap {
-                                            sum += row[iw]
-                                            iw += aw.dilation
-                                        }
-                                        ih += ah.dilation
-                                    }
-                                    id += ad.dilation
-                                }
-                                let count = includePad
-                                    ? d.paddedCount * h.paddedCount * w.paddedCount
-                                    : (d.endTap - d.firstTap) * (h.endTap - h.firstTap) * (w.endTap - w.firstTap)
-                                out.pointee = count > 0 ? sum / T(count) : .nan
-                                out += 1
+                    let out = output + plane * outPlane
+                    sweepTaps(WindowSum<T>.self, x: input + plane * inPlane, into: out)
+                    var index = 0
+                    for d in cd {
+                        for h in ch {
+                            for w in cw {
+                                let count = d * h * w
+                                out[index] = count > 0 ? out[index] / T(count) : .nan
+                                index += 1
                             }
                         }
                     }
@@ -159,9 +201,27 @@ struct PoolPlan {
         return y
     }
 
+    /// Max pool without indices.
+    func maximum<T: Comparable & TensorScalar>(_ x: Tensor, lowest: T, threads: Int) throws -> Tensor {
+        var y = try Tensor(zeros: x.dtype, shape: outputShape)
+        guard y.count > 0 else { return y }
+        let (inPlane, outPlane) = (inputPlane, outputPlane)
+        x.withUnsafeBufferPointer(as: T.self) { source in
+            y.withUnsafeMutableBufferPointer(as: T.self) { target in
+                let input = source.baseAddress!, output = target.baseAddress!
+                Parallel.forEach(batch * channels, threads: threads) { plane in
+                    let out = output + plane * outPlane
+                    out.update(repeating: lowest, count: outPlane)
+                    sweepTaps(WindowMaximum<T>.self, x: input + plane * inPlane, into: out)
+                }
+            }
+        }
+        return y
+    }
+
     /// Max over each window, and the flattened input index of the first maximum (int64), which counts
     /// from the start of the tensor: `(n · C + c) · plane + spatial index`.
-    func maximum<T: Comparable & TensorScalar>(_ x: Tensor, lowest: T, storageOrder: Int, threads: Int) throws -> [Tensor] {
+    func maximumWithIndices<T: Comparable & TensorScalar>(_ x: Tensor, lowest: T, storageOrder: Int, threads: Int) throws -> [Tensor] {
         var y = try Tensor(zeros: x.dtype, shape: outputShape)
         var indices = try Tensor(zeros: .int64, shape: outputShape)
         guard y.count > 0 else { return [y, indices] }

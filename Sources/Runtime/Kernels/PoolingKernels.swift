@@ -310,21 +310,41 @@ struct GlobalPoolKernel: Kernel {
         let isMax = kind == .max
         x.withUnsafeBufferPointer(as: T.self) { source in
             y.withUnsafeMutableBufferPointer(as: T.self) { target in
+                let input = source.baseAddress!
                 for plane in 0..<planes {
-                    let values = UnsafeBufferPointer(rebasing: source[(plane * size)..<((plane + 1) * size)])
+                    let values = input + plane * size
                     if isMax {
-                        var best = -T.infinity
-                        for value in values where value > best { best = value }
-                        target[plane] = size == 0 ? .nan : best
+                        target[plane] = size == 0 ? .nan : Self.fold(WindowMaximum<T>.self, values, count: size, initial: -.infinity)
                     } else {
-                        var sum: T = 0
-                        for value in values { sum += value }
-                        target[plane] = sum / T(size)
+                        target[plane] = Self.fold(WindowSum<T>.self, values, count: size, initial: 0) / T(size)
                     }
                 }
             }
         }
         return y
+    }
+}
+
+extension GlobalPoolKernel {
+    /// Folds `count` values in eight independent lanes (one running value would serialise on the add
+    /// latency), then folds the lanes.
+    static func fold<F: WindowFold>(_ fold: F.Type, _ values: UnsafePointer<F.Element>, count: Int,
+                                    initial: F.Element) -> F.Element {
+        var lanes = (initial, initial, initial, initial, initial, initial, initial, initial)
+        var i = 0
+        while i + 8 <= count {
+            lanes.0 = F.fold(lanes.0, values[i]); lanes.1 = F.fold(lanes.1, values[i + 1])
+            lanes.2 = F.fold(lanes.2, values[i + 2]); lanes.3 = F.fold(lanes.3, values[i + 3])
+            lanes.4 = F.fold(lanes.4, values[i + 4]); lanes.5 = F.fold(lanes.5, values[i + 5])
+            lanes.6 = F.fold(lanes.6, values[i + 6]); lanes.7 = F.fold(lanes.7, values[i + 7])
+            i += 8
+        }
+        while i < count {
+            lanes.0 = F.fold(lanes.0, values[i])
+            i += 1
+        }
+        let pairs = (F.fold(lanes.0, lanes.4), F.fold(lanes.1, lanes.5), F.fold(lanes.2, lanes.6), F.fold(lanes.3, lanes.7))
+        return F.fold(F.fold(pairs.0, pairs.2), F.fold(pairs.1, pairs.3))
     }
 }
 

@@ -466,8 +466,15 @@ enum ResizeExecution {
     ) throws -> Tensor {
         var current = x
         var shape = x.shape
-        for (axis, table) in tables.enumerated() {
-            guard let table else { continue }
+        // The passes commute; shrinking axes go first and, among equal ratios, later axes first, so the
+        // costly per-element pass along the last axis runs on the smaller tensor.
+        let order = tables.indices.filter { tables[$0] != nil }.sorted { a, b in
+            let ratioA = Double(tables[a]!.output) / Double(tables[a]!.input)
+            let ratioB = Double(tables[b]!.output) / Double(tables[b]!.input)
+            return ratioA != ratioB ? ratioA < ratioB : a > b
+        }
+        for axis in order {
+            let table = tables[axis]!
             var nextShape = shape
             nextShape[axis] = table.output
             var next = try Tensor(zeros: x.dtype, shape: nextShape)

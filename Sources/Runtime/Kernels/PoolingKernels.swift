@@ -142,9 +142,28 @@ struct PoolPlan {
     var outputPlane: Int { axes[0].output * axes[1].output * axes[2].output }
 
     /// Folds every tap of every window of one plane into `out` (which holds the starting values), taps
-    /// outermost so the innermost loop runs along an output row.
+    /// outermost so the innermost loop runs along an output row. With a W stride s > 1, each input row is
+    /// first split into s phase rows (columns i ≡ p mod s), which turns every tap's loop into a unit-stride
+    /// one that vectorises.
     func sweepTaps<F: WindowFold>(_ fold: F.Type, x: UnsafePointer<F.Element>, into out: UnsafeMutablePointer<F.Element>) {
         let (ad, ah, aw) = (axes[0], axes[1], axes[2])
+        let stride = aw.stride
+        let phaseLength = (aw.input + stride - 1) / stride
+        var phases: UnsafeMutablePointer<F.Element>?
+        if stride > 1 {
+            let rows = ad.input * ah.input
+            let buffer = UnsafeMutablePointer<F.Element>.allocate(capacity: max(rows * stride * phaseLength, 1))
+            for row in 0..<rows {
+                let source = x + row * aw.input
+                let target = buffer + row * stride * phaseLength
+                for column in 0..<aw.input {
+                    let (index, phase) = column.quotientAndRemainder(dividingBy: stride)
+                    (target + phase * phaseLength + index).initialize(to: source[column])
+                }
+            }
+            phases = buffer
+        }
+        defer { phases?.deallocate() }
         for kd in 0..<ad.kernel {
             let dRange = ad.validOutputs(tap: kd)
             for kh in 0..<ah.kernel {
@@ -152,18 +171,23 @@ struct PoolPlan {
                 for kw in 0..<aw.kernel {
                     let wRange = aw.validOutputs(tap: kw)
                     guard !wRange.isEmpty else { continue }
+                    // Input column of output ow: ow · stride + wOffset = (ow + shift) · stride + phase.
                     let wOffset = kw * aw.dilation - aw.padBegin
+                    let shift = SpatialMath.floorDiv(wOffset, stride)
+                    let phase = wOffset - shift * stride
                     for od in dRange {
                         let id = od * ad.stride - ad.padBegin + kd * ad.dilation
                         for oh in hRange {
                             let ih = oh * ah.stride - ah.padBegin + kh * ah.dilation
-                            let source = x + (id * ah.input + ih) * aw.input + wOffset
-                            let row = out + (od * ah.output + oh) * aw.output
-                            if aw.stride == 1 {
-                                for ow in wRange { row[ow] = F.fold(row[ow], source[ow]) }
+                            let inputRow = id * ah.input + ih
+                            let source: UnsafePointer<F.Element>
+                            if let phases {
+                                source = UnsafePointer(phases + ((inputRow * stride + phase) * phaseLength + shift))
                             } else {
-                                for ow in wRange { row[ow] = F.fold(row[ow], source[ow * aw.stride]) }
+                                source = x + (inputRow * aw.input + wOffset)
                             }
+                            let row = out + (od * ah.output + oh) * aw.output
+                            for ow in wRange { row[ow] = F.fold(row[ow], source[ow]) }
                         }
                     }
                 }

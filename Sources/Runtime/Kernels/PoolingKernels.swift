@@ -153,12 +153,18 @@ struct PoolPlan {
         if stride > 1 {
             let rows = ad.input * ah.input
             let buffer = UnsafeMutablePointer<F.Element>.allocate(capacity: max(rows * stride * phaseLength, 1))
+            // Sizes here are bounded by the input tensor's, so plain wrapping arithmetic cannot overflow.
             for row in 0..<rows {
-                let source = x + row * aw.input
-                let target = buffer + row * stride * phaseLength
-                for column in 0..<aw.input {
-                    let (index, phase) = column.quotientAndRemainder(dividingBy: stride)
-                    (target + phase * phaseLength + index).initialize(to: source[column])
+                let source = x + row &* aw.input
+                let target = buffer + row &* stride &* phaseLength
+                for phase in 0..<min(stride, aw.input) {
+                    let count = (aw.input &- phase &+ stride &- 1) / stride
+                    let phaseRow = target + phase &* phaseLength
+                    var column = phase
+                    for index in 0..<count {
+                        (phaseRow + index).initialize(to: source[column])
+                        column &+= stride
+                    }
                 }
             }
             phases = buffer

@@ -198,18 +198,22 @@ extension Dim {
         return .unknown
     }
 
-    /// 1 when equal, 0 when different, unknown when it cannot tell.
+    /// 1 when equal, 0 when different, unknown when it cannot tell. Symbols stand for sizes, so a
+    /// symbol never equals a negative number (the `-1` placeholders of exported shape arithmetic).
     static func equal(_ a: Dim, _ b: Dim) -> Dim {
-        if case .value(let x) = a, case .value(let y) = b { return .value(x == y ? 1 : 0) }
-        if case .symbol(let x) = a, case .symbol(let y) = b, x == y { return .value(1) }
-        return .unknown
+        compare(a, b, whenEqual: true, ==)
     }
 
-    /// Compares two dims with `order`; for equal symbols `whenEqual` decides.
+    /// Compares two dims with `order`; for equal symbols `whenEqual` decides. A symbol (a size, ≥ 0)
+    /// against a negative number compares as 0 would: every size lies on the same side.
     static func compare(_ a: Dim, _ b: Dim, whenEqual: Bool, _ order: (Int, Int) -> Bool) -> Dim {
-        if case .value(let x) = a, case .value(let y) = b { return .value(order(x, y) ? 1 : 0) }
-        if case .symbol(let x) = a, case .symbol(let y) = b, x == y { return .value(whenEqual ? 1 : 0) }
-        return .unknown
+        switch (a, b) {
+        case (.value(let x), .value(let y)): return .value(order(x, y) ? 1 : 0)
+        case (.symbol(let x), .symbol(let y)) where x == y: return .value(whenEqual ? 1 : 0)
+        case (.symbol, .value(let y)) where y < 0: return .value(order(0, y) ? 1 : 0)
+        case (.value(let x), .symbol) where x < 0: return .value(order(x, 0) ? 1 : 0)
+        default: return .unknown
+        }
     }
 }
 

@@ -240,3 +240,30 @@ import Testing
         #expect(inferredType(inferred, "expanded") == tensorType(.bool, ["batch", 1, "seq", "seq"]))
     }
 }
+
+@Suite struct ShapeInferenceSymbolicSliceTests {
+    /// BERT's position ids: `table[:, 0:seq]` from a `[1, 512]` table, added to `[batch, seq, 384]`.
+    @Test func positionIdSliceBroadcastsBackToTheSequenceLength() throws {
+        let model = makeModel(
+            [
+                Node(opType: "Shape", inputs: ["ids"], outputs: ["shape"]),
+                Node(opType: "Gather", inputs: ["shape", "one"], outputs: ["seq_length"]),
+                Node(opType: "Unsqueeze", inputs: ["seq_length", "axes0"], outputs: ["end"]),
+                Node(opType: "Slice", inputs: ["positions", "zero1", "end", "one1"], outputs: ["position_ids"]),
+                Node(opType: "Gather", inputs: ["table", "position_ids"], outputs: ["position_embeddings"]),
+                Node(opType: "Gather", inputs: ["words", "ids"], outputs: ["word_embeddings"]),
+                Node(opType: "Add", inputs: ["word_embeddings", "position_embeddings"], outputs: ["sum"]),
+                Node(opType: "Slice", inputs: ["ids", "zero1", "end", "one1"], outputs: ["whole"]),
+            ],
+            inputs: [("ids", .int64, ["batch", "seq"]), ("positions", .int64, [1, 512]),
+                     ("table", .float32, [512, 384]), ("words", .float32, [100, 384])],
+            outputs: ["sum", "whole"],
+            initializers: ["one": Tensor(scalar: Int64(1)), "axes0": int64s([1], [0]), "zero1": int64s([1], [0]),
+                           "one1": int64s([1], [1])])
+        let inferred = try ShapeInference.infer(model)
+        #expect(inferredType(inferred, "position_ids") == tensorType(.int64, [1, "min(seq,512)"]))
+        #expect(inferredType(inferred, "sum") == tensorType(.float32, ["batch", "seq", 384]))
+        // Slicing [0:seq] along the axis of length seq keeps it whole.
+        #expect(inferredType(inferred, "whole") == tensorType(.int64, ["batch", "seq"]))
+    }
+}

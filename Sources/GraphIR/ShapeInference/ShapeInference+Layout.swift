@@ -378,6 +378,17 @@ extension NodeInference {
                 output[axis] = .unknown
             }
         }
+        // `[0:s]` with a symbolic end s: all of an axis of length s, or min(s, n) of one of length n.
+        if opset >= 10, let endDims = elements(2), endDims.count == count {
+            for (i, axis) in normalizedAxes.enumerated() where ends?[i] == nil {
+                guard starts?[i] == 0, (steps?[i] ?? 1) == 1, case .symbol(let symbol) = endDims[i] else { continue }
+                if shape[axis] == endDims[i] {
+                    output[axis] = shape[axis]
+                } else if let size = shape[axis].intValue, size >= 1 {
+                    output[axis] = .minimum(of: symbol, size)
+                }
+            }
+        }
         var result = InferredType(dtype: data.dtype, shape: output)
         if shape.count == 1, let elements = data.value, let length = output[0].intValue {
             if let range = ranges.first {

@@ -73,3 +73,21 @@ extension Dim {
     /// The symbol shape inference uses for `min(symbol, bound)`.
     static func minimumSymbol(_ symbol: String, _ bound: Int) -> Dim { .symbol("min(\(symbol),\(bound))") }
 }
+
+@Suite struct PassPipelineOnMiniLMTests {
+    @Test(.enabled(if: ShapeInferenceOnMiniLMTests.available, "needs shared/models/minilm-l6"))
+    func standardPipelineFoldsStaticShapesAndKeepsTheInterface() throws {
+        var model = try Model(contentsOf: ShapeInferenceOnMiniLMTests.modelURL!)
+        let shapeNodes = model.graph.nodes.filter { $0.opType == "Shape" }.count
+        let report = try PassPipeline.standard().run(on: &model)
+        #expect(report.reachedFixpoint)
+        // Shape of the 4-element mask target is static ([4]) and folds; the others depend on batch/seq.
+        #expect(model.graph.nodes.filter { $0.opType == "Shape" }.count == shapeNodes - 1)
+        // Constants only the folded Shape read went with it; the graph still checks and infers the same.
+        try ModelChecker.check(model)
+        let inferred = try ShapeInference.infer(model)
+        #expect(ShapeInferenceOnMiniLMTests.type(inferred, "sentence_embedding")
+                == .tensor(elementType: .float32, shape: [.symbol("batch"), .value(384)]))
+        #expect(model.graph.inputs.map(\.name) == ["input_ids", "attention_mask", "token_type_ids"])
+    }
+}

@@ -121,4 +121,26 @@ import Testing
                           inputs: [("x", .float32, [1, 1, 1]), ("w", .float32, [1, 4, 1]), ("r", .float32, [1, 4, 1])])
         }
     }
+
+    @Test func hostileSizesThrowInsteadOfTrapping() throws {
+        #expect(throws: GraphError.self) {
+            try inferNode(Node(opType: "Conv", inputs: ["x", "w"], outputs: ["y"], attributes: ["dilations": .ints([Int.max, 1])]),
+                          inputs: [("x", .float32, [1, 1, 4, 4]), ("w", .float32, [1, 1, 3, 3])])
+        }
+        #expect(throws: GraphError.self) {
+            try inferNode(Node(opType: "MaxPool", inputs: ["x"], outputs: ["y"],
+                               attributes: ["kernel_shape": .ints([1]), "pads": .ints([Int.max, Int.max])]),
+                          inputs: [("x", .float32, [1, 1, 4])])
+        }
+        #expect(throws: GraphError.self) {
+            try inferNode(Node(opType: "DepthToSpace", inputs: ["x"], outputs: ["y"], attributes: ["blocksize": .int(Int.max)]),
+                          inputs: [("x", .float32, [1, 4, 2, 2])])
+        }
+        // The most negative step is legal and takes one element.
+        let slice = try inferNode(Node(opType: "Slice", inputs: ["x", "s", "e", "a", "st"], outputs: ["y"]),
+                                  inputs: [("x", .float32, [10])],
+                                  initializers: ["s": int64s([1], [-1]), "e": int64s([1], [Int.min]),
+                                                 "a": int64s([1], [0]), "st": int64s([1], [Int.min])])
+        #expect(slice == [tensorType(.float32, [1])])
+    }
 }

@@ -93,7 +93,9 @@ final class InferenceEngine {
                 type.shape = type.shape ?? tensor.shape.map { .value($0) }
             }
             if position < inputSeeds.count {
-                type = try refine(inputSeeds[position], declared: input.type, label: "input '\(input.name)' of graph '\(graph.name)'")
+                // Seeds only fill gaps: a body that declares its inputs differently keeps its declaration
+                // (the loop itself reports the mismatch at run time).
+                if let seeded = try? refine(inputSeeds[position], declared: input.type, label: graph.name) { type = seeded }
                 type.value = nil
             }
             types[input.name] = type

@@ -3,6 +3,8 @@ extension KernelRegistry {
     public static let standard: KernelRegistry = {
         var registry = KernelRegistry()
         registry.registerConstantKernels()
+        registry.registerQuantizationKernels()
+        registry.registerQLinearKernels()
         return registry
     }()
 }

@@ -17,6 +17,10 @@ public enum TensorError: Error, Equatable, Sendable, CustomStringConvertible {
     case invalidFile(path: String, reason: String)
     /// A named array is absent from an archive.
     case missingArray(path: String, name: String)
+    /// `Tensor.converted(to:)` has no conversion between these dtypes (yet).
+    case unsupportedConversion(from: DType, to: DType)
+    /// The operation cannot handle this tensor (for example a dtype a file format cannot represent).
+    case unsupported(String)
 
     public var description: String {
         switch self {
@@ -34,6 +38,10 @@ public enum TensorError: Error, Equatable, Sendable, CustomStringConvertible {
             return "\(path): \(reason)"
         case .missingArray(let path, let name):
             return "\(path): no array named '\(name)'"
+        case .unsupportedConversion(let from, let to):
+            return "conversion from \(from) to \(to) is not supported"
+        case .unsupported(let what):
+            return "unsupported: \(what)"
         }
     }
 }

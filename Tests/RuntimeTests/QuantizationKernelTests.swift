@@ -1,4 +1,6 @@
+import Foundation
 import GraphIR
+import ONNX
 import Runtime
 import Tensors
 import Testing
@@ -708,6 +710,39 @@ private func evenNeighbour(_ k: Int) -> Int { k % 2 == 0 ? k : k + 1 }
         #expect(throws: RuntimeError.self) {
             try run1("QLinearConv", opset: 10, [x, scalar(Float(1)), scalar(UInt8(0)), w, scalar(Float(1)), scalar(UInt8(0)),
                                                  scalar(Float(1)), scalar(UInt8(0)), Tensor(shape: [2], scalars: [Int8(0), 0])])
+        }
+    }
+}
+
+/// The ONNX backend node tests of these operators (Debian's libonnx-testdata), run end to end through
+/// the ONNX loader and a session, compared bit for bit. Skipped where the test data is not installed.
+/// (The `_expanded` DynamicQuantizeLinear variants are function bodies of other operators and are left
+/// to the conformance runner.)
+@Suite struct QuantizationNodeTests {
+    static let root = URL(fileURLWithPath: "/usr/share/libonnx-testdata/data/node")
+    static let cases = [
+        "test_quantizelinear", "test_quantizelinear_axis", "test_dequantizelinear", "test_dequantizelinear_axis",
+        "test_dynamicquantizelinear", "test_dynamicquantizelinear_max_adjusted", "test_dynamicquantizelinear_min_adjusted",
+        "test_matmulinteger", "test_qlinearmatmul_2D", "test_qlinearmatmul_3D",
+        "test_basic_convinteger", "test_convinteger_with_padding", "test_convinteger_without_padding", "test_qlinearconv",
+    ]
+
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: root.path)), arguments: cases)
+    func nodeTest(name: String) throws {
+        let directory = Self.root.appendingPathComponent(name)
+        let model = try Model(contentsOf: directory.appendingPathComponent("model.onnx"))
+        let session = try Session(model: model)
+        let data = directory.appendingPathComponent("test_data_set_0")
+        var feeds: [String: Tensor] = [:]
+        for (index, input) in session.inputs.enumerated() {
+            feeds[input.name] = try TensorProtoFile.read(data.appendingPathComponent("input_\(index).pb")).tensor
+        }
+        let outputs = try session.run(feeds)
+        for (index, name) in session.outputNames.enumerated() {
+            let expected = try TensorProtoFile.read(data.appendingPathComponent("output_\(index).pb")).tensor
+            let actual = try #require(outputs[name])
+            #expect(actual.dtype == expected.dtype && actual.shape == expected.shape, "\(name)")
+            #expect(actual == expected, "\(name): \(ints(actual)) \(actual.dtype == .float32 ? actual.floats : [])")
         }
     }
 }

@@ -47,8 +47,9 @@ struct QuantizeLinearKernel: Kernel {
         if code == 0 {
             declaredOutputType = nil
         } else {
-            guard let dtype = quantizationDType(onnxElementCode: code) else {
-                throw KernelError.invalidAttribute("output_dtype", "\(code) is not a supported quantized type")
+            let quantizedTypes: Set<DType> = [.int8, .uint8, .int16, .uint16, .int4, .uint4, .float8e4m3fn, .float8e5m2]
+            guard let dtype = Int32(exactly: code).flatMap({ DType(onnxCode: $0) }), quantizedTypes.contains(dtype) else {
+                throw KernelError.invalidAttribute("output_dtype", "\(code) is not a quantized type QuantizeLinear supports")
             }
             declaredOutputType = dtype
         }
@@ -107,9 +108,7 @@ struct QuantizeLinearKernel: Kernel {
         case .int4, .uint4:
             // Quantize one value per byte, then pack two per byte.
             let unpacked = try quantize(x, scale: scale, zeroPoints: zeroPoints, layout: layout, as: Int8.self, range: range)
-            return [try unpacked.withUnsafeBufferPointer(as: Int8.self) {
-                try Tensor.packingNibbles($0, dtype: outputType, shape: x.shape)
-            }]
+            return [try Tensor.packInt4(unpacked.scalars(as: Int8.self), signed: outputType == .int4, shape: x.shape)]
         default:
             throw KernelError.unsupported("QuantizeLinear output \(outputType)")
         }
@@ -317,7 +316,7 @@ struct DequantizeLinearKernel: Kernel {
         case .uint16: dequantizeInteger(x, UInt16.self, Y.self, into: &y, scales: scales, zeroPoints: zeroPoints, layout: layout)
         case .int32: dequantizeInteger(x, Int32.self, Y.self, into: &y, scales: scales, zeroPoints: zeroPoints, layout: layout)
         case .int4, .uint4:
-            let values = x.unpackedNibbles()
+            let values = try x.unpackedInt4()
             values.withUnsafeBufferPointer { source in
                 y.withUnsafeMutableBufferPointer(as: Y.self) { target in
                     dequantizeRuns(source, target, scales: scales, zeroPoints: zeroPoints, layout: layout) {

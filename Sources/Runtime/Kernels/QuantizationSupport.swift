@@ -1,7 +1,7 @@
 import Tensors
 
 // Shared pieces of the ONNX quantization kernels (QuantizeLinear, DequantizeLinear, the integer and
-// QLinear matmul/conv families): element conversions, packed 4-bit access, float8 encoding, and the
+// QLinear matmul/conv families): element conversions, float8 encoding and decoding, and the
 // mapping of per-tensor / per-axis / blocked quantization parameters onto data.
 
 // MARK: - Element protocols
@@ -29,7 +29,7 @@ extension BFloat16: QuantizationFloatElement {
     @inline(__always) var quantizationFloat: Float { floatValue }
 }
 
-// MARK: - Integer ranges and ONNX element codes
+// MARK: - Integer ranges
 
 /// The saturation range of an integer quantized type, or nil for other types.
 func quantizedIntegerRange(_ dtype: DType) -> ClosedRange<Int32>? {
@@ -41,23 +41,6 @@ func quantizedIntegerRange(_ dtype: DType) -> ClosedRange<Int32>? {
     case .int4: return -8...7
     case .uint4: return 0...15
     case .int32: return Int32.min...Int32.max
-    default: return nil
-    }
-}
-
-/// The DType for an ONNX `TensorProto.DataType` code, restricted to the types quantization outputs
-/// may have (the `output_dtype` attribute). Codes for types we do not represent (the float8 "FNUZ"
-/// variants, float4) give nil.
-func quantizationDType(onnxElementCode code: Int) -> DType? {
-    switch code {
-    case 2: return .uint8
-    case 3: return .int8
-    case 4: return .uint16
-    case 5: return .int16
-    case 17: return .float8e4m3fn
-    case 19: return .float8e5m2
-    case 21: return .uint4
-    case 22: return .int4
     default: return nil
     }
 }
@@ -88,40 +71,10 @@ extension Tensor {
         case .int16: return scalars(as: Int16.self).map { Int32($0) }
         case .uint16: return scalars(as: UInt16.self).map { Int32($0) }
         case .int32: return scalars(as: Int32.self)
-        case .int4, .uint4: return unpackedNibbles().map { Int32($0) }
+        case .int4, .uint4: return try unpackedInt4().map { Int32($0) }
         default:
             throw KernelError.invalidInput(index: index, reason: "expected an integer quantized tensor, got \(dtype)")
         }
-    }
-
-    /// The elements of a packed int4/uint4 tensor, one per `Int8` (sign-extended for int4).
-    func unpackedNibbles() -> [Int8] {
-        precondition(dtype == .int4 || dtype == .uint4)
-        let signed = dtype == .int4
-        let count = self.count
-        return withUnsafeBytes { raw in
-            [Int8](unsafeUninitializedCapacity: count) { buffer, initialized in
-                for i in 0..<count {
-                    let byte = raw[i >> 1]
-                    let nibble = (i & 1 == 0) ? byte & 0x0F : byte >> 4
-                    // Shifting the nibble to the top and back sign-extends it.
-                    buffer[i] = signed ? Int8(bitPattern: nibble << 4) >> 4 : Int8(bitPattern: nibble)
-                }
-                initialized = count
-            }
-        }
-    }
-
-    /// A packed int4/uint4 tensor from one value per `Int8` (already in range; only the low nibble is kept).
-    static func packingNibbles(_ values: UnsafeBufferPointer<Int8>, dtype: DType, shape: [Int]) throws -> Tensor {
-        var result = try Tensor(zeros: dtype, shape: shape)
-        result.withUnsafeMutableBytes { raw in
-            for i in 0..<values.count {
-                let nibble = UInt8(bitPattern: values[i]) & 0x0F
-                raw[i >> 1] |= (i & 1 == 0) ? nibble : nibble << 4
-            }
-        }
-        return result
     }
 }
 

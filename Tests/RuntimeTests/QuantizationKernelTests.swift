@@ -714,6 +714,39 @@ private func evenNeighbour(_ k: Int) -> Int { k % 2 == 0 ? k : k + 1 }
     }
 }
 
+/// Empty and hostile shapes: zero-sized dimensions hide products that do not fit in Int; sums over
+/// nothing are zero. None of this may trap.
+@Suite struct QuantizationEdgeShapeTests {
+    @Test func emptyAndOverflowingShapes() throws {
+        let empty = try Tensor(zeros: .float32, shape: [0, 3])
+        let q = try run1("QuantizeLinear", opset: 13, [empty, floats([3], [1, 1, 1]), Tensor(shape: [3], scalars: [UInt8(1), 2, 3])])
+        #expect(q.shape == [0, 3] && q.dtype == .uint8)
+        let hidden = try Tensor(zeros: .float32, shape: [0, 1 << 62, 4])
+        #expect(throws: RuntimeError.self) {
+            try run1("QuantizeLinear", opset: 13, [hidden, Tensor(zeros: .float32, shape: [0]), nil], attributes: ["axis": .int(0)])
+        }
+        let hiddenX = try Tensor(zeros: .uint8, shape: [0, 1, 1 << 40, 1 << 40])
+        let w = try Tensor(shape: [1, 1, 1, 1], scalars: [UInt8(1)])
+        #expect(throws: RuntimeError.self) { try run1("ConvInteger", opset: 10, [hiddenX, w]) }
+    }
+
+    @Test func sumsOverNothingAreZero() throws {
+        let y = try run1("MatMulInteger", opset: 10, [Tensor(zeros: .uint8, shape: [2, 0]), Tensor(zeros: .int8, shape: [0, 3])])
+        #expect(y.shape == [2, 3] && ints(y) == [0, 0, 0, 0, 0, 0])
+        let batch = try run1("MatMulInteger", opset: 10, [Tensor(zeros: .uint8, shape: [0, 2, 3]), Tensor(zeros: .uint8, shape: [3, 4])])
+        #expect(batch.shape == [0, 2, 4])
+        let conv = try run1("ConvInteger", opset: 10, [Tensor(zeros: .uint8, shape: [1, 0, 3, 3]), Tensor(zeros: .uint8, shape: [2, 0, 2, 2])])
+        #expect(conv.shape == [1, 2, 2, 2] && ints(conv) == [Int](repeating: 0, count: 8))
+        // With a bias, an empty sum requantizes the bias alone: round(1000 * 0.5 * 0.01 / 0.1) + 3 = 53.
+        let qconv = try run1("QLinearConv", opset: 10, [
+            Tensor(zeros: .uint8, shape: [1, 0, 2, 2]), scalar(Float(0.5)), scalar(UInt8(0)),
+            Tensor(zeros: .int8, shape: [1, 0, 1, 1]), scalar(Float(0.01)), scalar(Int8(0)),
+            scalar(Float(0.1)), scalar(UInt8(3)), Tensor(shape: [1], scalars: [Int32(1000)]),
+        ])
+        #expect(ints(qconv) == [53, 53, 53, 53])
+    }
+}
+
 /// The ONNX backend node tests of these operators (Debian's libonnx-testdata), run end to end through
 /// the ONNX loader and a session, compared bit for bit. Skipped where the test data is not installed.
 /// (The `_expanded` DynamicQuantizeLinear variants are function bodies of other operators and are left

@@ -45,6 +45,10 @@ struct IntegerConvGeometry: Sendable {
     let strides: [Int]
     let dilations: [Int]
     let padsBegin: [Int]
+    /// Elements of one input channel plane, of the kernel window, and of one output plane.
+    let planeSize: Int
+    let kernelSize: Int
+    let outputPlaneSize: Int
 
     var outputShape: [Int] { [batch, outputChannels] + outputSpatial }
 
@@ -57,9 +61,10 @@ struct IntegerConvGeometry: Sendable {
         }
         let spatialRank = x.count - 2
         let group = attributes.group
-        guard x[1] == w[1] * group else {
+        let (groupedChannels, channelOverflow) = w[1].multipliedReportingOverflow(by: group)
+        guard !channelOverflow, x[1] == groupedChannels else {
             throw KernelError.invalidInput(
-                index: 1, reason: "weight \(w) with group \(group) needs \(w[1] * group) input channels, input has \(x[1])")
+                index: 1, reason: "weight \(w) with group \(group) does not match the input's \(x[1]) channels")
         }
         guard w[0] % group == 0 else {
             throw KernelError.invalidInput(index: 1, reason: "output channels \(w[0]) are not divisible by group \(group)")
@@ -122,6 +127,10 @@ struct IntegerConvGeometry: Sendable {
         self.strides = strides
         self.dilations = dilations
         self.padsBegin = padsBegin
+        // Checked separately: a zero batch or channel count lets these products escape the tensors' checks.
+        planeSize = try Shape.elementCount(Array(x[2...]))
+        kernelSize = try Shape.elementCount(kernel)
+        outputPlaneSize = try Shape.elementCount(outputSpatial)
         _ = try Shape.elementCount(outputShape)
     }
 }
@@ -138,13 +147,15 @@ func integerConvolution(
     output: UnsafeMutableBufferPointer<Int32>, context: ExecutionContext
 ) {
     let rank = g.inputSpatial.count
-    let plane = g.inputSpatial.reduce(1, *)
+    let plane = g.planeSize
     let planeStrides = Shape.strides(g.inputSpatial)
-    let kernelCount = g.kernelSpatial.reduce(1, *)
-    let positions = g.outputSpatial.reduce(1, *)
+    let kernelCount = g.kernelSize
+    let positions = g.outputPlaneSize
     let groupInputs = g.inputChannels / g.group
     let groupOutputs = g.outputChannels / g.group
-    guard positions > 0, g.batch > 0, g.outputChannels > 0,
+    // Nothing to compute (an empty output), or every sum is empty (no input channels or kernel taps):
+    // the output stays zero.
+    guard positions > 0, g.batch > 0, g.outputChannels > 0, groupInputs > 0, kernelCount > 0,
           let xBase = x.baseAddress, let wBase = w.baseAddress, let yBase = output.baseAddress else { return }
 
     // Kernel element q: its per-axis index, and its offset from the window origin inside one plane.
@@ -156,7 +167,9 @@ func integerConvolution(
             let k = rest % g.kernelSpatial[axis]
             rest /= g.kernelSpatial[axis]
             kernelIndex[q * rank + axis] = k
-            offset += k * g.dilations[axis] * planeStrides[axis]
+            // Wrapping: with huge pads and dilations the offset may not fit, but it is only used for
+            // interior windows, where every tap lies inside the plane and so no wrap happened.
+            offset = offset &+ k &* g.dilations[axis] &* planeStrides[axis]
         }
         kernelOffset[q] = offset
     }
@@ -171,7 +184,7 @@ func integerConvolution(
             rest /= g.outputSpatial[axis]
             let start = o * g.strides[axis] - g.padsBegin[axis]
             origin[p * rank + axis] = start
-            offset += start * planeStrides[axis]
+            offset = offset &+ start &* planeStrides[axis]  // used for interior windows only, as above
             let last = start + (g.kernelSpatial[axis] - 1) * g.dilations[axis]
             if start < 0 || last >= g.inputSpatial[axis] { interior[p] = false }
         }

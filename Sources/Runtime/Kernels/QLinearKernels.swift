@@ -334,7 +334,7 @@ struct QLinearConvKernel: Kernel {
         _ accumulators: Tensor, into y: inout Tensor, _ type: Y.Type, biases: [Int32], multipliers: [Double],
         requant: Requantization, geometry: IntegerConvGeometry
     ) {
-        let positions = geometry.outputSpatial.reduce(1, *)
+        let positions = geometry.outputPlaneSize
         let channels = geometry.outputChannels
         accumulators.withUnsafeBufferPointer(as: Int32.self) { source in
             y.withUnsafeMutableBufferPointer(as: Y.self) { target in

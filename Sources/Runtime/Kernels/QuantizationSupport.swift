@@ -210,9 +210,10 @@ struct QuantizationParameterLayout: Sendable {
         guard let normalized = Shape.normalizedAxis(axis, rank: dataShape.count) else {
             throw KernelError.invalidAttribute("axis", "\(axis) is out of range for input of rank \(dataShape.count)")
         }
-        let outer = dataShape[..<normalized].reduce(1, *)  // a factor of `total`, so it cannot overflow
+        // Checked: with a zero dimension elsewhere, the other dimensions' product may not fit.
+        let outer = try Shape.elementCount(Array(dataShape[..<normalized]))
         let axisLength = dataShape[normalized]
-        let inner = dataShape[(normalized + 1)...].reduce(1, *)
+        let inner = try Shape.elementCount(Array(dataShape[(normalized + 1)...]))
         if blockSize == 0 {
             guard parameterShape.count == 1, parameterShape[0] == axisLength else {
                 throw KernelError.invalidInput(

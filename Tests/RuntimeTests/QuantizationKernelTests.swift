@@ -40,7 +40,7 @@ private func run1(_ opType: String, opset: Int, _ inputs: [Tensor?],
     try runNode(opType, opset: opset, inputs, attributes: attributes)[0]
 }
 
-private func floats(_ shape: [Int], _ values: [Float]) throws -> Tensor { try Tensor(shape: shape, scalars: values) }
+private func floatTensor(_ shape: [Int], _ values: [Float]) throws -> Tensor { try Tensor(shape: shape, scalars: values) }
 private func scalar<T: TensorScalar>(_ value: T) -> Tensor { Tensor(scalar: value) }
 
 /// Packs 4-bit values two per byte, first element in the low nibble (written independently of the kernels).
@@ -107,7 +107,7 @@ private func evenNeighbour(_ k: Int) -> Int { k % 2 == 0 ? k : k + 1 }
         }
         for (dtype, range) in Self.ranges {
             for zero in [range.lowerBound, 0, 3, range.upperBound] where range.contains(zero) {
-                let y = try run1("QuantizeLinear", opset: 21, [floats([x.count], x), scalar(scale), zeroPoint(dtype, zero)])
+                let y = try run1("QuantizeLinear", opset: 21, [floatTensor([x.count], x), scalar(scale), zeroPoint(dtype, zero)])
                 #expect(y.dtype == dtype)
                 let unclamped: [Int] = ks.flatMap { k -> [Int] in [evenNeighbour(k), k, k + 1] }
                 let expected = unclamped.map { min(max($0 + zero, range.lowerBound), range.upperBound) }
@@ -119,12 +119,12 @@ private func evenNeighbour(_ k: Int) -> Int { k % 2 == 0 ? k : k + 1 }
     @Test func int8AndUInt8RoundingAtOpsets10And13() throws {
         let x: [Float] = [-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 3.5, 254.5, -127.5, -128.5, 1000, -1000]
         for opset in [10, 13, 19] {
-            let u = try run1("QuantizeLinear", opset: opset, [floats([12], x), scalar(Float(1)), scalar(UInt8(0))])
+            let u = try run1("QuantizeLinear", opset: opset, [floatTensor([12], x), scalar(Float(1)), scalar(UInt8(0))])
             #expect(ints(u) == [0, 0, 0, 0, 2, 2, 4, 254, 0, 0, 255, 0])
-            let s = try run1("QuantizeLinear", opset: opset, [floats([12], x), scalar(Float(1)), scalar(Int8(0))])
+            let s = try run1("QuantizeLinear", opset: opset, [floatTensor([12], x), scalar(Float(1)), scalar(Int8(0))])
             #expect(ints(s) == [-2, -2, 0, 0, 2, 2, 4, 127, -128, -128, 127, -128])
             // No zero point: uint8 with zero point 0.
-            let d = try run1("QuantizeLinear", opset: opset, [floats([12], x), scalar(Float(1)), nil])
+            let d = try run1("QuantizeLinear", opset: opset, [floatTensor([12], x), scalar(Float(1)), nil])
             #expect(d.dtype == .uint8)
             #expect(ints(d) == ints(u))
         }
@@ -134,10 +134,10 @@ private func evenNeighbour(_ k: Int) -> Int { k % 2 == 0 ? k : k + 1 }
     /// division (x * (1/scale) differs). Expected: onnxruntime 1.31.
     @Test func quotientsUseFloat32Division() throws {
         let x: [Float] = [0.3, 0.5, 0.7, 0.9, 1.1, -0.3, -0.5, -0.7, 0.25, 0.75, 1.05, 0.15]
-        let y = try run1("QuantizeLinear", opset: 13, [floats([12], x), scalar(Float(0.2)), scalar(Int8(0))])
+        let y = try run1("QuantizeLinear", opset: 13, [floatTensor([12], x), scalar(Float(0.2)), scalar(Int8(0))])
         #expect(ints(y) == [2, 2, 4, 4, 6, -2, -2, -4, 1, 4, 5, 1])
         let x2: [Float] = [0.15, 0.45, 0.75, 1.05, -0.15, -0.45, 0.35, 0.65]
-        let y2 = try run1("QuantizeLinear", opset: 13, [floats([8], x2), scalar(Float(0.1)), scalar(UInt8(10))])
+        let y2 = try run1("QuantizeLinear", opset: 13, [floatTensor([8], x2), scalar(Float(0.1)), scalar(UInt8(10))])
         #expect(ints(y2) == [12, 14, 18, 20, 8, 6, 14, 16])
     }
 
@@ -147,48 +147,48 @@ private func evenNeighbour(_ k: Int) -> Int { k % 2 == 0 ? k : k + 1 }
         let x: [Float] = [.nan, .infinity, -.infinity, 1e30, -1e30, 3e9, -3e9, 0.5, 1.5, 2.5, -0.5, -1.5, -2.5]
         for (dtype, range) in Self.ranges {
             for zero in [0, 3] where range.contains(zero) {
-                let y = try run1("QuantizeLinear", opset: 21, [floats([13], x), scalar(Float(1)), zeroPoint(dtype, zero)])
+                let y = try run1("QuantizeLinear", opset: 21, [floatTensor([13], x), scalar(Float(1)), zeroPoint(dtype, zero)])
                 let lo = range.lowerBound, hi = range.upperBound
                 let tail = [0, 2, 2, 0, -2, -2].map { min(max($0 + zero, lo), hi) }
                 #expect(ints(y) == [lo, hi, lo, hi, lo, hi, lo] + tail, "\(dtype) zero point \(zero)")
             }
         }
         // Division by a zero scale: ±inf saturate, 0/0 is NaN.
-        let y = try run1("QuantizeLinear", opset: 13, [floats([3], [1, -1, 0]), scalar(Float(0)), scalar(UInt8(7))])
+        let y = try run1("QuantizeLinear", opset: 13, [floatTensor([3], [1, -1, 0]), scalar(Float(0)), scalar(UInt8(7))])
         #expect(ints(y) == [255, 0, 0])
     }
 
     /// Per-axis: the ONNX node test `test_quantizelinear_axis` data, hand-checked.
     @Test func perAxis() throws {
-        let x = try floats([1, 3, 3, 2], [-162, 10, -100, 232, -20, -50, -76, 0, 0, 252, 32, -44, 245, -485, -960, -270, -375, -470])
-        let y = try run1("QuantizeLinear", opset: 13, [x, floats([3], [2, 4, 5]), Tensor(shape: [3], scalars: [UInt8(84), 24, 196])])
+        let x = try floatTensor([1, 3, 3, 2], [-162, 10, -100, 232, -20, -50, -76, 0, 0, 252, 32, -44, 245, -485, -960, -270, -375, -470])
+        let y = try run1("QuantizeLinear", opset: 13, [x, floatTensor([3], [2, 4, 5]), Tensor(shape: [3], scalars: [UInt8(84), 24, 196])])
         #expect(ints(y) == [3, 89, 34, 200, 74, 59, 5, 24, 24, 87, 32, 13, 245, 99, 4, 142, 121, 102])
         // Negative axis, inner-most: one scale per element of each row. Expected: onnxruntime 1.31.
-        let x2 = try floats([2, 3], [-1, 1000.5, 70000, 3.3, -2, 65535.4])
+        let x2 = try floatTensor([2, 3], [-1, 1000.5, 70000, 3.3, -2, 65535.4])
         let y2 = try run1("QuantizeLinear", opset: 21,
-                          [x2, floats([3], [1, 0.5, 2]), Tensor(shape: [3], scalars: [UInt16(5), 100, 0])],
+                          [x2, floatTensor([3], [1, 0.5, 2]), Tensor(shape: [3], scalars: [UInt16(5), 100, 0])],
                           attributes: ["axis": .int(-1)])
         #expect(ints(y2) == [4, 2101, 35000, 8, 96, 32768])
     }
 
     /// Blocked quantization (opset 21). Expected: onnxruntime 1.31.
     @Test func blocked() throws {
-        let x = try floats([2, 5], [0, 1.19, -1.1, -3.56, -1.82, -3.97, 0.24, 5.36, -1.97, -2.48])
-        let scale = try floats([2, 3], [0.5, 0.25, 1.0, 0.75, 2.0, 0.1])
+        let x = try floatTensor([2, 5], [0, 1.19, -1.1, -3.56, -1.82, -3.97, 0.24, 5.36, -1.97, -2.48])
+        let scale = try floatTensor([2, 3], [0.5, 0.25, 1.0, 0.75, 2.0, 0.1])
         let zero = try Tensor(shape: [2, 3], scalars: [Int8(1), -2, 0, 3, 0, -5])
         let y = try run1("QuantizeLinear", opset: 21, [x, scale, zero], attributes: ["axis": .int(1), "block_size": .int(2)])
         #expect(ints(y) == [1, 3, -6, -16, -2, -2, 3, 3, -1, -30])
 
         // Along axis 0 (inner size 2) with a partial last block, int16 output.
-        let x2 = try floats([5, 2], [49, 35.7, 10.5, -93, -2.9, 69.5, -134.4, -45.8, -190.1, -129])
-        let scale2 = try floats([3, 2], [0.5, 0.25, 0.01, 2.0, 0.3, 0.7])
+        let x2 = try floatTensor([5, 2], [49, 35.7, 10.5, -93, -2.9, 69.5, -134.4, -45.8, -190.1, -129])
+        let scale2 = try floatTensor([3, 2], [0.5, 0.25, 0.01, 2.0, 0.3, 0.7])
         let zero2 = try Tensor(shape: [3, 2], scalars: [Int16(100), -100, 0, 7, -3, 30000])
         let y2 = try run1("QuantizeLinear", opset: 21, [x2, scale2, zero2], attributes: ["axis": .int(0), "block_size": .int(2)])
         #expect(ints(y2) == [198, 43, 121, -472, -290, 42, -13440, -16, -637, 29816])
 
         // Packed 4-bit outputs, blocks of 3 along the last axis.
-        let x3 = try floats([2, 4], [1, -2.5, 7.7, 3.1, -9, 0.4, 12, -0.6])
-        let scale3 = try floats([2, 2], [0.5, 1, 2, 0.3])
+        let x3 = try floatTensor([2, 4], [1, -2.5, 7.7, 3.1, -9, 0.4, 12, -0.6])
+        let scale3 = try floatTensor([2, 2], [0.5, 1, 2, 0.3])
         let y3 = try run1("QuantizeLinear", opset: 21, [x3, scale3, packed4(.int4, [2, 2], [1, -1, 0, 2])],
                           attributes: ["axis": .int(-1), "block_size": .int(3)])
         #expect(y3.dtype == .int4 && y3.shape == [2, 4])
@@ -201,7 +201,7 @@ private func evenNeighbour(_ k: Int) -> Int { k % 2 == 0 ? k : k + 1 }
     }
 
     @Test func outputDTypeAttribute() throws {
-        let x = try floats([3], [-1, 7.5, 100])
+        let x = try floatTensor([3], [-1, 7.5, 100])
         let y = try run1("QuantizeLinear", opset: 21, [x, scalar(Float(1)), nil], attributes: ["output_dtype": .int(22)])
         #expect(y.dtype == .int4)
         #expect(ints(y) == [-1, 7, 7])
@@ -230,10 +230,10 @@ private func evenNeighbour(_ k: Int) -> Int { k % 2 == 0 ? k : k + 1 }
         let x: [Float] = [0, -0.0, .nan, .infinity, -.infinity, 448, 449, 463.9, 464, 465, 500, -500,
                           0.0009765625, 0.00146484375, 0.1, 3.3]
         let zero = try [UInt8(0)].withUnsafeBytes { try Tensor(dtype: .float8e4m3fn, shape: [], bytes: $0) }
-        let saturated = try run1("QuantizeLinear", opset: 19, [floats([x.count], x), scalar(Float(1)), zero])
+        let saturated = try run1("QuantizeLinear", opset: 19, [floatTensor([x.count], x), scalar(Float(1)), zero])
         #expect(saturated.withUnsafeBytes { Array($0) }
                 == [0x00, 0x80, 0x7F, 0x7E, 0xFE, 0x7E, 0x7E, 0x7E, 0x7E, 0x7E, 0x7E, 0xFE, 0x00, 0x01, 0x1D, 0x45])
-        let wrapped = try run1("QuantizeLinear", opset: 19, [floats([x.count], x), scalar(Float(1)), zero],
+        let wrapped = try run1("QuantizeLinear", opset: 19, [floatTensor([x.count], x), scalar(Float(1)), zero],
                                attributes: ["saturate": .int(0)])
         #expect(wrapped.withUnsafeBytes { Array($0) }
                 == [0x00, 0x80, 0x7F, 0x7F, 0xFF, 0x7E, 0x7E, 0x7E, 0x7E, 0x7F, 0x7F, 0xFF, 0x00, 0x01, 0x1D, 0x45])
@@ -241,31 +241,31 @@ private func evenNeighbour(_ k: Int) -> Int { k % 2 == 0 ? k : k + 1 }
         let x5: [Float] = [0, .nan, .infinity, -.infinity, 57344, 61439, 61440, 70000, -70000,
                            1.52587890625e-05, 7.62939453125e-06, 1.1444091796875e-05, 0.1, 3.3, 1e-30]
         let zero5 = try [UInt8(0)].withUnsafeBytes { try Tensor(dtype: .float8e5m2, shape: [], bytes: $0) }
-        let s5 = try run1("QuantizeLinear", opset: 21, [floats([x5.count], x5), scalar(Float(1)), zero5])
+        let s5 = try run1("QuantizeLinear", opset: 21, [floatTensor([x5.count], x5), scalar(Float(1)), zero5])
         #expect(s5.withUnsafeBytes { Array($0) }
                 == [0x00, 0x7E, 0x7B, 0xFB, 0x7B, 0x7B, 0x7B, 0x7B, 0xFB, 0x01, 0x00, 0x01, 0x2E, 0x43, 0x00])
-        let w5 = try run1("QuantizeLinear", opset: 21, [floats([x5.count], x5), scalar(Float(1)), zero5],
+        let w5 = try run1("QuantizeLinear", opset: 21, [floatTensor([x5.count], x5), scalar(Float(1)), zero5],
                           attributes: ["saturate": .int(0)])
         #expect(w5.withUnsafeBytes { Array($0) }
                 == [0x00, 0x7E, 0x7C, 0xFC, 0x7B, 0x7B, 0x7C, 0x7C, 0xFC, 0x01, 0x00, 0x01, 0x2E, 0x43, 0x00])
     }
 
     @Test func rejectsBadInputs() throws {
-        let x = try floats([2, 3], [1, 2, 3, 4, 5, 6])
+        let x = try floatTensor([2, 3], [1, 2, 3, 4, 5, 6])
         // Per-axis scales do not exist at opset 10.
-        #expect(throws: RuntimeError.self) { try run1("QuantizeLinear", opset: 10, [x, floats([3], [1, 1, 1]), nil]) }
+        #expect(throws: RuntimeError.self) { try run1("QuantizeLinear", opset: 10, [x, floatTensor([3], [1, 1, 1]), nil]) }
         // Scale length must match the axis.
-        #expect(throws: RuntimeError.self) { try run1("QuantizeLinear", opset: 13, [x, floats([2], [1, 1]), nil]) }
+        #expect(throws: RuntimeError.self) { try run1("QuantizeLinear", opset: 13, [x, floatTensor([2], [1, 1]), nil]) }
         #expect(throws: RuntimeError.self) {
-            try run1("QuantizeLinear", opset: 13, [x, floats([3], [1, 1, 1]), nil], attributes: ["axis": .int(2)])
+            try run1("QuantizeLinear", opset: 13, [x, floatTensor([3], [1, 1, 1]), nil], attributes: ["axis": .int(2)])
         }
         // Zero point shape must match the scale.
         #expect(throws: RuntimeError.self) {
-            try run1("QuantizeLinear", opset: 13, [x, floats([3], [1, 1, 1]), scalar(UInt8(0))])
+            try run1("QuantizeLinear", opset: 13, [x, floatTensor([3], [1, 1, 1]), scalar(UInt8(0))])
         }
         // Blocked scale of the wrong shape, and int16 before opset 21.
         #expect(throws: RuntimeError.self) {
-            try run1("QuantizeLinear", opset: 21, [x, floats([2, 1], [1, 1]), nil], attributes: ["axis": .int(1), "block_size": .int(2)])
+            try run1("QuantizeLinear", opset: 21, [x, floatTensor([2, 1], [1, 1]), nil], attributes: ["axis": .int(1), "block_size": .int(2)])
         }
         #expect(throws: RuntimeError.self) { try run1("QuantizeLinear", opset: 19, [x, scalar(Float(1)), scalar(Int16(0))]) }
         // Wrong input type; missing scale.
@@ -284,7 +284,7 @@ private func evenNeighbour(_ k: Int) -> Int { k % 2 == 0 ? k : k + 1 }
         #expect(y.floats == [-256, -250, 0, 254])
         let x = try Tensor(shape: [1, 3, 3, 2], scalars: [UInt8(3), 89, 34, 200, 74, 59, 5, 24, 24, 87, 32, 13, 245, 99, 4, 142, 121, 102])
         let y2 = try run1("DequantizeLinear", opset: 13,
-                          [x, floats([3], [2, 4, 5]), Tensor(shape: [3], scalars: [UInt8(84), 24, 196])])
+                          [x, floatTensor([3], [2, 4, 5]), Tensor(shape: [3], scalars: [UInt8(84), 24, 196])])
         #expect(y2.floats == [-162, 10, -100, 232, -20, -50, -76, 0, 0, 252, 32, -44, 245, -485, -960, -270, -375, -470])
         // Without zero point, int8.
         let y3 = try run1("DequantizeLinear", opset: 13, [Tensor(shape: [3], scalars: [Int8(-128), 0, 127]), scalar(Float(0.5)), nil])
@@ -294,18 +294,18 @@ private func evenNeighbour(_ k: Int) -> Int { k % 2 == 0 ? k : k + 1 }
     /// Expected: onnxruntime 1.31.
     @Test func packedAndSixteenBitAndBlocked() throws {
         let x4 = try packed4(.int4, [2, 4], [-8, 7, 3, -1, 0, 5, -4, 2])
-        let y4 = try run1("DequantizeLinear", opset: 21, [x4, floats([2, 2], [0.5, 2, 0.25, 1.5]), packed4(.int4, [2, 2], [1, -2, 0, 3])],
+        let y4 = try run1("DequantizeLinear", opset: 21, [x4, floatTensor([2, 2], [0.5, 2, 0.25, 1.5]), packed4(.int4, [2, 2], [1, -2, 0, 3])],
                           attributes: ["axis": .int(1), "block_size": .int(3)])
         #expect(y4.floats == [-4.5, 3, 1, 2, 0, 1.25, -1, -1.5])
 
         let u4 = try packed4(.uint4, [3, 2], [15, 0, 3, 9, 8, 1])
-        let yu = try run1("DequantizeLinear", opset: 21, [u4, floats([3], [0.5, 1, 0.125]), packed4(.uint4, [3], [8, 1, 15])],
+        let yu = try run1("DequantizeLinear", opset: 21, [u4, floatTensor([3], [0.5, 1, 0.125]), packed4(.uint4, [3], [8, 1, 15])],
                           attributes: ["axis": .int(0)])
         #expect(yu.floats == [3.5, -4, 2, 8, -0.875, -1.75])
 
         let x16 = try Tensor(shape: [3, 2], scalars: [Int16(-32768), 32767, 100, -100, 7, 0])
         let y16 = try run1("DequantizeLinear", opset: 21,
-                           [x16, floats([2, 2], [0.5, 1e-3, 2, 4]), Tensor(shape: [2, 2], scalars: [Int16(0), -1, 5, 0])],
+                           [x16, floatTensor([2, 2], [0.5, 1e-3, 2, 4]), Tensor(shape: [2, 2], scalars: [Int16(0), -1, 5, 0])],
                            attributes: ["axis": .int(0), "block_size": .int(2)])
         #expect(y16.floats == [-16384, 32.768001556396484, 50, -0.0990000069141388, 4, 0])
     }
@@ -347,14 +347,14 @@ private func evenNeighbour(_ k: Int) -> Int { k % 2 == 0 ? k : k + 1 }
         #expect(throws: RuntimeError.self) {
             try run1("DequantizeLinear", opset: 13, [Tensor(shape: [2], scalars: [Int16(1), 2]), scalar(Float(1)), nil])
         }
-        #expect(throws: RuntimeError.self) { try run1("DequantizeLinear", opset: 10, [x, floats([2], [1, 1]), nil]) }
-        #expect(throws: RuntimeError.self) { try run1("DequantizeLinear", opset: 13, [floats([2], [1, 2]), scalar(Float(1)), nil]) }
+        #expect(throws: RuntimeError.self) { try run1("DequantizeLinear", opset: 10, [x, floatTensor([2], [1, 1]), nil]) }
+        #expect(throws: RuntimeError.self) { try run1("DequantizeLinear", opset: 13, [floatTensor([2], [1, 2]), scalar(Float(1)), nil]) }
     }
 }
 
 @Suite struct DynamicQuantizeLinearTests {
     private func run(_ values: [Float]) throws -> (y: [Int], scale: Float, zero: Int) {
-        let out = try runNode("DynamicQuantizeLinear", opset: 11, [floats([values.count], values)], outputs: 3)
+        let out = try runNode("DynamicQuantizeLinear", opset: 11, [floatTensor([values.count], values)], outputs: 3)
         #expect(out[1].shape == [] && out[2].shape == [] && out[2].dtype == .uint8)
         return (ints(out[0]), out[1].floats[0], ints(out[2])[0])
     }
@@ -468,7 +468,7 @@ private func evenNeighbour(_ k: Int) -> Int { k % 2 == 0 ? k : k + 1 }
         #expect(throws: RuntimeError.self) { try run1("MatMulInteger", opset: 10, [a, try Tensor(shape: [2, 2], scalars: [UInt8](repeating: 1, count: 4))]) }
         #expect(throws: RuntimeError.self) { try run1("MatMulInteger", opset: 10, [a, b, scalar(Int8(0))]) }
         #expect(throws: RuntimeError.self) { try run1("MatMulInteger", opset: 10, [a, b, Tensor(shape: [3], scalars: [UInt8(0), 0, 0])]) }
-        #expect(throws: RuntimeError.self) { try run1("MatMulInteger", opset: 10, [floats([2, 3], [1, 2, 3, 4, 5, 6]), b]) }
+        #expect(throws: RuntimeError.self) { try run1("MatMulInteger", opset: 10, [floatTensor([2, 3], [1, 2, 3, 4, 5, 6]), b]) }
     }
 }
 
@@ -482,7 +482,7 @@ private func evenNeighbour(_ k: Int) -> Int { k % 2 == 0 ? k : k + 1 }
     @Test func nodeTests() throws {
         let a = try Tensor(shape: [2, 4], scalars: [208, 236, 0, 238, 3, 214, 255, 29].map { UInt8($0) })
         let b = try Tensor(shape: [4, 3], scalars: [152, 51, 244, 60, 26, 255, 0, 127, 246, 127, 254, 247].map { UInt8($0) })
-        func vector(_ v: Float) throws -> Tensor { try floats([1], [v]) }
+        func vector(_ v: Float) throws -> Tensor { try floatTensor([1], [v]) }
         func zero(_ v: UInt8) throws -> Tensor { try Tensor(shape: [1], scalars: [v]) }
         let y = try qlinear(a, vector(0.0066), zero(113), b, vector(0.00705), zero(114), vector(0.0107), zero(118))
         #expect(ints(y) == [168, 115, 255, 1, 66, 151])
@@ -510,12 +510,12 @@ private func evenNeighbour(_ k: Int) -> Int { k % 2 == 0 ? k : k + 1 }
     /// kernel for these type combinations).
     @Test func mixedTypesPerColumn() throws {
         let y = try qlinear(Tensor(shape: [3, 2], scalars: [28, -64, 121, 114, -112, -80].map { Int8($0) }), scalar(Float(0.05)), scalar(Int8(-3)),
-                            Tensor(shape: [2, 2], scalars: [51, 45, 148, 89].map { UInt8($0) }), floats([2], [0.01, 0.04]),
+                            Tensor(shape: [2, 2], scalars: [51, 45, 148, 89].map { UInt8($0) }), floatTensor([2], [0.01, 0.04]),
                             Tensor(shape: [2], scalars: [UInt8(128), 18]), scalar(Float(0.7)), scalar(Int8(-10)))
         #expect(y.dtype == .int8)
         #expect(ints(y) == [-13, -20, -15, 23, -5, -34])
         let y2 = try qlinear(Tensor(shape: [3, 2], scalars: [123, 59, 243, 171, 170, 29].map { UInt8($0) }), scalar(Float(0.05)), scalar(UInt8(7)),
-                             Tensor(shape: [2, 2], scalars: [-88, 101, -48, 91].map { Int8($0) }), floats([2], [0.01, 0.04]),
+                             Tensor(shape: [2, 2], scalars: [-88, 101, -48, 91].map { Int8($0) }), floatTensor([2], [0.01, 0.04]),
                              Tensor(shape: [2], scalars: [Int8(0), 0]), scalar(Float(0.7)), scalar(Int8(-10)))
         #expect(ints(y2) == [-19, 37, -30, 101, -21, 43])
     }
@@ -548,7 +548,7 @@ private func evenNeighbour(_ k: Int) -> Int { k % 2 == 0 ? k : k + 1 }
     @Test func rejectsBadInputs() throws {
         let a = try Tensor(shape: [2, 2], scalars: [UInt8](repeating: 1, count: 4))
         #expect(throws: RuntimeError.self) {
-            try qlinear(a, scalar(Float(1)), scalar(UInt8(0)), a, scalar(Float(1)), scalar(UInt8(0)), floats([2], [1, 1]), scalar(UInt8(0)))
+            try qlinear(a, scalar(Float(1)), scalar(UInt8(0)), a, scalar(Float(1)), scalar(UInt8(0)), floatTensor([2], [1, 1]), scalar(UInt8(0)))
         }
         #expect(throws: RuntimeError.self) {
             try qlinear(a, scalar(Float(1)), scalar(Int8(0)), a, scalar(Float(1)), scalar(UInt8(0)), scalar(Float(1)), scalar(UInt8(0)))
@@ -623,7 +623,7 @@ private func evenNeighbour(_ k: Int) -> Int { k % 2 == 0 ? k : k + 1 }
         let expected = [0, 81, 93, 230, 52, 87, 197, 240, 196, 18, 160, 126, 255, 191, 199, 13, 102, 34, 87, 243, 89, 23, 77, 69, 60, 18, 93, 18, 67, 216, 131, 178, 175, 153, 212, 128, 25, 234, 172, 214, 215, 121, 0, 101, 163, 114, 213, 107, 8]
         let y = try run1("QLinearConv", opset: 10, [
             Tensor(shape: [1, 1, 7, 7], scalars: x), scalar(Float(0.003692046971991658)), scalar(UInt8(132)),
-            Tensor(shape: [1, 1, 1, 1], scalars: [UInt8(0)]), floats([1], [0.0017279457533732057]), Tensor(shape: [1], scalars: [UInt8(255)]),
+            Tensor(shape: [1, 1, 1, 1], scalars: [UInt8(0)]), floatTensor([1], [0.0017279457533732057]), Tensor(shape: [1], scalars: [UInt8(255)]),
             scalar(Float(0.001626812620088458)), scalar(UInt8(123)),
         ])
         #expect(ints(y) == expected)
@@ -645,7 +645,7 @@ private func evenNeighbour(_ k: Int) -> Int { k % 2 == 0 ? k : k + 1 }
         graph.initializers["xs"] = scalar(Float(0.02))
         graph.initializers["xz"] = scalar(UInt8(131))
         graph.initializers["w"] = try Tensor(shape: [4, 2, 3, 3], scalars: Self.wSigned)
-        graph.initializers["ws"] = try floats([4], [0.01, 0.002, 0.05, 0.003])
+        graph.initializers["ws"] = try floatTensor([4], [0.01, 0.002, 0.05, 0.003])
         graph.initializers["wz"] = try Tensor(shape: [4], scalars: [Int8](repeating: 0, count: 4))
         graph.initializers["ys"] = scalar(Float(0.9))
         graph.initializers["yz"] = scalar(UInt8(100))
@@ -719,7 +719,7 @@ private func evenNeighbour(_ k: Int) -> Int { k % 2 == 0 ? k : k + 1 }
 @Suite struct QuantizationEdgeShapeTests {
     @Test func emptyAndOverflowingShapes() throws {
         let empty = try Tensor(zeros: .float32, shape: [0, 3])
-        let q = try run1("QuantizeLinear", opset: 13, [empty, floats([3], [1, 1, 1]), Tensor(shape: [3], scalars: [UInt8(1), 2, 3])])
+        let q = try run1("QuantizeLinear", opset: 13, [empty, floatTensor([3], [1, 1, 1]), Tensor(shape: [3], scalars: [UInt8(1), 2, 3])])
         #expect(q.shape == [0, 3] && q.dtype == .uint8)
         let hidden = try Tensor(zeros: .float32, shape: [0, 1 << 62, 4])
         #expect(throws: RuntimeError.self) {

@@ -10,7 +10,7 @@ import Testing
 // which.
 
 /// Runs one node whose inputs are all initializers (`nil` = omitted optional input).
-private func runNode(
+private func runQuantNode(
     _ opType: String, opset: Int, _ inputs: [Tensor?], attributes: KeyValuePairs<String, Attribute> = [:],
     outputs: Int = 1
 ) throws -> [Tensor] {
@@ -35,16 +35,16 @@ private func runNode(
     }
 }
 
-private func run1(_ opType: String, opset: Int, _ inputs: [Tensor?],
+private func runQuant(_ opType: String, opset: Int, _ inputs: [Tensor?],
                   attributes: KeyValuePairs<String, Attribute> = [:]) throws -> Tensor {
-    try runNode(opType, opset: opset, inputs, attributes: attributes)[0]
+    try runQuantNode(opType, opset: opset, inputs, attributes: attributes)[0]
 }
 
-private func floatTensor(_ shape: [Int], _ values: [Float]) throws -> Tensor { try Tensor(shape: shape, scalars: values) }
-private func scalar<T: TensorScalar>(_ value: T) -> Tensor { Tensor(scalar: value) }
+private func quantFloats(_ shape: [Int], _ values: [Float]) throws -> Tensor { try Tensor(shape: shape, scalars: values) }
+private func quantScalar<T: TensorScalar>(_ value: T) -> Tensor { Tensor(scalar: value) }
 
 /// Packs 4-bit values two per byte, first element in the low nibble (written independently of the kernels).
-private func packed4(_ dtype: DType, _ shape: [Int], _ values: [Int]) throws -> Tensor {
+private func quantPacked4(_ dtype: DType, _ shape: [Int], _ values: [Int]) throws -> Tensor {
     var bytes = [UInt8](repeating: 0, count: (values.count + 1) / 2)
     for (i, v) in values.enumerated() {
         let nibble = UInt8(v & 0xF)
@@ -53,7 +53,7 @@ private func packed4(_ dtype: DType, _ shape: [Int], _ values: [Int]) throws -> 
     return try bytes.withUnsafeBytes { try Tensor(dtype: dtype, shape: shape, bytes: $0) }
 }
 
-private func unpacked4(_ tensor: Tensor) -> [Int] {
+private func quantUnpacked4(_ tensor: Tensor) -> [Int] {
     tensor.withUnsafeBytes { raw in
         (0..<tensor.count).map { i in
             let nibble = Int(i % 2 == 0 ? raw[i / 2] & 0xF : raw[i / 2] >> 4)
@@ -63,26 +63,26 @@ private func unpacked4(_ tensor: Tensor) -> [Int] {
 }
 
 /// Integer outputs of any 8/16-bit type (or packed 4-bit) as Ints.
-private func ints(_ tensor: Tensor) -> [Int] {
+private func quantInts(_ tensor: Tensor) -> [Int] {
     switch tensor.dtype {
     case .int8: return tensor.scalars(as: Int8.self).map(Int.init)
     case .uint8: return tensor.scalars(as: UInt8.self).map(Int.init)
     case .int16: return tensor.scalars(as: Int16.self).map(Int.init)
     case .uint16: return tensor.scalars(as: UInt16.self).map(Int.init)
     case .int32: return tensor.scalars(as: Int32.self).map(Int.init)
-    case .int4, .uint4: return unpacked4(tensor)
+    case .int4, .uint4: return quantUnpacked4(tensor)
     default: return []
     }
 }
 
 /// A zero point tensor of `dtype` holding `value` (scalar).
-private func zeroPoint(_ dtype: DType, _ value: Int) throws -> Tensor {
+private func quantZeroPoint(_ dtype: DType, _ value: Int) throws -> Tensor {
     switch dtype {
-    case .int8: return scalar(Int8(value))
-    case .uint8: return scalar(UInt8(value))
-    case .int16: return scalar(Int16(value))
-    case .uint16: return scalar(UInt16(value))
-    case .int4, .uint4: return try packed4(dtype, [], [value])
+    case .int8: return quantScalar(Int8(value))
+    case .uint8: return quantScalar(UInt8(value))
+    case .int16: return quantScalar(Int16(value))
+    case .uint16: return quantScalar(UInt16(value))
+    case .int4, .uint4: return try quantPacked4(dtype, [], [value])
     default: throw KernelError.invalid("no zero point for \(dtype)")
     }
 }
@@ -107,11 +107,11 @@ private func evenNeighbour(_ k: Int) -> Int { k % 2 == 0 ? k : k + 1 }
         }
         for (dtype, range) in Self.ranges {
             for zero in [range.lowerBound, 0, 3, range.upperBound] where range.contains(zero) {
-                let y = try run1("QuantizeLinear", opset: 21, [floatTensor([x.count], x), scalar(scale), zeroPoint(dtype, zero)])
+                let y = try runQuant("QuantizeLinear", opset: 21, [quantFloats([x.count], x), quantScalar(scale), quantZeroPoint(dtype, zero)])
                 #expect(y.dtype == dtype)
                 let unclamped: [Int] = ks.flatMap { k -> [Int] in [evenNeighbour(k), k, k + 1] }
                 let expected = unclamped.map { min(max($0 + zero, range.lowerBound), range.upperBound) }
-                #expect(ints(y) == expected, "\(dtype) zero point \(zero) scale \(scale)")
+                #expect(quantInts(y) == expected, "\(dtype) zero point \(zero) scale \(scale)")
             }
         }
     }
@@ -119,14 +119,14 @@ private func evenNeighbour(_ k: Int) -> Int { k % 2 == 0 ? k : k + 1 }
     @Test func int8AndUInt8RoundingAtOpsets10And13() throws {
         let x: [Float] = [-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 3.5, 254.5, -127.5, -128.5, 1000, -1000]
         for opset in [10, 13, 19] {
-            let u = try run1("QuantizeLinear", opset: opset, [floatTensor([12], x), scalar(Float(1)), scalar(UInt8(0))])
-            #expect(ints(u) == [0, 0, 0, 0, 2, 2, 4, 254, 0, 0, 255, 0])
-            let s = try run1("QuantizeLinear", opset: opset, [floatTensor([12], x), scalar(Float(1)), scalar(Int8(0))])
-            #expect(ints(s) == [-2, -2, 0, 0, 2, 2, 4, 127, -128, -128, 127, -128])
+            let u = try runQuant("QuantizeLinear", opset: opset, [quantFloats([12], x), quantScalar(Float(1)), quantScalar(UInt8(0))])
+            #expect(quantInts(u) == [0, 0, 0, 0, 2, 2, 4, 254, 0, 0, 255, 0])
+            let s = try runQuant("QuantizeLinear", opset: opset, [quantFloats([12], x), quantScalar(Float(1)), quantScalar(Int8(0))])
+            #expect(quantInts(s) == [-2, -2, 0, 0, 2, 2, 4, 127, -128, -128, 127, -128])
             // No zero point: uint8 with zero point 0.
-            let d = try run1("QuantizeLinear", opset: opset, [floatTensor([12], x), scalar(Float(1)), nil])
+            let d = try runQuant("QuantizeLinear", opset: opset, [quantFloats([12], x), quantScalar(Float(1)), nil])
             #expect(d.dtype == .uint8)
-            #expect(ints(d) == ints(u))
+            #expect(quantInts(d) == quantInts(u))
         }
     }
 
@@ -134,11 +134,11 @@ private func evenNeighbour(_ k: Int) -> Int { k % 2 == 0 ? k : k + 1 }
     /// division (x * (1/scale) differs). Expected: onnxruntime 1.31.
     @Test func quotientsUseFloat32Division() throws {
         let x: [Float] = [0.3, 0.5, 0.7, 0.9, 1.1, -0.3, -0.5, -0.7, 0.25, 0.75, 1.05, 0.15]
-        let y = try run1("QuantizeLinear", opset: 13, [floatTensor([12], x), scalar(Float(0.2)), scalar(Int8(0))])
-        #expect(ints(y) == [2, 2, 4, 4, 6, -2, -2, -4, 1, 4, 5, 1])
+        let y = try runQuant("QuantizeLinear", opset: 13, [quantFloats([12], x), quantScalar(Float(0.2)), quantScalar(Int8(0))])
+        #expect(quantInts(y) == [2, 2, 4, 4, 6, -2, -2, -4, 1, 4, 5, 1])
         let x2: [Float] = [0.15, 0.45, 0.75, 1.05, -0.15, -0.45, 0.35, 0.65]
-        let y2 = try run1("QuantizeLinear", opset: 13, [floatTensor([8], x2), scalar(Float(0.1)), scalar(UInt8(10))])
-        #expect(ints(y2) == [12, 14, 18, 20, 8, 6, 14, 16])
+        let y2 = try runQuant("QuantizeLinear", opset: 13, [quantFloats([8], x2), quantScalar(Float(0.1)), quantScalar(UInt8(10))])
+        #expect(quantInts(y2) == [12, 14, 18, 20, 8, 6, 14, 16])
     }
 
     /// NaN goes to the type's minimum, ±infinity and huge values saturate; nothing traps. Expected:
@@ -147,81 +147,81 @@ private func evenNeighbour(_ k: Int) -> Int { k % 2 == 0 ? k : k + 1 }
         let x: [Float] = [.nan, .infinity, -.infinity, 1e30, -1e30, 3e9, -3e9, 0.5, 1.5, 2.5, -0.5, -1.5, -2.5]
         for (dtype, range) in Self.ranges {
             for zero in [0, 3] where range.contains(zero) {
-                let y = try run1("QuantizeLinear", opset: 21, [floatTensor([13], x), scalar(Float(1)), zeroPoint(dtype, zero)])
+                let y = try runQuant("QuantizeLinear", opset: 21, [quantFloats([13], x), quantScalar(Float(1)), quantZeroPoint(dtype, zero)])
                 let lo = range.lowerBound, hi = range.upperBound
                 let tail = [0, 2, 2, 0, -2, -2].map { min(max($0 + zero, lo), hi) }
-                #expect(ints(y) == [lo, hi, lo, hi, lo, hi, lo] + tail, "\(dtype) zero point \(zero)")
+                #expect(quantInts(y) == [lo, hi, lo, hi, lo, hi, lo] + tail, "\(dtype) zero point \(zero)")
             }
         }
         // Division by a zero scale: ±inf saturate, 0/0 is NaN.
-        let y = try run1("QuantizeLinear", opset: 13, [floatTensor([3], [1, -1, 0]), scalar(Float(0)), scalar(UInt8(7))])
-        #expect(ints(y) == [255, 0, 0])
+        let y = try runQuant("QuantizeLinear", opset: 13, [quantFloats([3], [1, -1, 0]), quantScalar(Float(0)), quantScalar(UInt8(7))])
+        #expect(quantInts(y) == [255, 0, 0])
     }
 
     /// Per-axis: the ONNX node test `test_quantizelinear_axis` data, hand-checked.
     @Test func perAxis() throws {
-        let x = try floatTensor([1, 3, 3, 2], [-162, 10, -100, 232, -20, -50, -76, 0, 0, 252, 32, -44, 245, -485, -960, -270, -375, -470])
-        let y = try run1("QuantizeLinear", opset: 13, [x, floatTensor([3], [2, 4, 5]), Tensor(shape: [3], scalars: [UInt8(84), 24, 196])])
-        #expect(ints(y) == [3, 89, 34, 200, 74, 59, 5, 24, 24, 87, 32, 13, 245, 99, 4, 142, 121, 102])
+        let x = try quantFloats([1, 3, 3, 2], [-162, 10, -100, 232, -20, -50, -76, 0, 0, 252, 32, -44, 245, -485, -960, -270, -375, -470])
+        let y = try runQuant("QuantizeLinear", opset: 13, [x, quantFloats([3], [2, 4, 5]), Tensor(shape: [3], scalars: [UInt8(84), 24, 196])])
+        #expect(quantInts(y) == [3, 89, 34, 200, 74, 59, 5, 24, 24, 87, 32, 13, 245, 99, 4, 142, 121, 102])
         // Negative axis, inner-most: one scale per element of each row. Expected: onnxruntime 1.31.
-        let x2 = try floatTensor([2, 3], [-1, 1000.5, 70000, 3.3, -2, 65535.4])
-        let y2 = try run1("QuantizeLinear", opset: 21,
-                          [x2, floatTensor([3], [1, 0.5, 2]), Tensor(shape: [3], scalars: [UInt16(5), 100, 0])],
+        let x2 = try quantFloats([2, 3], [-1, 1000.5, 70000, 3.3, -2, 65535.4])
+        let y2 = try runQuant("QuantizeLinear", opset: 21,
+                          [x2, quantFloats([3], [1, 0.5, 2]), Tensor(shape: [3], scalars: [UInt16(5), 100, 0])],
                           attributes: ["axis": .int(-1)])
-        #expect(ints(y2) == [4, 2101, 35000, 8, 96, 32768])
+        #expect(quantInts(y2) == [4, 2101, 35000, 8, 96, 32768])
     }
 
     /// Blocked quantization (opset 21). Expected: onnxruntime 1.31.
     @Test func blocked() throws {
-        let x = try floatTensor([2, 5], [0, 1.19, -1.1, -3.56, -1.82, -3.97, 0.24, 5.36, -1.97, -2.48])
-        let scale = try floatTensor([2, 3], [0.5, 0.25, 1.0, 0.75, 2.0, 0.1])
+        let x = try quantFloats([2, 5], [0, 1.19, -1.1, -3.56, -1.82, -3.97, 0.24, 5.36, -1.97, -2.48])
+        let scale = try quantFloats([2, 3], [0.5, 0.25, 1.0, 0.75, 2.0, 0.1])
         let zero = try Tensor(shape: [2, 3], scalars: [Int8(1), -2, 0, 3, 0, -5])
-        let y = try run1("QuantizeLinear", opset: 21, [x, scale, zero], attributes: ["axis": .int(1), "block_size": .int(2)])
-        #expect(ints(y) == [1, 3, -6, -16, -2, -2, 3, 3, -1, -30])
+        let y = try runQuant("QuantizeLinear", opset: 21, [x, scale, zero], attributes: ["axis": .int(1), "block_size": .int(2)])
+        #expect(quantInts(y) == [1, 3, -6, -16, -2, -2, 3, 3, -1, -30])
 
         // Along axis 0 (inner size 2) with a partial last block, int16 output.
-        let x2 = try floatTensor([5, 2], [49, 35.7, 10.5, -93, -2.9, 69.5, -134.4, -45.8, -190.1, -129])
-        let scale2 = try floatTensor([3, 2], [0.5, 0.25, 0.01, 2.0, 0.3, 0.7])
+        let x2 = try quantFloats([5, 2], [49, 35.7, 10.5, -93, -2.9, 69.5, -134.4, -45.8, -190.1, -129])
+        let scale2 = try quantFloats([3, 2], [0.5, 0.25, 0.01, 2.0, 0.3, 0.7])
         let zero2 = try Tensor(shape: [3, 2], scalars: [Int16(100), -100, 0, 7, -3, 30000])
-        let y2 = try run1("QuantizeLinear", opset: 21, [x2, scale2, zero2], attributes: ["axis": .int(0), "block_size": .int(2)])
-        #expect(ints(y2) == [198, 43, 121, -472, -290, 42, -13440, -16, -637, 29816])
+        let y2 = try runQuant("QuantizeLinear", opset: 21, [x2, scale2, zero2], attributes: ["axis": .int(0), "block_size": .int(2)])
+        #expect(quantInts(y2) == [198, 43, 121, -472, -290, 42, -13440, -16, -637, 29816])
 
         // Packed 4-bit outputs, blocks of 3 along the last axis.
-        let x3 = try floatTensor([2, 4], [1, -2.5, 7.7, 3.1, -9, 0.4, 12, -0.6])
-        let scale3 = try floatTensor([2, 2], [0.5, 1, 2, 0.3])
-        let y3 = try run1("QuantizeLinear", opset: 21, [x3, scale3, packed4(.int4, [2, 2], [1, -1, 0, 2])],
+        let x3 = try quantFloats([2, 4], [1, -2.5, 7.7, 3.1, -9, 0.4, 12, -0.6])
+        let scale3 = try quantFloats([2, 2], [0.5, 1, 2, 0.3])
+        let y3 = try runQuant("QuantizeLinear", opset: 21, [x3, scale3, quantPacked4(.int4, [2, 2], [1, -1, 0, 2])],
                           attributes: ["axis": .int(-1), "block_size": .int(3)])
         #expect(y3.dtype == .int4 && y3.shape == [2, 4])
-        #expect(ints(y3) == [3, -4, 7, 2, -4, 0, 6, 0])
-        let y4 = try run1("QuantizeLinear", opset: 21, [x3, scale3, packed4(.uint4, [2, 2], [1, 3, 0, 9])],
+        #expect(quantInts(y3) == [3, -4, 7, 2, -4, 0, 6, 0])
+        let y4 = try runQuant("QuantizeLinear", opset: 21, [x3, scale3, quantPacked4(.uint4, [2, 2], [1, 3, 0, 9])],
                           attributes: ["axis": .int(-1), "block_size": .int(3)])
-        #expect(ints(y4) == [3, 0, 15, 6, 0, 0, 6, 7])
+        #expect(quantInts(y4) == [3, 0, 15, 6, 0, 0, 6, 7])
         // The packing itself: [3, 0, 15, 6, 0, 0, 6, 7] is bytes 0x03, 0x6F, 0x00, 0x76.
         #expect(y4.withUnsafeBytes { Array($0) } == [0x03, 0x6F, 0x00, 0x76])
     }
 
     @Test func outputDTypeAttribute() throws {
-        let x = try floatTensor([3], [-1, 7.5, 100])
-        let y = try run1("QuantizeLinear", opset: 21, [x, scalar(Float(1)), nil], attributes: ["output_dtype": .int(22)])
+        let x = try quantFloats([3], [-1, 7.5, 100])
+        let y = try runQuant("QuantizeLinear", opset: 21, [x, quantScalar(Float(1)), nil], attributes: ["output_dtype": .int(22)])
         #expect(y.dtype == .int4)
-        #expect(ints(y) == [-1, 7, 7])
+        #expect(quantInts(y) == [-1, 7, 7])
         #expect(throws: RuntimeError.self) {
-            try run1("QuantizeLinear", opset: 21, [x, scalar(Float(1)), scalar(UInt8(0))], attributes: ["output_dtype": .int(3)])
+            try runQuant("QuantizeLinear", opset: 21, [x, quantScalar(Float(1)), quantScalar(UInt8(0))], attributes: ["output_dtype": .int(3)])
         }
     }
 
     /// Float16 input: divided in float32 like onnxruntime 1.31 (its values).
     @Test func float16Input() throws {
         let x = try Tensor(shape: [6], scalars: [0.1, 0.25, 1.7, -3.3, 100.2, -0.6].map { Float16(Float($0)) })
-        let y = try run1("QuantizeLinear", opset: 19, [x, scalar(Float16(0.07)), scalar(Int8(-3))])
-        #expect(ints(y) == [-2, 1, 21, -50, 127, -12])
+        let y = try runQuant("QuantizeLinear", opset: 19, [x, quantScalar(Float16(0.07)), quantScalar(Int8(-3))])
+        #expect(quantInts(y) == [-2, 1, 21, -50, 127, -12])
     }
 
     /// Int32 input (opsets 10/13): divided in float64 as numpy does.
     @Test func int32Input() throws {
         let x = try Tensor(shape: [4], scalars: [Int32(5), -5, 254, 2_000_000_001])
-        let y = try run1("QuantizeLinear", opset: 13, [x, scalar(Float(2)), scalar(UInt8(10))])
-        #expect(ints(y) == [12, 8, 137, 255])
+        let y = try runQuant("QuantizeLinear", opset: 13, [x, quantScalar(Float(2)), quantScalar(UInt8(10))])
+        #expect(quantInts(y) == [12, 8, 137, 255])
     }
 
     /// Float8 outputs (opset 19+), `saturate` on and off. Expected bit patterns: the onnx 1.23 reference
@@ -230,10 +230,10 @@ private func evenNeighbour(_ k: Int) -> Int { k % 2 == 0 ? k : k + 1 }
         let x: [Float] = [0, -0.0, .nan, .infinity, -.infinity, 448, 449, 463.9, 464, 465, 500, -500,
                           0.0009765625, 0.00146484375, 0.1, 3.3]
         let zero = try [UInt8(0)].withUnsafeBytes { try Tensor(dtype: .float8e4m3fn, shape: [], bytes: $0) }
-        let saturated = try run1("QuantizeLinear", opset: 19, [floatTensor([x.count], x), scalar(Float(1)), zero])
+        let saturated = try runQuant("QuantizeLinear", opset: 19, [quantFloats([x.count], x), quantScalar(Float(1)), zero])
         #expect(saturated.withUnsafeBytes { Array($0) }
                 == [0x00, 0x80, 0x7F, 0x7E, 0xFE, 0x7E, 0x7E, 0x7E, 0x7E, 0x7E, 0x7E, 0xFE, 0x00, 0x01, 0x1D, 0x45])
-        let wrapped = try run1("QuantizeLinear", opset: 19, [floatTensor([x.count], x), scalar(Float(1)), zero],
+        let wrapped = try runQuant("QuantizeLinear", opset: 19, [quantFloats([x.count], x), quantScalar(Float(1)), zero],
                                attributes: ["saturate": .int(0)])
         #expect(wrapped.withUnsafeBytes { Array($0) }
                 == [0x00, 0x80, 0x7F, 0x7F, 0xFF, 0x7E, 0x7E, 0x7E, 0x7E, 0x7F, 0x7F, 0xFF, 0x00, 0x01, 0x1D, 0x45])
@@ -241,71 +241,71 @@ private func evenNeighbour(_ k: Int) -> Int { k % 2 == 0 ? k : k + 1 }
         let x5: [Float] = [0, .nan, .infinity, -.infinity, 57344, 61439, 61440, 70000, -70000,
                            1.52587890625e-05, 7.62939453125e-06, 1.1444091796875e-05, 0.1, 3.3, 1e-30]
         let zero5 = try [UInt8(0)].withUnsafeBytes { try Tensor(dtype: .float8e5m2, shape: [], bytes: $0) }
-        let s5 = try run1("QuantizeLinear", opset: 21, [floatTensor([x5.count], x5), scalar(Float(1)), zero5])
+        let s5 = try runQuant("QuantizeLinear", opset: 21, [quantFloats([x5.count], x5), quantScalar(Float(1)), zero5])
         #expect(s5.withUnsafeBytes { Array($0) }
                 == [0x00, 0x7E, 0x7B, 0xFB, 0x7B, 0x7B, 0x7B, 0x7B, 0xFB, 0x01, 0x00, 0x01, 0x2E, 0x43, 0x00])
-        let w5 = try run1("QuantizeLinear", opset: 21, [floatTensor([x5.count], x5), scalar(Float(1)), zero5],
+        let w5 = try runQuant("QuantizeLinear", opset: 21, [quantFloats([x5.count], x5), quantScalar(Float(1)), zero5],
                           attributes: ["saturate": .int(0)])
         #expect(w5.withUnsafeBytes { Array($0) }
                 == [0x00, 0x7E, 0x7C, 0xFC, 0x7B, 0x7B, 0x7C, 0x7C, 0xFC, 0x01, 0x00, 0x01, 0x2E, 0x43, 0x00])
     }
 
     @Test func rejectsBadInputs() throws {
-        let x = try floatTensor([2, 3], [1, 2, 3, 4, 5, 6])
+        let x = try quantFloats([2, 3], [1, 2, 3, 4, 5, 6])
         // Per-axis scales do not exist at opset 10.
-        #expect(throws: RuntimeError.self) { try run1("QuantizeLinear", opset: 10, [x, floatTensor([3], [1, 1, 1]), nil]) }
+        #expect(throws: RuntimeError.self) { try runQuant("QuantizeLinear", opset: 10, [x, quantFloats([3], [1, 1, 1]), nil]) }
         // Scale length must match the axis.
-        #expect(throws: RuntimeError.self) { try run1("QuantizeLinear", opset: 13, [x, floatTensor([2], [1, 1]), nil]) }
+        #expect(throws: RuntimeError.self) { try runQuant("QuantizeLinear", opset: 13, [x, quantFloats([2], [1, 1]), nil]) }
         #expect(throws: RuntimeError.self) {
-            try run1("QuantizeLinear", opset: 13, [x, floatTensor([3], [1, 1, 1]), nil], attributes: ["axis": .int(2)])
+            try runQuant("QuantizeLinear", opset: 13, [x, quantFloats([3], [1, 1, 1]), nil], attributes: ["axis": .int(2)])
         }
         // Zero point shape must match the scale.
         #expect(throws: RuntimeError.self) {
-            try run1("QuantizeLinear", opset: 13, [x, floatTensor([3], [1, 1, 1]), scalar(UInt8(0))])
+            try runQuant("QuantizeLinear", opset: 13, [x, quantFloats([3], [1, 1, 1]), quantScalar(UInt8(0))])
         }
         // Blocked scale of the wrong shape, and int16 before opset 21.
         #expect(throws: RuntimeError.self) {
-            try run1("QuantizeLinear", opset: 21, [x, floatTensor([2, 1], [1, 1]), nil], attributes: ["axis": .int(1), "block_size": .int(2)])
+            try runQuant("QuantizeLinear", opset: 21, [x, quantFloats([2, 1], [1, 1]), nil], attributes: ["axis": .int(1), "block_size": .int(2)])
         }
-        #expect(throws: RuntimeError.self) { try run1("QuantizeLinear", opset: 19, [x, scalar(Float(1)), scalar(Int16(0))]) }
+        #expect(throws: RuntimeError.self) { try runQuant("QuantizeLinear", opset: 19, [x, quantScalar(Float(1)), quantScalar(Int16(0))]) }
         // Wrong input type; missing scale.
         #expect(throws: RuntimeError.self) {
-            try run1("QuantizeLinear", opset: 13, [Tensor(shape: [1], scalars: [Int8(1)]), scalar(Float(1)), nil])
+            try runQuant("QuantizeLinear", opset: 13, [Tensor(shape: [1], scalars: [Int8(1)]), quantScalar(Float(1)), nil])
         }
-        #expect(throws: RuntimeError.self) { try run1("QuantizeLinear", opset: 13, [x, nil, nil]) }
+        #expect(throws: RuntimeError.self) { try runQuant("QuantizeLinear", opset: 13, [x, nil, nil]) }
     }
 }
 
 @Suite struct DequantizeLinearTests {
     /// The ONNX node tests `test_dequantizelinear` and `_axis`, hand-checked.
     @Test func perTensorAndPerAxis() throws {
-        let y = try run1("DequantizeLinear", opset: 10,
-                         [Tensor(shape: [4], scalars: [UInt8(0), 3, 128, 255]), scalar(Float(2)), scalar(UInt8(128))])
+        let y = try runQuant("DequantizeLinear", opset: 10,
+                         [Tensor(shape: [4], scalars: [UInt8(0), 3, 128, 255]), quantScalar(Float(2)), quantScalar(UInt8(128))])
         #expect(y.floats == [-256, -250, 0, 254])
         let x = try Tensor(shape: [1, 3, 3, 2], scalars: [UInt8(3), 89, 34, 200, 74, 59, 5, 24, 24, 87, 32, 13, 245, 99, 4, 142, 121, 102])
-        let y2 = try run1("DequantizeLinear", opset: 13,
-                          [x, floatTensor([3], [2, 4, 5]), Tensor(shape: [3], scalars: [UInt8(84), 24, 196])])
+        let y2 = try runQuant("DequantizeLinear", opset: 13,
+                          [x, quantFloats([3], [2, 4, 5]), Tensor(shape: [3], scalars: [UInt8(84), 24, 196])])
         #expect(y2.floats == [-162, 10, -100, 232, -20, -50, -76, 0, 0, 252, 32, -44, 245, -485, -960, -270, -375, -470])
         // Without zero point, int8.
-        let y3 = try run1("DequantizeLinear", opset: 13, [Tensor(shape: [3], scalars: [Int8(-128), 0, 127]), scalar(Float(0.5)), nil])
+        let y3 = try runQuant("DequantizeLinear", opset: 13, [Tensor(shape: [3], scalars: [Int8(-128), 0, 127]), quantScalar(Float(0.5)), nil])
         #expect(y3.floats == [-64, 0, 63.5])
     }
 
     /// Expected: onnxruntime 1.31.
     @Test func packedAndSixteenBitAndBlocked() throws {
-        let x4 = try packed4(.int4, [2, 4], [-8, 7, 3, -1, 0, 5, -4, 2])
-        let y4 = try run1("DequantizeLinear", opset: 21, [x4, floatTensor([2, 2], [0.5, 2, 0.25, 1.5]), packed4(.int4, [2, 2], [1, -2, 0, 3])],
+        let x4 = try quantPacked4(.int4, [2, 4], [-8, 7, 3, -1, 0, 5, -4, 2])
+        let y4 = try runQuant("DequantizeLinear", opset: 21, [x4, quantFloats([2, 2], [0.5, 2, 0.25, 1.5]), quantPacked4(.int4, [2, 2], [1, -2, 0, 3])],
                           attributes: ["axis": .int(1), "block_size": .int(3)])
         #expect(y4.floats == [-4.5, 3, 1, 2, 0, 1.25, -1, -1.5])
 
-        let u4 = try packed4(.uint4, [3, 2], [15, 0, 3, 9, 8, 1])
-        let yu = try run1("DequantizeLinear", opset: 21, [u4, floatTensor([3], [0.5, 1, 0.125]), packed4(.uint4, [3], [8, 1, 15])],
+        let u4 = try quantPacked4(.uint4, [3, 2], [15, 0, 3, 9, 8, 1])
+        let yu = try runQuant("DequantizeLinear", opset: 21, [u4, quantFloats([3], [0.5, 1, 0.125]), quantPacked4(.uint4, [3], [8, 1, 15])],
                           attributes: ["axis": .int(0)])
         #expect(yu.floats == [3.5, -4, 2, 8, -0.875, -1.75])
 
         let x16 = try Tensor(shape: [3, 2], scalars: [Int16(-32768), 32767, 100, -100, 7, 0])
-        let y16 = try run1("DequantizeLinear", opset: 21,
-                           [x16, floatTensor([2, 2], [0.5, 1e-3, 2, 4]), Tensor(shape: [2, 2], scalars: [Int16(0), -1, 5, 0])],
+        let y16 = try runQuant("DequantizeLinear", opset: 21,
+                           [x16, quantFloats([2, 2], [0.5, 1e-3, 2, 4]), Tensor(shape: [2, 2], scalars: [Int16(0), -1, 5, 0])],
                            attributes: ["axis": .int(0), "block_size": .int(2)])
         #expect(y16.floats == [-16384, 32.768001556396484, 50, -0.0990000069141388, 4, 0])
     }
@@ -313,15 +313,15 @@ private func evenNeighbour(_ k: Int) -> Int { k % 2 == 0 ? k : k + 1 }
     @Test func int32AndHalfPrecisionScales() throws {
         // Expected: onnxruntime 1.31 (int32 is converted to float32 once, so 2^31 - 1 becomes 2^31).
         let x = try Tensor(shape: [4], scalars: [Int32.max, Int32.min, 12345, -7])
-        let y = try run1("DequantizeLinear", opset: 13, [x, scalar(Float(0.5)), nil])
+        let y = try runQuant("DequantizeLinear", opset: 13, [x, quantScalar(Float(0.5)), nil])
         #expect(y.floats == [1073741824, -1073741824, 6172.5, -3.5])
         // A float16 scale makes a float16 output (opset 19). Expected: onnxruntime 1.31.
-        let h = try run1("DequantizeLinear", opset: 19,
-                         [Tensor(shape: [4], scalars: [UInt8(0), 3, 128, 255]), scalar(Float16(0.0999)), scalar(UInt8(128))])
+        let h = try runQuant("DequantizeLinear", opset: 19,
+                         [Tensor(shape: [4], scalars: [UInt8(0), 3, 128, 255]), quantScalar(Float16(0.0999)), quantScalar(UInt8(128))])
         #expect(h.dtype == .float16)
         #expect(h.scalars(as: Float16.self).map { Float($0) } == [-12.7890625, -12.4921875, 0, 12.6875])
-        let b = try run1("DequantizeLinear", opset: 19,
-                         [Tensor(shape: [2], scalars: [Int8(3), -3]), scalar(BFloat16(0.5)), nil])
+        let b = try runQuant("DequantizeLinear", opset: 19,
+                         [Tensor(shape: [2], scalars: [Int8(3), -3]), quantScalar(BFloat16(0.5)), nil])
         #expect(b.dtype == .bfloat16)
         #expect(b.scalars(as: BFloat16.self).map(\.floatValue) == [1.5, -1.5])
     }
@@ -330,33 +330,33 @@ private func evenNeighbour(_ k: Int) -> Int { k % 2 == 0 ? k : k + 1 }
     @Test func float8Inputs() throws {
         let codes: [UInt8] = [0x00, 0x80, 0x01, 0x08, 0x38, 0x7E, 0xFE, 0x45, 0x1D]
         let x = try codes.withUnsafeBytes { try Tensor(dtype: .float8e4m3fn, shape: [codes.count], bytes: $0) }
-        let y = try run1("DequantizeLinear", opset: 19, [x, scalar(Float(2)), nil])
+        let y = try runQuant("DequantizeLinear", opset: 19, [x, quantScalar(Float(2)), nil])
         #expect(y.floats.map(\.bitPattern) == [0, -0.0, 0.00390625, 0.03125, 2, 896, -896, 6.5, 0.203125].map { Float($0).bitPattern })
         let codes5: [UInt8] = [0x00, 0x01, 0x04, 0x3C, 0x7B, 0xFB, 0x7C, 0xFC, 0x43]
         let x5 = try codes5.withUnsafeBytes { try Tensor(dtype: .float8e5m2, shape: [codes5.count], bytes: $0) }
-        let y5 = try run1("DequantizeLinear", opset: 21, [x5, scalar(Float(1)), nil])
+        let y5 = try runQuant("DequantizeLinear", opset: 21, [x5, quantScalar(Float(1)), nil])
         #expect(y5.floats == [0, 1.52587890625e-05, 6.103515625e-05, 1, 57344, -57344, .infinity, -.infinity, 3.5])
         let nan = try [UInt8(0x7F)].withUnsafeBytes { try Tensor(dtype: .float8e4m3fn, shape: [1], bytes: $0) }
-        #expect(try run1("DequantizeLinear", opset: 19, [nan, scalar(Float(1)), nil]).floats[0].isNaN)
+        #expect(try runQuant("DequantizeLinear", opset: 19, [nan, quantScalar(Float(1)), nil]).floats[0].isNaN)
     }
 
     @Test func rejectsBadInputs() throws {
         let x = try Tensor(shape: [2], scalars: [UInt8(1), 2])
-        #expect(throws: RuntimeError.self) { try run1("DequantizeLinear", opset: 13, [x, scalar(Float(1)), scalar(Int8(0))]) }
-        #expect(throws: RuntimeError.self) { try run1("DequantizeLinear", opset: 13, [x, scalar(Float16(1)), nil]) }
+        #expect(throws: RuntimeError.self) { try runQuant("DequantizeLinear", opset: 13, [x, quantScalar(Float(1)), quantScalar(Int8(0))]) }
+        #expect(throws: RuntimeError.self) { try runQuant("DequantizeLinear", opset: 13, [x, quantScalar(Float16(1)), nil]) }
         #expect(throws: RuntimeError.self) {
-            try run1("DequantizeLinear", opset: 13, [Tensor(shape: [2], scalars: [Int16(1), 2]), scalar(Float(1)), nil])
+            try runQuant("DequantizeLinear", opset: 13, [Tensor(shape: [2], scalars: [Int16(1), 2]), quantScalar(Float(1)), nil])
         }
-        #expect(throws: RuntimeError.self) { try run1("DequantizeLinear", opset: 10, [x, floatTensor([2], [1, 1]), nil]) }
-        #expect(throws: RuntimeError.self) { try run1("DequantizeLinear", opset: 13, [floatTensor([2], [1, 2]), scalar(Float(1)), nil]) }
+        #expect(throws: RuntimeError.self) { try runQuant("DequantizeLinear", opset: 10, [x, quantFloats([2], [1, 1]), nil]) }
+        #expect(throws: RuntimeError.self) { try runQuant("DequantizeLinear", opset: 13, [quantFloats([2], [1, 2]), quantScalar(Float(1)), nil]) }
     }
 }
 
 @Suite struct DynamicQuantizeLinearTests {
     private func run(_ values: [Float]) throws -> (y: [Int], scale: Float, zero: Int) {
-        let out = try runNode("DynamicQuantizeLinear", opset: 11, [floatTensor([values.count], values)], outputs: 3)
+        let out = try runQuantNode("DynamicQuantizeLinear", opset: 11, [quantFloats([values.count], values)], outputs: 3)
         #expect(out[1].shape == [] && out[2].shape == [] && out[2].dtype == .uint8)
-        return (ints(out[0]), out[1].floats[0], ints(out[2])[0])
+        return (quantInts(out[0]), out[1].floats[0], quantInts(out[2])[0])
     }
 
     /// The ONNX node tests' data (expected values from the test files, i.e. the ONNX reference).
@@ -400,19 +400,19 @@ private func evenNeighbour(_ k: Int) -> Int { k % 2 == 0 ? k : k + 1 }
     func matMulIntegerZeroPoints(aZero: Int, bZero: Int, expected: [Int]) throws {
         let a = try Tensor(shape: [2, 3, 4], scalars: [34, 32, 204, 127, 151, 153, 182, 7, 124, 37, 102, 237, 140, 18, 138, 33, 193, 242, 250, 159, 222, 94, 37, 130].map { UInt8($0) })
         let b = try Tensor(shape: [4, 3], scalars: [-15, 41, 126, -58, 91, -93, -39, 73, -65, 43, -11, 3].map { Int8($0) })
-        let y = try run1("MatMulInteger", opset: 10,
-                         [a, b, scalar(UInt8(aZero)), Tensor(shape: [3], scalars: [Int8(bZero), 0, 5])])
+        let y = try runQuant("MatMulInteger", opset: 10,
+                         [a, b, quantScalar(UInt8(aZero)), Tensor(shape: [3], scalars: [Int8(bZero), 0, 5])])
         #expect(y.dtype == .int32 && y.shape == [2, 3, 3])
-        #expect(ints(y) == expected)
+        #expect(quantInts(y) == expected)
     }
 
     /// The ONNX node test `test_matmulinteger`.
     @Test func nodeTest() throws {
         let a = try Tensor(shape: [4, 3], scalars: [11, 7, 3, 10, 6, 2, 9, 5, 1, 8, 4, 0].map { UInt8($0) })
         let b = try Tensor(shape: [3, 2], scalars: [1, 4, 2, 5, 3, 6].map { UInt8($0) })
-        let y = try run1("MatMulInteger", opset: 10,
+        let y = try runQuant("MatMulInteger", opset: 10,
                          [a, b, Tensor(shape: [1], scalars: [UInt8(12)]), Tensor(shape: [1], scalars: [UInt8(0)])])
-        #expect(ints(y) == [-38, -83, -44, -98, -50, -113, -56, -128])
+        #expect(quantInts(y) == [-38, -83, -44, -98, -50, -113, -56, -128])
     }
 
     /// Awkward shapes against a naive Int reference written here: K in 1…10 and 118…122, batch
@@ -426,7 +426,7 @@ private func evenNeighbour(_ k: Int) -> Int { k % 2 == 0 ? k : k + 1 }
                 let bValues = (0..<(k * n)).map { _ in next() }
                 let aZeros = (0..<m).map { [0, 18, 128, 255][$0 % 4] }
                 let bZeros = (0..<n).map { [255, 128, 18, 0][$0 % 4] }
-                let y = try run1("MatMulInteger", opset: 10, [
+                let y = try runQuant("MatMulInteger", opset: 10, [
                     Tensor(shape: [2, m, k], scalars: aValues), Tensor(shape: [k, n], scalars: bValues),
                     Tensor(shape: [m], scalars: aZeros.map { UInt8($0) }), Tensor(shape: [n], scalars: bZeros.map { UInt8($0) }),
                 ])
@@ -443,12 +443,12 @@ private func evenNeighbour(_ k: Int) -> Int { k % 2 == 0 ? k : k + 1 }
                     }
                 }
                 #expect(y.shape == [2, m, n])
-                #expect(ints(y) == expected, "m \(m) k \(k) n \(n)")
+                #expect(quantInts(y) == expected, "m \(m) k \(k) n \(n)")
             }
         }
         // 1-D A and B: a dot product, shape [].
-        let dot = try run1("MatMulInteger", opset: 10, [Tensor(shape: [3], scalars: [Int8(1), -2, 3]), Tensor(shape: [3], scalars: [Int8(4), 5, -6])])
-        #expect(dot.shape == [] && ints(dot) == [-24])
+        let dot = try runQuant("MatMulInteger", opset: 10, [Tensor(shape: [3], scalars: [Int8(1), -2, 3]), Tensor(shape: [3], scalars: [Int8(4), 5, -6])])
+        #expect(dot.shape == [] && quantInts(dot) == [-24])
     }
 
     @Test func accumulationWrapsInt32() throws {
@@ -457,42 +457,42 @@ private func evenNeighbour(_ k: Int) -> Int { k % 2 == 0 ? k : k + 1 }
         let k = 33_026
         let a = try Tensor(shape: [1, k], scalars: [UInt8](repeating: 255, count: k))
         let b = try Tensor(shape: [k, 1], scalars: [Int8](repeating: -128, count: k))
-        let y = try run1("MatMulInteger", opset: 10, [a, b, nil, scalar(Int8(127))])
-        #expect(ints(y) == [Int(Int32(truncatingIfNeeded: -65025 * k))])
-        #expect(ints(y) == [2_147_451_646])
+        let y = try runQuant("MatMulInteger", opset: 10, [a, b, nil, quantScalar(Int8(127))])
+        #expect(quantInts(y) == [Int(Int32(truncatingIfNeeded: -65025 * k))])
+        #expect(quantInts(y) == [2_147_451_646])
     }
 
     @Test func rejectsBadInputs() throws {
         let a = try Tensor(shape: [2, 3], scalars: [UInt8](repeating: 1, count: 6))
         let b = try Tensor(shape: [3, 2], scalars: [UInt8](repeating: 1, count: 6))
-        #expect(throws: RuntimeError.self) { try run1("MatMulInteger", opset: 10, [a, try Tensor(shape: [2, 2], scalars: [UInt8](repeating: 1, count: 4))]) }
-        #expect(throws: RuntimeError.self) { try run1("MatMulInteger", opset: 10, [a, b, scalar(Int8(0))]) }
-        #expect(throws: RuntimeError.self) { try run1("MatMulInteger", opset: 10, [a, b, Tensor(shape: [3], scalars: [UInt8(0), 0, 0])]) }
-        #expect(throws: RuntimeError.self) { try run1("MatMulInteger", opset: 10, [floatTensor([2, 3], [1, 2, 3, 4, 5, 6]), b]) }
+        #expect(throws: RuntimeError.self) { try runQuant("MatMulInteger", opset: 10, [a, try Tensor(shape: [2, 2], scalars: [UInt8](repeating: 1, count: 4))]) }
+        #expect(throws: RuntimeError.self) { try runQuant("MatMulInteger", opset: 10, [a, b, quantScalar(Int8(0))]) }
+        #expect(throws: RuntimeError.self) { try runQuant("MatMulInteger", opset: 10, [a, b, Tensor(shape: [3], scalars: [UInt8(0), 0, 0])]) }
+        #expect(throws: RuntimeError.self) { try runQuant("MatMulInteger", opset: 10, [quantFloats([2, 3], [1, 2, 3, 4, 5, 6]), b]) }
     }
 }
 
 @Suite struct QLinearMatMulTests {
     private func qlinear(_ a: Tensor, _ aScale: Tensor, _ aZero: Tensor, _ b: Tensor, _ bScale: Tensor, _ bZero: Tensor,
                          _ yScale: Tensor, _ yZero: Tensor, opset: Int = 10) throws -> Tensor {
-        try run1("QLinearMatMul", opset: opset, [a, aScale, aZero, b, bScale, bZero, yScale, yZero])
+        try runQuant("QLinearMatMul", opset: opset, [a, aScale, aZero, b, bScale, bZero, yScale, yZero])
     }
 
     /// The ONNX node tests `test_qlinearmatmul_2D` and `_3D`.
     @Test func nodeTests() throws {
         let a = try Tensor(shape: [2, 4], scalars: [208, 236, 0, 238, 3, 214, 255, 29].map { UInt8($0) })
         let b = try Tensor(shape: [4, 3], scalars: [152, 51, 244, 60, 26, 255, 0, 127, 246, 127, 254, 247].map { UInt8($0) })
-        func vector(_ v: Float) throws -> Tensor { try floatTensor([1], [v]) }
+        func vector(_ v: Float) throws -> Tensor { try quantFloats([1], [v]) }
         func zero(_ v: UInt8) throws -> Tensor { try Tensor(shape: [1], scalars: [v]) }
         let y = try qlinear(a, vector(0.0066), zero(113), b, vector(0.00705), zero(114), vector(0.0107), zero(118))
-        #expect(ints(y) == [168, 115, 255, 1, 66, 151])
+        #expect(quantInts(y) == [168, 115, 255, 1, 66, 151])
         let a3 = try a.reshaped([1, 2, 4]), b3 = try b.reshaped([1, 4, 3])
-        let batched = try run1("QLinearMatMul", opset: 10, [
+        let batched = try runQuant("QLinearMatMul", opset: 10, [
             Tensor(shape: [2, 2, 4], scalars: a.scalars(as: UInt8.self) + a3.scalars(as: UInt8.self)), vector(0.0066), zero(113),
             Tensor(shape: [2, 4, 3], scalars: b.scalars(as: UInt8.self) + b3.scalars(as: UInt8.self)), vector(0.00705), zero(114),
             vector(0.0107), zero(118)])
         #expect(batched.shape == [2, 2, 3])
-        #expect(ints(batched) == [168, 115, 255, 1, 66, 151, 168, 115, 255, 1, 66, 151])
+        #expect(quantInts(batched) == [168, 115, 255, 1, 66, 151, 168, 115, 255, 1, 66, 151])
     }
 
     /// Zero points {0, 18, 128, 255} (b's is 255 - z). Expected: onnxruntime 1.31, equal to the ONNX reference.
@@ -501,23 +501,23 @@ private func evenNeighbour(_ k: Int) -> Int { k % 2 == 0 ? k : k + 1 }
     func zeroPoints(zero: Int, expected: [Int]) throws {
         let a = try Tensor(shape: [2, 4], scalars: [240, 209, 214, 140, 251, 251, 34, 52].map { UInt8($0) })
         let b = try Tensor(shape: [4, 3], scalars: [78, 141, 210, 123, 251, 90, 237, 151, 184, 60, 151, 205].map { UInt8($0) })
-        let y = try qlinear(a, scalar(Float(0.02)), scalar(UInt8(zero)), b, scalar(Float(0.01)), scalar(UInt8(255 - zero)),
-                            scalar(Float(3)), scalar(UInt8(zero)))
-        #expect(ints(y) == expected)
+        let y = try qlinear(a, quantScalar(Float(0.02)), quantScalar(UInt8(zero)), b, quantScalar(Float(0.01)), quantScalar(UInt8(255 - zero)),
+                            quantScalar(Float(3)), quantScalar(UInt8(zero)))
+        #expect(quantInts(y) == expected)
     }
 
     /// Mixed signedness and per-column b parameters. Expected: the ONNX reference (onnxruntime has no
     /// kernel for these type combinations).
     @Test func mixedTypesPerColumn() throws {
-        let y = try qlinear(Tensor(shape: [3, 2], scalars: [28, -64, 121, 114, -112, -80].map { Int8($0) }), scalar(Float(0.05)), scalar(Int8(-3)),
-                            Tensor(shape: [2, 2], scalars: [51, 45, 148, 89].map { UInt8($0) }), floatTensor([2], [0.01, 0.04]),
-                            Tensor(shape: [2], scalars: [UInt8(128), 18]), scalar(Float(0.7)), scalar(Int8(-10)))
+        let y = try qlinear(Tensor(shape: [3, 2], scalars: [28, -64, 121, 114, -112, -80].map { Int8($0) }), quantScalar(Float(0.05)), quantScalar(Int8(-3)),
+                            Tensor(shape: [2, 2], scalars: [51, 45, 148, 89].map { UInt8($0) }), quantFloats([2], [0.01, 0.04]),
+                            Tensor(shape: [2], scalars: [UInt8(128), 18]), quantScalar(Float(0.7)), quantScalar(Int8(-10)))
         #expect(y.dtype == .int8)
-        #expect(ints(y) == [-13, -20, -15, 23, -5, -34])
-        let y2 = try qlinear(Tensor(shape: [3, 2], scalars: [123, 59, 243, 171, 170, 29].map { UInt8($0) }), scalar(Float(0.05)), scalar(UInt8(7)),
-                             Tensor(shape: [2, 2], scalars: [-88, 101, -48, 91].map { Int8($0) }), floatTensor([2], [0.01, 0.04]),
-                             Tensor(shape: [2], scalars: [Int8(0), 0]), scalar(Float(0.7)), scalar(Int8(-10)))
-        #expect(ints(y2) == [-19, 37, -30, 101, -21, 43])
+        #expect(quantInts(y) == [-13, -20, -15, 23, -5, -34])
+        let y2 = try qlinear(Tensor(shape: [3, 2], scalars: [123, 59, 243, 171, 170, 29].map { UInt8($0) }), quantScalar(Float(0.05)), quantScalar(UInt8(7)),
+                             Tensor(shape: [2, 2], scalars: [-88, 101, -48, 91].map { Int8($0) }), quantFloats([2], [0.01, 0.04]),
+                             Tensor(shape: [2], scalars: [Int8(0), 0]), quantScalar(Float(0.7)), quantScalar(Int8(-10)))
+        #expect(quantInts(y2) == [-19, 37, -30, 101, -21, 43])
     }
 
     /// The documented precision choice: the accumulator times the float32 multiplier is rounded in
@@ -526,35 +526,35 @@ private func evenNeighbour(_ k: Int) -> Int { k % 2 == 0 ? k : k + 1 }
         let k = 33259 / 255 + 1
         var aValues = [UInt8](repeating: 255, count: k)
         aValues[k - 1] = UInt8(33259 - 255 * (k - 1))
-        let y = try qlinear(Tensor(shape: [1, k], scalars: aValues), scalar(Float(0.0034426772)), scalar(UInt8(0)),
-                            Tensor(shape: [k, 1], scalars: [UInt8](repeating: 1, count: k)), scalar(Float(1)), scalar(UInt8(0)),
-                            scalar(Float(1)), scalar(UInt8(0)))
-        #expect(ints(y) == [115])
+        let y = try qlinear(Tensor(shape: [1, k], scalars: aValues), quantScalar(Float(0.0034426772)), quantScalar(UInt8(0)),
+                            Tensor(shape: [k, 1], scalars: [UInt8](repeating: 1, count: k)), quantScalar(Float(1)), quantScalar(UInt8(0)),
+                            quantScalar(Float(1)), quantScalar(UInt8(0)))
+        #expect(quantInts(y) == [115])
     }
 
     @Test func halfPrecisionScalesAtOpset21() throws {
         // Multiplier (0.5 * 0.25) / 0.125 = 1 exactly in float16; acc = (10-2)*(3-1) + (4-2)*(5-1) = 24.
-        let y = try qlinear(Tensor(shape: [1, 2], scalars: [UInt8(10), 4]), scalar(Float16(0.5)), scalar(UInt8(2)),
-                            Tensor(shape: [2, 1], scalars: [UInt8(3), 5]), scalar(Float16(0.25)), scalar(UInt8(1)),
-                            scalar(Float16(0.125)), scalar(UInt8(100)), opset: 21)
-        #expect(ints(y) == [124])
+        let y = try qlinear(Tensor(shape: [1, 2], scalars: [UInt8(10), 4]), quantScalar(Float16(0.5)), quantScalar(UInt8(2)),
+                            Tensor(shape: [2, 1], scalars: [UInt8(3), 5]), quantScalar(Float16(0.25)), quantScalar(UInt8(1)),
+                            quantScalar(Float16(0.125)), quantScalar(UInt8(100)), opset: 21)
+        #expect(quantInts(y) == [124])
         #expect(throws: RuntimeError.self) {
-            try qlinear(Tensor(shape: [1, 2], scalars: [UInt8(10), 4]), scalar(Float16(0.5)), scalar(UInt8(2)),
-                        Tensor(shape: [2, 1], scalars: [UInt8(3), 5]), scalar(Float16(0.25)), scalar(UInt8(1)),
-                        scalar(Float16(0.125)), scalar(UInt8(100)), opset: 10)
+            try qlinear(Tensor(shape: [1, 2], scalars: [UInt8(10), 4]), quantScalar(Float16(0.5)), quantScalar(UInt8(2)),
+                        Tensor(shape: [2, 1], scalars: [UInt8(3), 5]), quantScalar(Float16(0.25)), quantScalar(UInt8(1)),
+                        quantScalar(Float16(0.125)), quantScalar(UInt8(100)), opset: 10)
         }
     }
 
     @Test func rejectsBadInputs() throws {
         let a = try Tensor(shape: [2, 2], scalars: [UInt8](repeating: 1, count: 4))
         #expect(throws: RuntimeError.self) {
-            try qlinear(a, scalar(Float(1)), scalar(UInt8(0)), a, scalar(Float(1)), scalar(UInt8(0)), floatTensor([2], [1, 1]), scalar(UInt8(0)))
+            try qlinear(a, quantScalar(Float(1)), quantScalar(UInt8(0)), a, quantScalar(Float(1)), quantScalar(UInt8(0)), quantFloats([2], [1, 1]), quantScalar(UInt8(0)))
         }
         #expect(throws: RuntimeError.self) {
-            try qlinear(a, scalar(Float(1)), scalar(Int8(0)), a, scalar(Float(1)), scalar(UInt8(0)), scalar(Float(1)), scalar(UInt8(0)))
+            try qlinear(a, quantScalar(Float(1)), quantScalar(Int8(0)), a, quantScalar(Float(1)), quantScalar(UInt8(0)), quantScalar(Float(1)), quantScalar(UInt8(0)))
         }
         #expect(throws: RuntimeError.self) {
-            try qlinear(a, scalar(Float(1)), scalar(UInt8(0)), a, scalar(Float(1)), scalar(UInt8(0)), scalar(Float(1)), scalar(Int32(0)))
+            try qlinear(a, quantScalar(Float(1)), quantScalar(UInt8(0)), a, quantScalar(Float(1)), quantScalar(UInt8(0)), quantScalar(Float(1)), quantScalar(Int32(0)))
         }
     }
 }
@@ -568,25 +568,25 @@ private func evenNeighbour(_ k: Int) -> Int { k % 2 == 0 ? k : k + 1 }
     @Test func nodeTests() throws {
         let x = try Tensor(shape: [1, 1, 3, 3], scalars: [2, 3, 4, 5, 6, 7, 8, 9, 10].map { UInt8($0) })
         let w = try Tensor(shape: [1, 1, 2, 2], scalars: [UInt8](repeating: 1, count: 4))
-        #expect(ints(try run1("ConvInteger", opset: 10, [x, w, scalar(UInt8(1))])) == [12, 16, 24, 28])
-        let padded = try run1("ConvInteger", opset: 10, [x, w, scalar(UInt8(1))], attributes: ["pads": .ints([1, 1, 1, 1])])
+        #expect(quantInts(try runQuant("ConvInteger", opset: 10, [x, w, quantScalar(UInt8(1))])) == [12, 16, 24, 28])
+        let padded = try runQuant("ConvInteger", opset: 10, [x, w, quantScalar(UInt8(1))], attributes: ["pads": .ints([1, 1, 1, 1])])
         #expect(padded.shape == [1, 1, 4, 4])
-        #expect(ints(padded) == [1, 3, 5, 3, 5, 12, 16, 9, 11, 24, 28, 15, 7, 15, 17, 9])
+        #expect(quantInts(padded) == [1, 3, 5, 3, 5, 12, 16, 9, 11, 24, 28, 15, 7, 15, 17, 9])
     }
 
     /// Per-tensor zero points. Expected: onnxruntime 1.31 (equal to the ONNX reference).
     @Test func perTensorZeroPointsMatchOnnxRuntime() throws {
         let x = try Tensor(shape: [1, 4, 5, 5], scalars: Self.x)
-        let same = try run1("ConvInteger", opset: 10,
-                            [x, Tensor(shape: [4, 2, 3, 3], scalars: Self.w), scalar(UInt8(131)), scalar(UInt8(200))],
+        let same = try runQuant("ConvInteger", opset: 10,
+                            [x, Tensor(shape: [4, 2, 3, 3], scalars: Self.w), quantScalar(UInt8(131)), quantScalar(UInt8(200))],
                             attributes: ["auto_pad": .text("SAME_UPPER"), "strides": .ints([2, 2]), "group": .int(2)])
         #expect(same.shape == [1, 4, 3, 3])
-        #expect(ints(same) == [-18863, 4405, 9497, -14654, -11265, 46126, 3242, 20441, -6390, -17386, -4534, 34795, 24369, 34535, -35009, -11145, 44447, 22595, 24518, 21146, 27048, -15523, 59925, 14637, 5541, 6692, -28228, -1497, 37608, -182, -17116, 15898, 17439, 14061, -10445, 16036])
-        let dilated = try run1("ConvInteger", opset: 10,
-                               [x, Tensor(shape: [2, 4, 3, 3], scalars: Self.w), scalar(UInt8(131)), scalar(UInt8(200))],
+        #expect(quantInts(same) == [-18863, 4405, 9497, -14654, -11265, 46126, 3242, 20441, -6390, -17386, -4534, 34795, 24369, 34535, -35009, -11145, 44447, 22595, 24518, 21146, 27048, -15523, 59925, 14637, 5541, 6692, -28228, -1497, 37608, -182, -17116, 15898, 17439, 14061, -10445, 16036])
+        let dilated = try runQuant("ConvInteger", opset: 10,
+                               [x, Tensor(shape: [2, 4, 3, 3], scalars: Self.w), quantScalar(UInt8(131)), quantScalar(UInt8(200))],
                                attributes: ["pads": .ints([1, 0, 2, 1]), "strides": .ints([1, 2]), "dilations": .ints([2, 1])])
         #expect(dilated.shape == [1, 2, 4, 2])
-        #expect(ints(dilated) == [-37280, 2372, 60948, 36950, -22872, -39780, 6199, 29256, -596, 88860, 60840, 100943, 9098, 56585, 15582, 42121])
+        #expect(quantInts(dilated) == [-37280, 2372, 60948, 36950, -22872, -39780, 6199, 29256, -596, 88860, 60840, 100943, 9098, 56585, 15582, 42121])
     }
 
     /// Per-output-channel w zero points with every padding mode. Expected: the ONNX reference
@@ -610,23 +610,23 @@ private func evenNeighbour(_ k: Int) -> Int { k % 2 == 0 ? k : k + 1 }
         var graph = Graph(nodes: [node], outputs: [ValueInfo(name: "y")])
         graph.initializers["x"] = try Tensor(shape: [1, 4, 5, 5], scalars: Self.x)
         graph.initializers["w"] = try Tensor(shape: [4, 2, 3, 3], scalars: Self.w)
-        graph.initializers["xz"] = scalar(UInt8(131))
+        graph.initializers["xz"] = quantScalar(UInt8(131))
         graph.initializers["wz"] = try Tensor(shape: [4], scalars: [UInt8(7), 200, 128, 0])
         let y = try #require(try Session(model: Model(graph: graph, opsetImports: ["": 10])).run([:])["y"])
         #expect(y.shape == shape)
-        #expect(ints(y) == expected)
+        #expect(quantInts(y) == expected)
     }
 
     /// The ONNX node test `test_qlinearconv` (w_zero_point given per channel with one channel).
     @Test func qlinearConvNodeTest() throws {
         let x: [UInt8] = [255, 174, 162, 25, 203, 168, 58, 15, 59, 237, 95, 129, 0, 64, 56, 242, 153, 221, 168, 12, 166, 232, 178, 186, 195, 237, 162, 237, 188, 39, 124, 77, 80, 102, 43, 127, 230, 21, 83, 41, 40, 134, 255, 154, 92, 141, 42, 148, 247]
         let expected = [0, 81, 93, 230, 52, 87, 197, 240, 196, 18, 160, 126, 255, 191, 199, 13, 102, 34, 87, 243, 89, 23, 77, 69, 60, 18, 93, 18, 67, 216, 131, 178, 175, 153, 212, 128, 25, 234, 172, 214, 215, 121, 0, 101, 163, 114, 213, 107, 8]
-        let y = try run1("QLinearConv", opset: 10, [
-            Tensor(shape: [1, 1, 7, 7], scalars: x), scalar(Float(0.003692046971991658)), scalar(UInt8(132)),
-            Tensor(shape: [1, 1, 1, 1], scalars: [UInt8(0)]), floatTensor([1], [0.0017279457533732057]), Tensor(shape: [1], scalars: [UInt8(255)]),
-            scalar(Float(0.001626812620088458)), scalar(UInt8(123)),
+        let y = try runQuant("QLinearConv", opset: 10, [
+            Tensor(shape: [1, 1, 7, 7], scalars: x), quantScalar(Float(0.003692046971991658)), quantScalar(UInt8(132)),
+            Tensor(shape: [1, 1, 1, 1], scalars: [UInt8(0)]), quantFloats([1], [0.0017279457533732057]), Tensor(shape: [1], scalars: [UInt8(255)]),
+            quantScalar(Float(0.001626812620088458)), quantScalar(UInt8(123)),
         ])
-        #expect(ints(y) == expected)
+        #expect(quantInts(y) == expected)
     }
 
     /// Per-channel int8 weights, int32 bias, uint8 output. Expected: onnxruntime 1.31 (= ONNX reference).
@@ -642,30 +642,30 @@ private func evenNeighbour(_ k: Int) -> Int { k % 2 == 0 ? k : k + 1 }
         for key in attributes.keys.sorted() { node.attributes[key] = attributes[key] }
         var graph = Graph(nodes: [node], outputs: [ValueInfo(name: "y")])
         graph.initializers["x"] = try Tensor(shape: [1, 4, 5, 5], scalars: Self.x)
-        graph.initializers["xs"] = scalar(Float(0.02))
-        graph.initializers["xz"] = scalar(UInt8(131))
+        graph.initializers["xs"] = quantScalar(Float(0.02))
+        graph.initializers["xz"] = quantScalar(UInt8(131))
         graph.initializers["w"] = try Tensor(shape: [4, 2, 3, 3], scalars: Self.wSigned)
-        graph.initializers["ws"] = try floatTensor([4], [0.01, 0.002, 0.05, 0.003])
+        graph.initializers["ws"] = try quantFloats([4], [0.01, 0.002, 0.05, 0.003])
         graph.initializers["wz"] = try Tensor(shape: [4], scalars: [Int8](repeating: 0, count: 4))
-        graph.initializers["ys"] = scalar(Float(0.9))
-        graph.initializers["yz"] = scalar(UInt8(100))
+        graph.initializers["ys"] = quantScalar(Float(0.9))
+        graph.initializers["yz"] = quantScalar(UInt8(100))
         graph.initializers["b"] = try Tensor(shape: [4], scalars: [Int32(1000), -2000, 0, 123456])
         let y = try #require(try Session(model: Model(graph: graph, opsetImports: ["": 10])).run([:])["y"])
         #expect(y.shape == shape)
-        #expect(ints(y) == expected)
+        #expect(quantInts(y) == expected)
     }
 
     /// 1-D int8 convolution with int8 output. Expected: onnxruntime 1.31.
     @Test func qlinearConvOneDimensionalInt8() throws {
         let x: [Int8] = [-117, 75, 8, -26, 106, 24, 118, 60, 21, 0, -77, 48, 74, 50, -23, -127, 60, -118, 77, -90, -50, -74, 10, -76, -62, -116, 123, -73, -79, 25, -92, 98, 72, -39, -26, -35, 60, -22, -55, 46, -93, 73]
         let w: [Int8] = [-19, 112, -62, -32, 95, 52, -118, -41, -124, 82, -22, -69, 57, 94, -102, 1, -35, 57]
-        let y = try run1("QLinearConv", opset: 10, [
-            Tensor(shape: [2, 3, 7], scalars: x), scalar(Float(0.03)), scalar(Int8(-5)),
-            Tensor(shape: [2, 3, 3], scalars: w), scalar(Float(0.004)), scalar(Int8(0)),
-            scalar(Float(0.25)), scalar(Int8(-20)),
+        let y = try runQuant("QLinearConv", opset: 10, [
+            Tensor(shape: [2, 3, 7], scalars: x), quantScalar(Float(0.03)), quantScalar(Int8(-5)),
+            Tensor(shape: [2, 3, 3], scalars: w), quantScalar(Float(0.004)), quantScalar(Int8(0)),
+            quantScalar(Float(0.25)), quantScalar(Int8(-20)),
         ], attributes: ["pads": .ints([2, 1]), "strides": .ints([2])])
         #expect(y.dtype == .int8 && y.shape == [2, 2, 4])
-        #expect(ints(y) == [-14, -15, -33, -19, -20, -19, -24, -17, -18, -15, -12, -19, -15, -19, -18, -18])
+        #expect(quantInts(y) == [-14, -15, -33, -19, -20, -19, -24, -17, -18, -15, -12, -19, -15, -19, -18, -18])
     }
 
     /// A 3-D convolution against a naive Int reference written here, with padding, strides and dilation.
@@ -674,8 +674,8 @@ private func evenNeighbour(_ k: Int) -> Int { k % 2 == 0 ? k : k + 1 }
         let xValues = (0..<(c * d * d * d)).map { Int8(truncatingIfNeeded: $0 * 37 + 11) }
         let wValues = (0..<(m * c * kd * kd * kd)).map { Int8(truncatingIfNeeded: $0 * 53 - 7) }
         let (pad, stride, dilation, xZero) = (1, 2, 2, -3)
-        let y = try run1("ConvInteger", opset: 10, [
-            Tensor(shape: [1, c, d, d, d], scalars: xValues), Tensor(shape: [m, c, kd, kd, kd], scalars: wValues), scalar(Int8(xZero)),
+        let y = try runQuant("ConvInteger", opset: 10, [
+            Tensor(shape: [1, c, d, d, d], scalars: xValues), Tensor(shape: [m, c, kd, kd, kd], scalars: wValues), quantScalar(Int8(xZero)),
         ], attributes: ["pads": .ints([pad, pad, pad, pad, pad, pad]), "strides": .ints([stride, stride, stride]),
                         "dilations": .ints([dilation, dilation, dilation])])
         let o = (d + 2 * pad - dilation * (kd - 1) - 1) / stride + 1
@@ -693,23 +693,23 @@ private func evenNeighbour(_ k: Int) -> Int { k % 2 == 0 ? k : k + 1 }
                 expected.append(sum)
             }}}
         }
-        #expect(ints(y) == expected)
+        #expect(quantInts(y) == expected)
     }
 
     @Test func rejectsBadInputs() throws {
         let x = try Tensor(shape: [1, 2, 3, 3], scalars: [UInt8](repeating: 1, count: 18))
         let w = try Tensor(shape: [2, 2, 2, 2], scalars: [UInt8](repeating: 1, count: 16))
-        #expect(throws: RuntimeError.self) { try run1("ConvInteger", opset: 10, [x, w], attributes: ["group": .int(2)]) }
-        #expect(throws: RuntimeError.self) { try run1("ConvInteger", opset: 10, [x, w], attributes: ["strides": .ints([0, 1])]) }
-        #expect(throws: RuntimeError.self) { try run1("ConvInteger", opset: 10, [x, w], attributes: ["pads": .ints([1, 1])]) }
-        #expect(throws: RuntimeError.self) { try run1("ConvInteger", opset: 10, [x, w], attributes: ["kernel_shape": .ints([3, 3])]) }
-        #expect(throws: RuntimeError.self) { try run1("ConvInteger", opset: 10, [x, w], attributes: ["auto_pad": .text("SAME")]) }
-        #expect(throws: RuntimeError.self) { try run1("ConvInteger", opset: 10, [x, w], attributes: ["dilations": .ints([4, 4])]) }
-        #expect(throws: RuntimeError.self) { try run1("ConvInteger", opset: 10, [x, w, nil, Tensor(shape: [3], scalars: [UInt8(0), 0, 0])]) }
-        #expect(throws: RuntimeError.self) { try run1("ConvInteger", opset: 10, [x, w], attributes: ["pads": .ints([Int.max, 0, 1, 0])]) }
+        #expect(throws: RuntimeError.self) { try runQuant("ConvInteger", opset: 10, [x, w], attributes: ["group": .int(2)]) }
+        #expect(throws: RuntimeError.self) { try runQuant("ConvInteger", opset: 10, [x, w], attributes: ["strides": .ints([0, 1])]) }
+        #expect(throws: RuntimeError.self) { try runQuant("ConvInteger", opset: 10, [x, w], attributes: ["pads": .ints([1, 1])]) }
+        #expect(throws: RuntimeError.self) { try runQuant("ConvInteger", opset: 10, [x, w], attributes: ["kernel_shape": .ints([3, 3])]) }
+        #expect(throws: RuntimeError.self) { try runQuant("ConvInteger", opset: 10, [x, w], attributes: ["auto_pad": .text("SAME")]) }
+        #expect(throws: RuntimeError.self) { try runQuant("ConvInteger", opset: 10, [x, w], attributes: ["dilations": .ints([4, 4])]) }
+        #expect(throws: RuntimeError.self) { try runQuant("ConvInteger", opset: 10, [x, w, nil, Tensor(shape: [3], scalars: [UInt8(0), 0, 0])]) }
+        #expect(throws: RuntimeError.self) { try runQuant("ConvInteger", opset: 10, [x, w], attributes: ["pads": .ints([Int.max, 0, 1, 0])]) }
         #expect(throws: RuntimeError.self) {
-            try run1("QLinearConv", opset: 10, [x, scalar(Float(1)), scalar(UInt8(0)), w, scalar(Float(1)), scalar(UInt8(0)),
-                                                 scalar(Float(1)), scalar(UInt8(0)), Tensor(shape: [2], scalars: [Int8(0), 0])])
+            try runQuant("QLinearConv", opset: 10, [x, quantScalar(Float(1)), quantScalar(UInt8(0)), w, quantScalar(Float(1)), quantScalar(UInt8(0)),
+                                                 quantScalar(Float(1)), quantScalar(UInt8(0)), Tensor(shape: [2], scalars: [Int8(0), 0])])
         }
     }
 }
@@ -719,31 +719,31 @@ private func evenNeighbour(_ k: Int) -> Int { k % 2 == 0 ? k : k + 1 }
 @Suite struct QuantizationEdgeShapeTests {
     @Test func emptyAndOverflowingShapes() throws {
         let empty = try Tensor(zeros: .float32, shape: [0, 3])
-        let q = try run1("QuantizeLinear", opset: 13, [empty, floatTensor([3], [1, 1, 1]), Tensor(shape: [3], scalars: [UInt8(1), 2, 3])])
+        let q = try runQuant("QuantizeLinear", opset: 13, [empty, quantFloats([3], [1, 1, 1]), Tensor(shape: [3], scalars: [UInt8(1), 2, 3])])
         #expect(q.shape == [0, 3] && q.dtype == .uint8)
         let hidden = try Tensor(zeros: .float32, shape: [0, 1 << 62, 4])
         #expect(throws: RuntimeError.self) {
-            try run1("QuantizeLinear", opset: 13, [hidden, Tensor(zeros: .float32, shape: [0]), nil], attributes: ["axis": .int(0)])
+            try runQuant("QuantizeLinear", opset: 13, [hidden, Tensor(zeros: .float32, shape: [0]), nil], attributes: ["axis": .int(0)])
         }
         let hiddenX = try Tensor(zeros: .uint8, shape: [0, 1, 1 << 40, 1 << 40])
         let w = try Tensor(shape: [1, 1, 1, 1], scalars: [UInt8(1)])
-        #expect(throws: RuntimeError.self) { try run1("ConvInteger", opset: 10, [hiddenX, w]) }
+        #expect(throws: RuntimeError.self) { try runQuant("ConvInteger", opset: 10, [hiddenX, w]) }
     }
 
     @Test func sumsOverNothingAreZero() throws {
-        let y = try run1("MatMulInteger", opset: 10, [Tensor(zeros: .uint8, shape: [2, 0]), Tensor(zeros: .int8, shape: [0, 3])])
-        #expect(y.shape == [2, 3] && ints(y) == [0, 0, 0, 0, 0, 0])
-        let batch = try run1("MatMulInteger", opset: 10, [Tensor(zeros: .uint8, shape: [0, 2, 3]), Tensor(zeros: .uint8, shape: [3, 4])])
+        let y = try runQuant("MatMulInteger", opset: 10, [Tensor(zeros: .uint8, shape: [2, 0]), Tensor(zeros: .int8, shape: [0, 3])])
+        #expect(y.shape == [2, 3] && quantInts(y) == [0, 0, 0, 0, 0, 0])
+        let batch = try runQuant("MatMulInteger", opset: 10, [Tensor(zeros: .uint8, shape: [0, 2, 3]), Tensor(zeros: .uint8, shape: [3, 4])])
         #expect(batch.shape == [0, 2, 4])
-        let conv = try run1("ConvInteger", opset: 10, [Tensor(zeros: .uint8, shape: [1, 0, 3, 3]), Tensor(zeros: .uint8, shape: [2, 0, 2, 2])])
-        #expect(conv.shape == [1, 2, 2, 2] && ints(conv) == [Int](repeating: 0, count: 8))
+        let conv = try runQuant("ConvInteger", opset: 10, [Tensor(zeros: .uint8, shape: [1, 0, 3, 3]), Tensor(zeros: .uint8, shape: [2, 0, 2, 2])])
+        #expect(conv.shape == [1, 2, 2, 2] && quantInts(conv) == [Int](repeating: 0, count: 8))
         // With a bias, an empty sum requantizes the bias alone: round(1000 * 0.5 * 0.01 / 0.1) + 3 = 53.
-        let qconv = try run1("QLinearConv", opset: 10, [
-            Tensor(zeros: .uint8, shape: [1, 0, 2, 2]), scalar(Float(0.5)), scalar(UInt8(0)),
-            Tensor(zeros: .int8, shape: [1, 0, 1, 1]), scalar(Float(0.01)), scalar(Int8(0)),
-            scalar(Float(0.1)), scalar(UInt8(3)), Tensor(shape: [1], scalars: [Int32(1000)]),
+        let qconv = try runQuant("QLinearConv", opset: 10, [
+            Tensor(zeros: .uint8, shape: [1, 0, 2, 2]), quantScalar(Float(0.5)), quantScalar(UInt8(0)),
+            Tensor(zeros: .int8, shape: [1, 0, 1, 1]), quantScalar(Float(0.01)), quantScalar(Int8(0)),
+            quantScalar(Float(0.1)), quantScalar(UInt8(3)), Tensor(shape: [1], scalars: [Int32(1000)]),
         ])
-        #expect(ints(qconv) == [53, 53, 53, 53])
+        #expect(quantInts(qconv) == [53, 53, 53, 53])
     }
 }
 
@@ -775,7 +775,7 @@ private func evenNeighbour(_ k: Int) -> Int { k % 2 == 0 ? k : k + 1 }
             let expected = try TensorProtoFile.read(data.appendingPathComponent("output_\(index).pb")).tensor
             let actual = try #require(outputs[name])
             #expect(actual.dtype == expected.dtype && actual.shape == expected.shape, "\(name)")
-            #expect(actual == expected, "\(name): \(ints(actual)) \(actual.dtype == .float32 ? actual.floats : [])")
+            #expect(actual == expected, "\(name): \(quantInts(actual)) \(actual.dtype == .float32 ? actual.floats : [])")
         }
     }
 }

@@ -16,6 +16,8 @@ extension KernelRegistry {
         registry.registerBatchNormKernels()
         registry.registerPoolingKernels()
         registry.registerResizeKernels()
+        registry.registerQuantizationKernels()
+        registry.registerQLinearKernels()
         return registry
     }()
 }

@@ -280,29 +280,11 @@ struct SymbolicProduct: Equatable {
 }
 
 extension DType {
-    /// The element type for an ONNX `TensorProto.DataType` code; nil for codes without a `DType`
-    /// (string, complex, the FNUZ float8 variants, …).
+    /// The element type for an ONNX data-type code held in an `Int` attribute (the shared table lives in
+    /// Tensors as `DType(onnxCode: Int32)`).
     init?(onnxCode code: Int) {
-        switch code {
-        case 1: self = .float32
-        case 2: self = .uint8
-        case 3: self = .int8
-        case 4: self = .uint16
-        case 5: self = .int16
-        case 6: self = .int32
-        case 7: self = .int64
-        case 9: self = .bool
-        case 10: self = .float16
-        case 11: self = .float64
-        case 12: self = .uint32
-        case 13: self = .uint64
-        case 16: self = .bfloat16
-        case 17: self = .float8e4m3fn
-        case 19: self = .float8e5m2
-        case 21: self = .uint4
-        case 22: self = .int4
-        default: return nil
-        }
+        guard let narrow = Int32(exactly: code) else { return nil }
+        self.init(onnxCode: narrow)
     }
 
     /// The inclusive range of an integer type that fits in `Int`; nil for other types.

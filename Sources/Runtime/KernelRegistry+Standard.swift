@@ -3,6 +3,19 @@ extension KernelRegistry {
     public static let standard: KernelRegistry = {
         var registry = KernelRegistry()
         registry.registerConstantKernels()
+        registry.registerElementwiseFamilyKernels()
+        registry.registerShapeKernels()
+        registry.registerDataMovementKernels()
+        registry.registerGatherKernels()
+        registry.registerControlFlowKernels()
+        registry.registerRecurrentKernels()
+        registry.registerMatMulKernels()
+        registry.registerGemmKernels()
+        registry.registerConvKernels()
+        registry.registerConvTransposeKernels()
+        registry.registerBatchNormKernels()
+        registry.registerPoolingKernels()
+        registry.registerResizeKernels()
         return registry
     }()
 }

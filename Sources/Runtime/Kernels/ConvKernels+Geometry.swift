@@ -228,49 +228,6 @@ extension WindowAxis {
     }
 }
 
-// MARK: - Reduced-precision bridging
-
-/// float16 and bfloat16 tensors run through the float32 kernels: widened on the way in, rounded to
-/// nearest-even on the way out.
-enum ReducedPrecision {
-    static func isReduced(_ dtype: DType) -> Bool { dtype == .float16 || dtype == .bfloat16 }
-
-    /// A float32 copy of a float16 or bfloat16 tensor (other tensors are returned unchanged).
-    static func widened(_ tensor: Tensor) throws -> Tensor {
-        switch tensor.dtype {
-        case .float16:
-            let values = tensor.withUnsafeBufferPointer(as: Float16.self) { $0.map { Float($0) } }
-            return try Tensor(shape: tensor.shape, scalars: values)
-        case .bfloat16:
-            let values = tensor.withUnsafeBufferPointer(as: BFloat16.self) { $0.map { $0.floatValue } }
-            return try Tensor(shape: tensor.shape, scalars: values)
-        default:
-            return tensor
-        }
-    }
-
-    /// A float32 tensor rounded to `dtype` (float16 or bfloat16; other dtypes return it unchanged).
-    static func narrowed(_ tensor: Tensor, to dtype: DType) throws -> Tensor {
-        switch dtype {
-        case .float16:
-            let values = tensor.withUnsafeBufferPointer(as: Float.self) { $0.map { Float16($0) } }
-            return try Tensor(shape: tensor.shape, scalars: values)
-        case .bfloat16:
-            let values = tensor.withUnsafeBufferPointer(as: Float.self) { $0.map { BFloat16($0) } }
-            return try Tensor(shape: tensor.shape, scalars: values)
-        default:
-            return tensor
-        }
-    }
-
-    /// Runs a float32 kernel body for float16/bfloat16 inputs: widens every floating input of the
-    /// reduced dtype, runs `body`, and narrows its floating outputs back.
-    static func bridged(_ inputs: [Tensor?], dtype: DType, _ body: ([Tensor?]) throws -> [Tensor]) throws -> [Tensor] {
-        let wide = try inputs.map { try $0.map { $0.dtype == dtype ? try widened($0) : $0 } }
-        return try body(wide).map { $0.dtype == .float32 ? try narrowed($0, to: dtype) : $0 }
-    }
-}
-
 extension Tensor {
     /// Throws unless the tensor's dtype is in `allowed`.
     func requireDType(_ allowed: Set<DType>, input index: Int, _ op: String) throws {

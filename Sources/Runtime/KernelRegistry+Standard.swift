@@ -3,6 +3,7 @@ extension KernelRegistry {
     public static let standard: KernelRegistry = {
         var registry = KernelRegistry()
         registry.registerConstantKernels()
+        registry.registerCastKernels()
         return registry
     }()
 }

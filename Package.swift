@@ -42,6 +42,7 @@ let package = Package(
             name: "ONNX",
             dependencies: [
                 "Tensors", "GraphIR",
+                .product(name: "OrderedCollections", package: "swift-collections"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             exclude: ["Generated/README.md"]

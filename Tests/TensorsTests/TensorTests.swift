@@ -50,3 +50,12 @@ import Tensors
         #expect(BFloat16(Float.nan).floatValue.isNaN)
     }
 }
+
+@Suite struct TensorRowsTests {
+    @Test func rowsCopyASliceOfTheFirstAxis() throws {
+        let t = try Tensor(shape: [3, 2], scalars: [Int64](0..<6))
+        #expect(try t.rows(1..<3).scalars(as: Int64.self) == [2, 3, 4, 5])
+        #expect(try t.leadingRows(10).shape == [3, 2])
+        #expect(throws: TensorError.self) { try t.rows(2..<4) }
+    }
+}

@@ -53,6 +53,9 @@ import _TestSupport
         try NPZ.write([("only", Tensor(scalar: Double(1)))], to: url, compressed: compressed)
         #expect(try NPZ.names(url) == ["only"])
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path) == ["all.npz"])
+        // An archive with no arrays is valid too.
+        try NPZ.write([], to: url, compressed: compressed)
+        #expect(try NPZ.read(url).isEmpty)
     }
 
     @Test func writesDeterministicArchives() throws {

@@ -17,6 +17,8 @@ extension KernelRegistry {
         registry.registerPoolingKernels()
         registry.registerResizeKernels()
         registry.registerCastKernels()
+        registry.registerQuantizationKernels()
+        registry.registerQLinearKernels()
         return registry
     }()
 }

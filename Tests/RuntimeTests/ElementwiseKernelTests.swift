@@ -30,7 +30,7 @@ enum KernelHarness {
 }
 
 /// Float tensors from literals.
-func floats(_ shape: [Int], _ values: [Float]) throws -> Tensor { try Tensor(shape: shape, scalars: values) }
+fileprivate func floats(_ shape: [Int], _ values: [Float]) throws -> Tensor { try Tensor(shape: shape, scalars: values) }
 
 /// Relative-or-absolute closeness for float results that went through libm.
 func expectClose(_ tensor: Tensor, _ expected: [Float], shape: [Int]? = nil, tolerance: Float = 2e-6,

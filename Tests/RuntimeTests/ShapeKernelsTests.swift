@@ -32,7 +32,7 @@ func int64s(_ values: [Int]) -> Tensor {
     try! Tensor(shape: [values.count], scalars: values.map { Int64($0) })
 }
 
-func floats(_ shape: [Int], _ values: [Float]) -> Tensor {
+fileprivate func floats(_ shape: [Int], _ values: [Float]) -> Tensor {
     try! Tensor(shape: shape, scalars: values)
 }
 

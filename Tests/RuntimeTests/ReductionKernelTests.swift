@@ -117,6 +117,14 @@ import Testing
         let integers = try KernelHarness.first("ReduceSum", [try Tensor(shape: [2, 2], scalars: [Int32(1), 2, 3, 4])],
                                                attributes: [("keepdims", .int(0))])
         #expect(integers.scalars(as: Int32.self) == [10])
+        // Opset 20: bool max/min are any/all; an empty min is true.
+        let flags = try Tensor(shape: [2, 2], scalars: [true, false, false, false])
+        let axis1 = try Tensor(shape: [1], scalars: [Int64(1)])
+        #expect(try KernelHarness.first("ReduceMax", opset: 20, [flags, axis1]).scalars(as: Bool.self) == [true, false])
+        #expect(try KernelHarness.first("ReduceMin", opset: 20, [flags, axis1]).scalars(as: Bool.self) == [false, false])
+        #expect(try KernelHarness.first("ReduceMin", opset: 20, [try Tensor(zeros: .bool, shape: [2, 0]), axis1])
+            .scalars(as: Bool.self) == [true, true])
+        #expect(throws: KernelError.self) { try KernelHarness.first("ReduceSum", opset: 20, [flags, axis1]) }
     }
 
     @Test func emptyReducedSetsGiveTheIdentity() throws {

@@ -1,7 +1,13 @@
+import Foundation
 import GraphIR
 import Runtime
 import Tensors
 import Testing
+
+private extension Double {
+    var exponential: Double { Foundation.exp(self) }
+    var logarithm: Double { Foundation.log(self) }
+}
 
 @Suite struct SoftmaxAndNormalizationTests: ElementwiseTesting {
     let x: Tensor = try! Tensor(shape: [2, 2, 3], scalars: [Float(1), 2, 3, 4, 5, 7, 0, -1, 2, 3, 3, 3])
@@ -38,6 +44,25 @@ import Testing
         expectClose(try output("Softmax", opset: 13, [try floats([2], [1000, 1000])]), [0.5, 0.5])
         #expect(throws: KernelError.self) {
             try output("Softmax", opset: 13, [x], attributes: [("axis", .int(3))])
+        }
+    }
+
+    @Test func softmaxAndSigmoidStayWithinFloat32RoundingOfADoubleReference() throws {
+        // Inputs spread over the whole float32 exp range; the reference is computed in Double here.
+        let values: [Float] = (0..<4001).map { (index: Int) -> Float in Float(index) * 0.0475 - 100 }
+        let softmax = try output("Softmax", opset: 13, [try floats([values.count], values)]).floats
+        let maximum = Double(values.max()!)
+        let denominator = values.reduce(0.0) { $0 + ((Double($1) - maximum)).exponential }
+        let logSoftmax = try output("LogSoftmax", opset: 13, [try floats([values.count], values)]).floats
+        let sigmoid = try output("Sigmoid", [try floats([values.count], values)]).floats
+        for (index, value) in values.enumerated() {
+            let exact = (Double(value) - maximum).exponential / denominator
+            // Below float32's normal range only the absolute error matters.
+            #expect(abs(Double(softmax[index]) - exact) <= max(exact * 4e-7, 1e-37), "softmax at \(value)")
+            let exactLog = Double(value) - maximum - denominator.logarithm
+            #expect(abs(Double(logSoftmax[index]) - exactLog) <= max(abs(exactLog) * 2e-7, 2e-6), "log at \(value)")
+            let exactSigmoid = 1 / (1 + (-Double(value)).exponential)
+            #expect(abs(Double(sigmoid[index]) - exactSigmoid) <= max(exactSigmoid * 3e-7, 1e-37), "sigmoid at \(value)")
         }
     }
 

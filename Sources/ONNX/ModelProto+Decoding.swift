@@ -174,21 +174,21 @@ struct ModelDecoder {
         case nil:
             return nil
         case .tensorType(let tensor)?:
-            if tensor.elemType != 0 && DType(onnxDataType: tensor.elemType) == nil {
+            if tensor.elemType != 0 && DType(onnxCode: tensor.elemType) == nil {
                 // Keep the element code (e.g. STRING) so writing the model back preserves it.
                 return .unsupported(onnxElementType: tensor.elemType)
             }
-            return .tensor(elementType: DType(onnxDataType: tensor.elemType),
+            return .tensor(elementType: DType(onnxCode: tensor.elemType),
                            shape: tensor.hasShape ? dims(tensor.shape) : nil)
         case .sparseTensorType(let tensor)?:
-            return .sparseTensor(elementType: DType(onnxDataType: tensor.elemType),
+            return .sparseTensor(elementType: DType(onnxCode: tensor.elemType),
                                  shape: tensor.hasShape ? dims(tensor.shape) : nil)
         case .sequenceType(let sequence)?:
             return .sequence(sequence.hasElemType ? valueType(sequence.elemType) : nil)
         case .optionalType(let optional)?:
             return .optional(optional.hasElemType ? valueType(optional.elemType) : nil)
         case .mapType(let map)?:
-            return .map(keyType: DType(onnxDataType: map.keyType),
+            return .map(keyType: DType(onnxCode: map.keyType),
                         valueType: map.hasValueType ? valueType(map.valueType) : nil)
         case .opaqueType?:
             return .unsupported(onnxElementType: 0)

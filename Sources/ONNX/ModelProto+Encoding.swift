@@ -52,7 +52,7 @@ struct ModelEncoder {
         }
         var proto = Onnx_TensorProto()
         proto.name = name
-        proto.dataType = tensor.dtype.onnxDataType
+        proto.dataType = tensor.dtype.onnxCode
         proto.dims = tensor.shape.map { Int64($0) }
         proto.dataLocation = .external
         proto.externalData = externalData.place(tensor)
@@ -105,7 +105,7 @@ struct ModelEncoder {
     static func tensor(_ tensor: Tensor, name: String) -> Onnx_TensorProto {
         var proto = Onnx_TensorProto()
         proto.name = name
-        proto.dataType = tensor.dtype.onnxDataType
+        proto.dataType = tensor.dtype.onnxCode
         proto.dims = tensor.shape.map { Int64($0) }
         proto.rawData = tensor.withUnsafeBytes { Data($0) }
         return proto
@@ -124,12 +124,12 @@ struct ModelEncoder {
         switch type {
         case .tensor(let elementType, let shape):
             var tensor = Onnx_TypeProto.Tensor()
-            tensor.elemType = elementType?.onnxDataType ?? 0
+            tensor.elemType = elementType?.onnxCode ?? 0
             if let shape { tensor.shape = shapeProto(shape) }
             proto.tensorType = tensor
         case .sparseTensor(let elementType, let shape):
             var tensor = Onnx_TypeProto.SparseTensor()
-            tensor.elemType = elementType?.onnxDataType ?? 0
+            tensor.elemType = elementType?.onnxCode ?? 0
             if let shape { tensor.shape = shapeProto(shape) }
             proto.sparseTensorType = tensor
         case .sequence(let element):
@@ -142,7 +142,7 @@ struct ModelEncoder {
             proto.optionalType = optional
         case .map(let keyType, let valueType):
             var map = Onnx_TypeProto.Map()
-            map.keyType = keyType?.onnxDataType ?? 0
+            map.keyType = keyType?.onnxCode ?? 0
             if let valueType { map.valueType = typeProto(valueType) }
             proto.mapType = map
         case .unsupported(let code):

@@ -15,8 +15,8 @@ struct TensorDecoder {
     /// Decodes one tensor. `fallbackName` names it in messages when the proto has no name.
     func tensor(_ proto: Onnx_TensorProto, fallbackName: String) throws -> Tensor {
         let name = proto.name.isEmpty ? fallbackName : proto.name
-        guard let dtype = DType(onnxDataType: proto.dataType) else {
-            throw ONNXError.unsupportedDataType(file: file, tensor: name, dataType: onnxDataTypeName(proto.dataType))
+        guard let dtype = DType(onnxCode: proto.dataType) else {
+            throw ONNXError.unsupportedDataType(file: file, tensor: name, dataType: DType.onnxTypeName(code: proto.dataType))
         }
         if proto.hasSegment {
             throw ONNXError.invalidTensor(file: file, tensor: name, reason: "segmented tensors are not supported")
@@ -65,7 +65,7 @@ struct TensorDecoder {
         guard entries == entriesNeeded else {
             var reason = "\(fieldName) holds \(entries) entries but dims \(shape) of \(dtype) need \(entriesNeeded)"
             if entries == 0, let other = Self.nonEmptyFieldNames(of: proto).first {
-                reason += " (the data is in \(other), which \(onnxDataTypeName(proto.dataType)) tensors do not use)"
+                reason += " (the data is in \(other), which \(DType.onnxTypeName(code: proto.dataType)) tensors do not use)"
             }
             throw ONNXError.invalidTensor(file: file, tensor: name, reason: reason)
         }

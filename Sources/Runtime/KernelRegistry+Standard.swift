@@ -4,6 +4,18 @@ extension KernelRegistry {
         var registry = KernelRegistry()
         registry.registerConstantKernels()
         registry.registerElementwiseFamilyKernels()
+        registry.registerShapeKernels()
+        registry.registerDataMovementKernels()
+        registry.registerGatherKernels()
+        registry.registerControlFlowKernels()
+        registry.registerRecurrentKernels()
+        registry.registerMatMulKernels()
+        registry.registerGemmKernels()
+        registry.registerConvKernels()
+        registry.registerConvTransposeKernels()
+        registry.registerBatchNormKernels()
+        registry.registerPoolingKernels()
+        registry.registerResizeKernels()
         return registry
     }()
 }

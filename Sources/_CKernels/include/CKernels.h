@@ -23,6 +23,39 @@ typedef struct {
 /// The features of the running CPU (cached after the first call).
 sq_cpu_features sq_cpu_detect(void);
 
+// MARK: - FP32 GEMM
+
+/// Instruction-set levels of the SGEMM micro-kernels. `SQ_SGEMM_LEVEL_AUTO` picks the best the CPU has;
+/// a higher level than the CPU has is lowered to the best available.
+enum {
+    SQ_SGEMM_LEVEL_AUTO = -1,
+    SQ_SGEMM_LEVEL_PORTABLE = 0,  ///< plain C, any CPU
+    SQ_SGEMM_LEVEL_AVX2 = 1,      ///< AVX2 + FMA, 6 x 16 tiles
+    SQ_SGEMM_LEVEL_AVX512 = 2,    ///< AVX-512F, 12 x 32 tiles
+};
+
+/// The best SGEMM level this CPU supports.
+int sq_sgemm_best_level(void);
+/// The level a request runs at: AUTO and unavailable levels become the best available one.
+int sq_sgemm_resolve_level(int requested);
+
+/// C = alpha * op(A) * op(B) + beta * C, single-threaded, row-major with leading dimensions.
+/// op(A) is m x k (A is k x m when trans_a), op(B) is k x n (B is n x k when trans_b). When beta == 0, C is
+/// not read (it may hold NaN). B is packed block by block into a per-thread buffer.
+void sq_sgemm(int level, int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *a,
+              size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc);
+
+/// Floats needed to hold op(B) (k x n) packed by `sq_sgemm_pack_b`: k * round_up(n, 16).
+size_t sq_sgemm_packed_b_count(size_t n, size_t k);
+/// Packs op(B) (k x n; B is n x k when trans_b) once, e.g. constant weights. The layout is the same for
+/// every level. `packed` must hold `sq_sgemm_packed_b_count(n, k)` floats.
+void sq_sgemm_pack_b(int trans_b, size_t n, size_t k, const float *b, size_t ldb, float *packed);
+/// Like `sq_sgemm` with B prepacked, computing only columns [n_begin, n_end) of C (n_begin a multiple of
+/// 16), so threads can split N. `c` points at column 0 of C.
+void sq_sgemm_packed(int level, int trans_a, size_t m, size_t n, size_t k, float alpha, const float *a,
+                     size_t lda, const float *packed_b, size_t n_begin, size_t n_end, float beta, float *c,
+                     size_t ldc);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,295 @@
+import GraphIR
+import Tensors
+
+/// Conv (opsets 1, 11, 22): `Y[n, m] = B[m] + Σ_{c in group(m)} Σ_taps W[m, c, taps] · X[n, c, o·stride − pad + tap·dilation]`
+/// over 1-D, 2-D and 3-D inputs, with groups, dilations, strides, explicit pads or `auto_pad`, and an
+/// optional bias. float32 picks one of three paths per node:
+/// - depthwise (one input channel per group): a direct sliding-window loop per channel;
+/// - 1×1 with unit strides and no padding: a GEMM straight on X (no im2col);
+/// - everything else: im2col, then a GEMM `W_g (M/g × C/g·k) · col (C/g·k × spatial)`.
+/// The weights are the GEMM's A operand, which the SGEMM micro-kernel reads in k-major chunks; they
+/// are converted to float32 once when constant. float64 runs the direct loop; float16/bfloat16 widen.
+struct ConvKernel: Kernel {
+    let window: WindowAttributes
+    let group: Int
+    /// Constant float32 weights (float16/bfloat16 constants widened once), used instead of input 1.
+    let constantWeights: Tensor?
+
+    init(_ context: KernelBuildContext) throws {
+        window = try WindowAttributes(context)
+        group = try context.int("group", default: 1)
+        guard group > 0 else { throw KernelError.invalidAttribute("group", "must be positive, got \(group)") }
+        if let w = context.constant(1), w.dtype == .float32 || ReducedPrecision.isReduced(w.dtype) {
+            constantWeights = try ReducedPrecision.widened(w)
+        } else {
+            constantWeights = nil
+        }
+    }
+
+    static let dtypes: Set<DType> = [.float32, .float64, .float16, .bfloat16]
+
+    func run(_ inputs: [Tensor?], context: ExecutionContext) throws -> [Tensor] {
+        let x = try required(inputs, 0), w = try required(inputs, 1)
+        let bias = optional(inputs, 2)
+        try x.requireDType(Self.dtypes, input: 0, "Conv")
+        for (index, tensor) in [(1, w), (2, bias)] {
+            if let tensor, tensor.dtype != x.dtype {
+                throw KernelError.invalidInput(index: index, reason: "dtype \(tensor.dtype) differs from X's \(x.dtype)")
+            }
+        }
+        let problem = try ConvProblem(x: x.shape, w: w.shape, bias: bias?.shape, group: group, window: window)
+        switch x.dtype {
+        case .float32:
+            return [try problem.runFloat(x: x, w: constantWeights ?? w, bias: bias, threads: context.threadCount)]
+        case .float64:
+            return [try problem.runDirect(x: x, w: w, bias: bias, as: Double.self)]
+        default:
+            let weights = constantWeights
+            return try ReducedPrecision.bridged(inputs, dtype: x.dtype) { wide in
+                [try problem.runFloat(x: wide[0]!, w: weights ?? wide[1]!, bias: wide.count > 2 ? wide[2] : nil,
+                                      threads: context.threadCount)]
+            }
+        }
+    }
+}
+
+/// One convolution's shapes, validated, with the spatial axes lifted to three.
+struct ConvProblem {
+    var batch: Int
+    var channels: Int
+    var outputChannels: Int
+    var groups: Int
+    /// Three axes (depth, height, width), leading unit axes for 1-D and 2-D.
+    var axes: [WindowAxis]
+    var outputShape: [Int]
+
+    var channelsPerGroup: Int { channels / groups }
+    var outputsPerGroup: Int { outputChannels / groups }
+    var inputSpatial: Int { axes[0].input * axes[1].input * axes[2].input }
+    var outputSpatial: Int { axes[0].output * axes[1].output * axes[2].output }
+    var kernelSize: Int { axes[0].kernel * axes[1].kernel * axes[2].kernel }
+
+    init(x: [Int], w: [Int], bias: [Int]?, group: Int, window: WindowAttributes) throws {
+        guard x.count >= 3 else { throw KernelError.invalidInput(index: 0, reason: "Conv needs X of rank ≥ 3, got \(x)") }
+        guard w.count == x.count else {
+            throw KernelError.invalidInput(index: 1, reason: "W \(w) must have the rank of X \(x)")
+        }
+        batch = x[0]
+        channels = x[1]
+        outputChannels = w[0]
+        groups = group
+        guard w[1] * group == channels else {
+            throw KernelError.invalid(
+                "Conv: X has \(channels) channels but W expects \(w[1]) per group × \(group) groups")
+        }
+        guard outputChannels % group == 0 else {
+            throw KernelError.invalid("Conv: group \(group) does not divide the \(outputChannels) output channels")
+        }
+        if let bias, bias != [outputChannels] {
+            throw KernelError.invalidInput(index: 2, reason: "bias must have shape [\(outputChannels)], got \(bias)")
+        }
+        let spatial = Array(x.dropFirst(2))
+        let kernel = try window.kernel(rank: spatial.count, fromWeights: Array(w.dropFirst(2)))
+        let spatialAxes = try window.convolutionAxes(input: spatial, kernel: kernel)
+        axes = try WindowAxis.lifted(spatialAxes)
+        outputShape = [batch, outputChannels] + spatialAxes.map(\.output)
+        _ = try Shape.elementCount(outputShape)
+        _ = try SpatialMath.multiply(channelsPerGroup, kernelSize, "im2col rows")
+        _ = try SpatialMath.multiply(channelsPerGroup * kernelSize, outputSpatial, "im2col size")
+    }
+
+    var isDepthwise: Bool { channelsPerGroup == 1 && groups > 1 }
+    var isPointwise: Bool {
+        kernelSize == 1 && axes.allSatisfy { $0.stride == 1 && $0.padBegin == 0 && $0.padEnd == 0 }
+    }
+
+    // MARK: float32
+
+    func runFloat(x: Tensor, w: Tensor, bias: Tensor?, threads: Int) throws -> Tensor {
+        var y = try Tensor(zeros: .float32, shape: outputShape)
+        guard y.count > 0 else { return y }
+        x.withUnsafeBufferPointer(as: Float.self) { xBuffer in
+            w.withUnsafeBufferPointer(as: Float.self) { wBuffer in
+                y.withUnsafeMutableBufferPointer(as: Float.self) { yBuffer in
+                    let biasValues = bias?.scalars(as: Float.self)
+                    let x = xBuffer.baseAddress!, w = wBuffer.baseAddress!, y = yBuffer.baseAddress!
+                    if isDepthwise {
+                        runDepthwise(x: x, w: w, bias: biasValues, y: y, threads: threads)
+                    } else {
+                        runGEMM(x: x, w: w, bias: biasValues, y: y, threads: threads)
+                    }
+                }
+            }
+        }
+        return y
+    }
+
+    private func runDepthwise(x: UnsafePointer<Float>, w: UnsafePointer<Float>, bias: [Float]?,
+                              y: UnsafeMutablePointer<Float>, threads: Int) {
+        let (inSize, outSize, taps, perGroup) = (inputSpatial, outputSpatial, kernelSize, outputsPerGroup)
+        Parallel.forEach(batch * outputChannels, threads: threads) { index in
+            let (n, m) = index.quotientAndRemainder(dividingBy: outputChannels)
+            let inputChannel = m / perGroup
+            let out = y + index * outSize
+            out.update(repeating: bias?[m] ?? 0, count: outSize)
+            accumulateChannel(x: x + (n * channels + inputChannel) * inSize, weights: w + m * taps, into: out)
+        }
+    }
+
+    private func runGEMM(x: UnsafePointer<Float>, w: UnsafePointer<Float>, bias: [Float]?,
+                         y: UnsafeMutablePointer<Float>, threads: Int) {
+        let rowsPerGroup = outputsPerGroup
+        let depth = channelsPerGroup * kernelSize
+        let (inSize, outSize) = (inputSpatial, outputSpatial)
+        let pointwise = isPointwise
+        let tasks = batch * groups
+        // Enough independent (image, group) products: one per thread, each single-threaded. Otherwise
+        // the GEMM itself is split.
+        let outerThreads = tasks >= threads ? threads : 1
+        let innerThreads = outerThreads == 1 ? threads : 1
+        Parallel.forEach(tasks, threads: outerThreads) { task in
+            let (n, g) = task.quotientAndRemainder(dividingBy: groups)
+            let xGroup = x + (n * channels + g * channelsPerGroup) * inSize
+            let yGroup = y + (n * outputChannels + g * rowsPerGroup) * outSize
+            if let bias {
+                for row in 0..<rowsPerGroup {
+                    (yGroup + row * outSize).update(repeating: bias[g * rowsPerGroup + row], count: outSize)
+                }
+            }
+            let beta: Float = bias == nil ? 0 : 1
+            let weights = w + g * rowsPerGroup * depth
+            if pointwise {
+                SGEMM.multiply(m: rowsPerGroup, n: outSize, k: depth, a: weights, lda: depth, b: xGroup, ldb: inSize,
+                               beta: beta, c: yGroup, ldc: outSize, threads: innerThreads)
+            } else {
+                let col = UnsafeMutablePointer<Float>.allocate(capacity: max(depth * outSize, 1))
+                defer { col.deallocate() }
+                im2col(x: xGroup, channels: channelsPerGroup, into: col)
+                SGEMM.multiply(m: rowsPerGroup, n: outSize, k: depth, a: weights, lda: depth, b: col, ldb: outSize,
+                               beta: beta, c: yGroup, ldc: outSize, threads: innerThreads)
+            }
+        }
+    }
+
+    /// Writes the patch matrix of `channels` input planes: row (c, kd, kh, kw), column (od, oh, ow),
+    /// zero where a tap falls in the padding.
+    func im2col(x: UnsafePointer<Float>, channels: Int, into col: UnsafeMutablePointer<Float>) {
+        let (ad, ah, aw) = (axes[0], axes[1], axes[2])
+        let outSize = outputSpatial, inSize = inputSpatial
+        var row = col
+        for c in 0..<channels {
+            let plane = x + c * inSize
+            for kd in 0..<ad.kernel {
+                let dRange = ad.validOutputs(tap: kd)
+                for kh in 0..<ah.kernel {
+                    let hRange = ah.validOutputs(tap: kh)
+                    for kw in 0..<aw.kernel {
+                        let wRange = aw.validOutputs(tap: kw)
+                        let wOffset = kw * aw.dilation - aw.padBegin
+                        for od in 0..<ad.output {
+                            let slab = row + od * ah.output * aw.output
+                            guard dRange.contains(od) else {
+                                slab.update(repeating: 0, count: ah.output * aw.output)
+                                continue
+                            }
+                            let id = od * ad.stride - ad.padBegin + kd * ad.dilation
+                            for oh in 0..<ah.output {
+                                let out = slab + oh * aw.output
+                                guard hRange.contains(oh) else {
+                                    out.update(repeating: 0, count: aw.output)
+                                    continue
+                                }
+                                let ih = oh * ah.stride - ah.padBegin + kh * ah.dilation
+                                let source = plane + (id * ah.input + ih) * aw.input + wOffset
+                                if wRange.lowerBound > 0 { out.update(repeating: 0, count: wRange.lowerBound) }
+                                if aw.stride == 1 {
+                                    (out + wRange.lowerBound).update(from: source + wRange.lowerBound,
+                                                                     count: wRange.count)
+                                } else {
+                                    for ow in wRange { out[ow] = source[ow * aw.stride] }
+                                }
+                                if wRange.upperBound < aw.output {
+                                    (out + wRange.upperBound).update(repeating: 0, count: aw.output - wRange.upperBound)
+                                }
+                            }
+                        }
+                        row += outSize
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds one input plane convolved with one filter plane into an output plane (the direct loop;
+    /// taps outermost so the innermost loop runs along a contiguous output row).
+    func accumulateChannel<T: BinaryFloatingPoint>(
+        x: UnsafePointer<T>, weights: UnsafePointer<T>, into out: UnsafeMutablePointer<T>
+    ) {
+        let (ad, ah, aw) = (axes[0], axes[1], axes[2])
+        var tap = 0
+        for kd in 0..<ad.kernel {
+            let dRange = ad.validOutputs(tap: kd)
+            for kh in 0..<ah.kernel {
+                let hRange = ah.validOutputs(tap: kh)
+                for kw in 0..<aw.kernel {
+                    let weight = weights[tap]
+                    tap += 1
+                    let wRange = aw.validOutputs(tap: kw)
+                    guard !wRange.isEmpty else { continue }
+                    let wOffset = kw * aw.dilation - aw.padBegin
+                    for od in dRange {
+                        let id = od * ad.stride - ad.padBegin + kd * ad.dilation
+                        for oh in hRange {
+                            let ih = oh * ah.stride - ah.padBegin + kh * ah.dilation
+                            let source = x + (id * ah.input + ih) * aw.input + wOffset
+                            let row = out + (od * ah.output + oh) * aw.output
+                            if aw.stride == 1 {
+                                for ow in wRange { row[ow] += weight * source[ow] }
+                            } else {
+                                for ow in wRange { row[ow] += weight * source[ow * aw.stride] }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // MARK: Direct (float64, and the reference twin of the float32 paths)
+
+    /// The direct convolution: for each output channel, bias plus every input plane of its group
+    /// convolved with the matching filter plane.
+    func runDirect<T: BinaryFloatingPoint & TensorScalar>(x: Tensor, w: Tensor, bias: Tensor?, as type: T.Type) throws -> Tensor {
+        var y = try Tensor(zeros: x.dtype, shape: outputShape)
+        guard y.count > 0 else { return y }
+        let biasValues = bias?.scalars(as: T.self)
+        x.withUnsafeBufferPointer(as: T.self) { xBuffer in
+            w.withUnsafeBufferPointer(as: T.self) { wBuffer in
+                y.withUnsafeMutableBufferPointer(as: T.self) { yBuffer in
+                    for n in 0..<batch {
+                        for m in 0..<outputChannels {
+                            let g = m / outputsPerGroup
+                            let out = yBuffer.baseAddress! + (n * outputChannels + m) * outputSpatial
+                            out.update(repeating: biasValues?[m] ?? 0, count: outputSpatial)
+                            for c in 0..<channelsPerGroup {
+                                let plane = xBuffer.baseAddress! + (n * channels + g * channelsPerGroup + c) * inputSpatial
+                                let filter = wBuffer.baseAddress! + (m * channelsPerGroup + c) * kernelSize
+                                accumulateChannel(x: plane, weights: filter, into: out)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return y
+    }
+}
+
+extension KernelRegistry {
+    mutating func registerConvKernels() {
+        // 1 and 11 differ in wording only; 22 adds bfloat16.
+        for version in [1, 11, 22] {
+            register("Conv", since: version) { context in try ConvKernel(context) }
+        }
+    }
+}

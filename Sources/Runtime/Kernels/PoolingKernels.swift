@@ -1,0 +1,287 @@
+import GraphIR
+import Tensors
+
+/// MaxPool, AveragePool, GlobalMaxPool and GlobalAveragePool over 1-D, 2-D and 3-D inputs.
+///
+/// A window's input positions along each axis are `o · stride − padBegin + k · dilation` for taps k;
+/// positions in the padding never contribute to a max, and to an average only when
+/// `count_include_pad = 1` (then the divisor counts the taps inside the padded extent
+/// `[−padBegin, input + padEnd)`, so a `ceil_mode` window running past the end padding is not
+/// over-counted). Windows are products of per-axis tap ranges, which are computed once per run.
+struct PoolKernel: Kernel {
+    enum Kind: Sendable { case max, average }
+
+    let kind: Kind
+    let window: WindowAttributes
+    let ceilMode: Bool
+    let countIncludePad: Bool
+    /// 0: indices row-major over the spatial axes; 1: column-major (the first spatial axis fastest).
+    let storageOrder: Int
+    let dtypes: Set<DType>
+
+    init(_ context: KernelBuildContext, kind: Kind) throws {
+        self.kind = kind
+        let version = context.opsetVersion
+        // MaxPool gained dilations in 10, AveragePool in 19; ceil_mode arrived in 10 for both.
+        let dilationsAllowed = kind == .max ? version >= 10 : version >= 19
+        window = try WindowAttributes(context, dilations: dilationsAllowed)
+        guard window.kernelShape != nil else { throw KernelError.invalidAttribute("kernel_shape", "is required") }
+        if version < 10, context.has("ceil_mode") {
+            throw KernelError.invalidAttribute("ceil_mode", "is not defined before opset 10")
+        }
+        ceilMode = try context.int("ceil_mode", default: 0) != 0
+        let includePad = try context.int("count_include_pad", default: 0) != 0
+        countIncludePad = kind == .average && includePad
+        storageOrder = kind == .max ? try context.int("storage_order", default: 0) : 0
+        guard storageOrder == 0 || storageOrder == 1 else {
+            throw KernelError.invalidAttribute("storage_order", "must be 0 or 1, got \(storageOrder)")
+        }
+        if kind == .max, version < 8, context.node.outputs.count > 1, !context.node.outputs[1].isEmpty {
+            throw KernelError.invalidAttribute("Indices", "output is not defined before opset 8")
+        }
+        var types: Set<DType> = [.float32, .float64, .float16]
+        if kind == .max && version >= 12 { types.formUnion([.int8, .uint8]) }
+        if version >= 22 { types.insert(.bfloat16) }
+        dtypes = types
+    }
+
+    func run(_ inputs: [Tensor?], context: ExecutionContext) throws -> [Tensor] {
+        let x = try required(inputs, 0)
+        try x.requireDType(dtypes, input: 0, kind == .max ? "MaxPool" : "AveragePool")
+        guard x.rank >= 3 else { throw KernelError.invalidInput(index: 0, reason: "pooling needs rank ≥ 3, got \(x.shape)") }
+        let spatial = Array(x.shape.dropFirst(2))
+        let kernel = try window.kernel(rank: spatial.count, fromWeights: nil)
+        let spatialAxes = try window.poolingAxes(input: spatial, kernel: kernel, ceilMode: ceilMode)
+        let plan = try PoolPlan(batch: x.shape[0], channels: x.shape[1], axes: WindowAxis.lifted(spatialAxes),
+                                outputShape: [x.shape[0], x.shape[1]] + spatialAxes.map(\.output))
+        let threads = context.threadCount
+        switch (kind, x.dtype) {
+        case (.average, .float32): return [try plan.average(x, includePad: countIncludePad, threads: threads, as: Float.self)]
+        case (.average, .float64): return [try plan.average(x, includePad: countIncludePad, threads: threads, as: Double.self)]
+        case (.max, .float32): return try plan.maximum(x, lowest: -Float.infinity, storageOrder: storageOrder, threads: threads)
+        case (.max, .float64): return try plan.maximum(x, lowest: -Double.infinity, storageOrder: storageOrder, threads: threads)
+        case (.max, .int8): return try plan.maximum(x, lowest: Int8.min, storageOrder: storageOrder, threads: threads)
+        case (.max, .uint8): return try plan.maximum(x, lowest: UInt8.min, storageOrder: storageOrder, threads: threads)
+        default:
+            return try ReducedPrecision.bridged(inputs, dtype: x.dtype) { wide in
+                try self.run(wide, context: context)
+            }
+        }
+    }
+}
+
+/// The per-axis tap ranges of every window, and the pooling loops over (image, channel) planes.
+struct PoolPlan {
+    var batch: Int
+    var channels: Int
+    var axes: [WindowAxis]
+    var outputShape: [Int]
+
+    /// For one axis and output position: the taps landing inside the input, the first one's input
+    /// position, and how many taps land inside the padded extent.
+    struct Span {
+        var firstTap: Int
+        var endTap: Int
+        var start: Int
+        var paddedCount: Int
+    }
+
+    let spans: [[Span]]
+
+    init(batch: Int, channels: Int, axes: [WindowAxis], outputShape: [Int]) throws {
+        self.batch = batch
+        self.channels = channels
+        self.axes = axes
+        self.outputShape = outputShape
+        _ = try Shape.elementCount(outputShape)
+        spans = axes.map { axis in
+            (0..<axis.output).map { o in
+                let origin = o * axis.stride - axis.padBegin
+                // Taps k with 0 <= origin + k·d < input, and with −padBegin <= origin + k·d < input + padEnd.
+                let first = max(0, SpatialMath.ceilDiv(-origin, axis.dilation))
+                let end = min(axis.kernel, SpatialMath.floorDiv(axis.input - 1 - origin, axis.dilation) + 1)
+                let paddedFirst = max(0, SpatialMath.ceilDiv(-axis.padBegin - origin, axis.dilation))
+                let paddedEnd = min(axis.kernel,
+                                    SpatialMath.floorDiv(axis.input + axis.padEnd - 1 - origin, axis.dilation) + 1)
+                return Span(firstTap: first, endTap: max(first, end), start: origin + first * axis.dilation,
+                            paddedCount: max(0, paddedEnd - paddedFirst))
+            }
+        }
+    }
+
+    var inputPlane: Int { axes[0].input * axes[1].input * axes[2].input }
+    var outputPlane: Int { axes[0].output * axes[1].output * axes[2].output }
+
+    func average<T: BinaryFloatingPoint & TensorScalar>(_ x: Tensor, includePad: Bool, threads: Int, as type: T.Type) throws -> Tensor {
+        var y = try Tensor(zeros: x.dtype, shape: outputShape)
+        guard y.count > 0 else { return y }
+        let (ad, ah, aw) = (axes[0], axes[1], axes[2])
+        let (sd, sh, sw) = (spans[0], spans[1], spans[2])
+        let (inPlane, outPlane) = (inputPlane, outputPlane)
+        x.withUnsafeBufferPointer(as: T.self) { source in
+            y.withUnsafeMutableBufferPointer(as: T.self) { target in
+                let input = source.baseAddress!, output = target.baseAddress!
+                Parallel.forEach(batch * channels, threads: threads) { plane in
+                    let xPlane = input + plane * inPlane
+                    var out = output + plane * outPlane
+                    for od in 0..<ad.output {
+                        let d = sd[od]
+                        for oh in 0..<ah.output {
+                            let h = sh[oh]
+                            for ow in 0..<aw.output {
+                                let w = sw[ow]
+                                var sum: T = 0
+                                var id = d.start
+                                for _ in d.firstTap..<d.endTap {
+                                    var ih = h.start
+                                    for _ in h.firstTap..<h.endTap {
+                                        let row = xPlane + (id * ah.input + ih) * aw.input
+                                        var iw = w.start
+                                        for _ in w.firstTap..<w.endTap {
+                                            sum += row[iw]
+                                            iw += aw.dilation
+                                        }
+                                        ih += ah.dilation
+                                    }
+                                    id += ad.dilation
+                                }
+                                let count = includePad
+                                    ? d.paddedCount * h.paddedCount * w.paddedCount
+                                    : (d.endTap - d.firstTap) * (h.endTap - h.firstTap) * (w.endTap - w.firstTap)
+                                out.pointee = count > 0 ? sum / T(count) : .nan
+                                out += 1
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return y
+    }
+
+    /// Max over each window, and the flattened input index of the first maximum (int64), which counts
+    /// from the start of the tensor: `(n · C + c) · plane + spatial index`.
+    func maximum<T: Comparable & TensorScalar>(_ x: Tensor, lowest: T, storageOrder: Int, threads: Int) throws -> [Tensor] {
+        var y = try Tensor(zeros: x.dtype, shape: outputShape)
+        var indices = try Tensor(zeros: .int64, shape: outputShape)
+        guard y.count > 0 else { return [y, indices] }
+        let (ad, ah, aw) = (axes[0], axes[1], axes[2])
+        let (sd, sh, sw) = (spans[0], spans[1], spans[2])
+        let (inPlane, outPlane) = (inputPlane, outputPlane)
+        // Strides of (d, h, w) in the flattened index: row-major, or column-major over the spatial axes.
+        let strides = storageOrder == 0
+            ? (ah.input * aw.input, aw.input, 1)
+            : (1, ad.input, ad.input * ah.input)
+        x.withUnsafeBufferPointer(as: T.self) { source in
+            y.withUnsafeMutableBufferPointer(as: T.self) { target in
+                indices.withUnsafeMutableBufferPointer(as: Int64.self) { indexTarget in
+                    let input = source.baseAddress!, output = target.baseAddress!, indexOutput = indexTarget.baseAddress!
+                    Parallel.forEach(batch * channels, threads: threads) { plane in
+                        let xPlane = input + plane * inPlane
+                        var out = output + plane * outPlane
+                        var indexOut = indexOutput + plane * outPlane
+                        let planeOffset = plane * inPlane
+                        for od in 0..<ad.output {
+                            let d = sd[od]
+                            for oh in 0..<ah.output {
+                                let h = sh[oh]
+                                for ow in 0..<aw.output {
+                                    let w = sw[ow]
+                                    var best = lowest
+                                    var bestIndex = -1
+                                    var id = d.start
+                                    for _ in d.firstTap..<d.endTap {
+                                        var ih = h.start
+                                        for _ in h.firstTap..<h.endTap {
+                                            let row = xPlane + (id * ah.input + ih) * aw.input
+                                            var iw = w.start
+                                            for _ in w.firstTap..<w.endTap {
+                                                let value = row[iw]
+                                                if value > best || (bestIndex < 0 && value == best) {
+                                                    best = value
+                                                    bestIndex = id * strides.0 + ih * strides.1 + iw * strides.2
+                                                }
+                                                iw += aw.dilation
+                                            }
+                                            ih += ah.dilation
+                                        }
+                                        id += ad.dilation
+                                    }
+                                    out.pointee = best
+                                    indexOut.pointee = Int64(bestIndex < 0 ? -1 : planeOffset + bestIndex)
+                                    out += 1
+                                    indexOut += 1
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return [y, indices]
+    }
+}
+
+/// GlobalAveragePool / GlobalMaxPool: one value per (image, channel) over all spatial positions;
+/// the output keeps the rank with every spatial dimension 1.
+struct GlobalPoolKernel: Kernel {
+    let kind: PoolKernel.Kind
+    let dtypes: Set<DType>
+
+    func run(_ inputs: [Tensor?], context: ExecutionContext) throws -> [Tensor] {
+        let x = try required(inputs, 0)
+        try x.requireDType(dtypes, input: 0, kind == .max ? "GlobalMaxPool" : "GlobalAveragePool")
+        guard x.rank >= 2 else { throw KernelError.invalidInput(index: 0, reason: "needs rank ≥ 2, got \(x.shape)") }
+        let planes = x.shape[0] * x.shape[1]
+        let planeSize = try Shape.elementCount(Array(x.shape.dropFirst(2)))
+        let outputShape = Array(x.shape.prefix(2)) + Array(repeating: 1, count: x.rank - 2)
+        switch x.dtype {
+        case .float32: return [try reduce(x, planes: planes, size: planeSize, shape: outputShape, as: Float.self)]
+        case .float64: return [try reduce(x, planes: planes, size: planeSize, shape: outputShape, as: Double.self)]
+        default:
+            return try ReducedPrecision.bridged(inputs, dtype: x.dtype) { wide in try self.run(wide, context: context) }
+        }
+    }
+
+    private func reduce<T: BinaryFloatingPoint & TensorScalar>(
+        _ x: Tensor, planes: Int, size: Int, shape: [Int], as type: T.Type
+    ) throws -> Tensor {
+        var y = try Tensor(zeros: x.dtype, shape: shape)
+        let isMax = kind == .max
+        x.withUnsafeBufferPointer(as: T.self) { source in
+            y.withUnsafeMutableBufferPointer(as: T.self) { target in
+                for plane in 0..<planes {
+                    let values = UnsafeBufferPointer(rebasing: source[(plane * size)..<((plane + 1) * size)])
+                    if isMax {
+                        var best = -T.infinity
+                        for value in values where value > best { best = value }
+                        target[plane] = size == 0 ? .nan : best
+                    } else {
+                        var sum: T = 0
+                        for value in values { sum += value }
+                        target[plane] = sum / T(size)
+                    }
+                }
+            }
+        }
+        return y
+    }
+}
+
+extension KernelRegistry {
+    mutating func registerPoolingKernels() {
+        // MaxPool: 8 adds Indices and storage_order, 10 ceil_mode and dilations, 12 int8/uint8, 22 bfloat16.
+        for version in [1, 8, 10, 11, 12, 22] {
+            register("MaxPool", since: version) { context in try PoolKernel(context, kind: .max) }
+        }
+        // AveragePool: 7 count_include_pad, 10 ceil_mode, 11 pads wording, 19 dilations, 22 bfloat16.
+        for version in [7, 10, 11, 19, 22] {
+            register("AveragePool", since: version) { context in try PoolKernel(context, kind: .average) }
+        }
+        for version in [1, 22] {
+            let types: Set<DType> = version >= 22 ? [.float32, .float64, .float16, .bfloat16] : [.float32, .float64, .float16]
+            register("GlobalAveragePool", since: version) { _ in GlobalPoolKernel(kind: .average, dtypes: types) }
+            register("GlobalMaxPool", since: version) { _ in GlobalPoolKernel(kind: .max, dtypes: types) }
+        }
+    }
+}

@@ -1,0 +1,234 @@
+// FP32 GEMM driver: B packing, the blocked loop nest, level dispatch, and the portable micro-kernel.
+//
+// Loop nest (BLIS order, with A read once per L2 block): for each block of SQ_SGEMM_NC columns, for
+// each K block of SQ_SGEMM_KC rows, for each chunk of up to MR rows of op(A): pack the chunk k-major
+// (it stays in L1), then sweep the micro-kernel over the block's B panels (they stay in L2).
+#include "CKernels.h"
+#include "sgemm_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+// MARK: - Level selection
+
+int sq_sgemm_best_level(void) {
+#if defined(__x86_64__) || defined(_M_X64)
+    sq_cpu_features f = sq_cpu_detect();
+    if (f.avx512f) return SQ_SGEMM_LEVEL_AVX512;
+    if (f.avx2) return SQ_SGEMM_LEVEL_AVX2;
+#endif
+    return SQ_SGEMM_LEVEL_PORTABLE;
+}
+
+int sq_sgemm_resolve_level(int requested) {
+    int best = sq_sgemm_best_level();
+    if (requested < 0 || requested > best) return best;
+    return requested;
+}
+
+static const sq_sgemm_kernel *kernel_for(int level) {
+#if defined(__x86_64__) || defined(_M_X64)
+    switch (sq_sgemm_resolve_level(level)) {
+    case SQ_SGEMM_LEVEL_AVX512: return &sq_sgemm_kernel_avx512;
+    case SQ_SGEMM_LEVEL_AVX2: return &sq_sgemm_kernel_avx2;
+    default: break;
+    }
+#else
+    (void)level;
+#endif
+    return &sq_sgemm_kernel_portable;
+}
+
+// MARK: - Packing
+
+static size_t round_up_panel(size_t n) { return (n + SQ_SGEMM_PANEL - 1) / SQ_SGEMM_PANEL * SQ_SGEMM_PANEL; }
+
+size_t sq_sgemm_packed_b_count(size_t n, size_t k) { return round_up_panel(n) * k; }
+
+/// Packs rows [k0, k0+kc) and columns [n0, n0+ncols) of op(B) into panels (layout in sgemm_internal.h).
+static void pack_b_block(int trans_b, const float *b, size_t ldb, size_t k0, size_t kc, size_t n0,
+                         size_t ncols, float *dst) {
+    for (size_t p = 0; p * SQ_SGEMM_PANEL < ncols; p++) {
+        size_t c0 = n0 + p * SQ_SGEMM_PANEL;
+        size_t width = ncols - p * SQ_SGEMM_PANEL;
+        if (width > SQ_SGEMM_PANEL) width = SQ_SGEMM_PANEL;
+        float *panel = dst + p * SQ_SGEMM_PANEL * kc;
+        if (!trans_b) {
+            const float *src = b + k0 * ldb + c0;
+            if (width == SQ_SGEMM_PANEL) {
+                for (size_t k = 0; k < kc; k++) memcpy(panel + k * SQ_SGEMM_PANEL, src + k * ldb, sizeof(float) * SQ_SGEMM_PANEL);
+            } else {
+                for (size_t k = 0; k < kc; k++) {
+                    float *row = panel + k * SQ_SGEMM_PANEL;
+                    size_t c = 0;
+                    for (; c < width; c++) row[c] = src[k * ldb + c];
+                    for (; c < SQ_SGEMM_PANEL; c++) row[c] = 0.0f;
+                }
+            }
+        } else {
+            // op(B)[k][c] = B[c][k]: read each source row contiguously, write with stride 16.
+            for (size_t c = 0; c < width; c++) {
+                const float *src = b + (c0 + c) * ldb + k0;
+                for (size_t k = 0; k < kc; k++) panel[k * SQ_SGEMM_PANEL + c] = src[k];
+            }
+            for (size_t c = width; c < SQ_SGEMM_PANEL; c++)
+                for (size_t k = 0; k < kc; k++) panel[k * SQ_SGEMM_PANEL + c] = 0.0f;
+        }
+    }
+}
+
+void sq_sgemm_pack_b(int trans_b, size_t n, size_t k, const float *b, size_t ldb, float *packed) {
+    size_t npad = round_up_panel(n);
+    for (size_t k0 = 0; k0 < k; k0 += SQ_SGEMM_KC) {
+        size_t kc = k - k0 < SQ_SGEMM_KC ? k - k0 : SQ_SGEMM_KC;
+        pack_b_block(trans_b, b, ldb, k0, kc, 0, n, packed + k0 * npad);
+    }
+}
+
+/// Packs `rows` rows of op(A) over kc columns, k-major. `a` already points at (row m0, column k0) of op(A).
+static void pack_a(int trans_a, const float *a, size_t lda, size_t rows, size_t kc, float *dst) {
+    if (!trans_a) {
+        for (size_t r = 0; r < rows; r++) {
+            const float *src = a + r * lda;
+            for (size_t k = 0; k < kc; k++) dst[k * rows + r] = src[k];
+        }
+    } else {
+        // op(A)[r][k] = A[k][r]: each k reads `rows` contiguous floats.
+        for (size_t k = 0; k < kc; k++) memcpy(dst + k * rows, a + k * lda, sizeof(float) * rows);
+    }
+}
+
+// MARK: - Driver
+
+/// C = beta * C for the K == 0 case (beta == 0 writes zeros without reading C).
+static void scale_c(size_t m, size_t n, float beta, float *c, size_t ldc) {
+    for (size_t i = 0; i < m; i++) {
+        float *row = c + i * ldc;
+        if (beta == 0.0f) memset(row, 0, sizeof(float) * n);
+        else if (beta != 1.0f) for (size_t j = 0; j < n; j++) row[j] *= beta;
+    }
+}
+
+/// One K block against one packed B block of `ncols` columns. `a` points at column k0 of op(A) row 0;
+/// `c` at column n0 of row 0.
+static void run_block(const sq_sgemm_kernel *kern, int trans_a, size_t m, size_t ncols, size_t kc,
+                      const float *a, size_t lda, const float *bblock, float alpha, float beta, int load_c,
+                      float *c, size_t ldc) {
+    _Alignas(64) float apack[SQ_SGEMM_MR_MAX * SQ_SGEMM_KC];
+    // Balanced chunks: M = 64 with MR = 12 runs six chunks of 10-11 rows rather than 5x12 + 4.
+    size_t chunks = (m + (size_t)kern->mr - 1) / (size_t)kern->mr;
+    size_t m0 = 0;
+    for (size_t chunk = 0; chunk < chunks; chunk++) {
+        size_t m1 = (chunk + 1) * m / chunks;
+        size_t rows = m1 - m0;
+        const float *asrc = trans_a ? a + m0 : a + m0 * lda;
+        pack_a(trans_a, asrc, lda, rows, kc, apack);
+        float *crow = c + m0 * ldc;
+        for (size_t n = 0; n < ncols; n += (size_t)kern->nr) {
+            size_t cols = ncols - n < (size_t)kern->nr ? ncols - n : (size_t)kern->nr;
+            kern->tile(apack, bblock + n * kc, kc, crow + n, ldc, rows, cols, alpha, beta, load_c);
+        }
+        m0 = m1;
+    }
+}
+
+void sq_sgemm_packed(int level, int trans_a, size_t m, size_t n, size_t k, float alpha, const float *a,
+                     size_t lda, const float *packed_b, size_t n_begin, size_t n_end, float beta, float *c,
+                     size_t ldc) {
+    if (n_end > n) n_end = n;
+    if (m == 0 || n_begin >= n_end) return;
+    if (k == 0) { scale_c(m, n_end - n_begin, beta, c + n_begin, ldc); return; }
+    const sq_sgemm_kernel *kern = kernel_for(level);
+    size_t npad = round_up_panel(n);
+    for (size_t n0 = n_begin; n0 < n_end; n0 += SQ_SGEMM_NC) {
+        size_t ncols = n_end - n0 < SQ_SGEMM_NC ? n_end - n0 : SQ_SGEMM_NC;
+        for (size_t k0 = 0; k0 < k; k0 += SQ_SGEMM_KC) {
+            size_t kc = k - k0 < SQ_SGEMM_KC ? k - k0 : SQ_SGEMM_KC;
+            const float *bblock = packed_b + k0 * npad + n0 * kc;
+            const float *ablock = trans_a ? a + k0 * lda : a + k0;
+            int first = k0 == 0;
+            run_block(kern, trans_a, m, ncols, kc, ablock, lda, bblock, alpha, first ? beta : 1.0f,
+                      first ? beta != 0.0f : 1, c + n0, ldc);
+        }
+    }
+}
+
+/// Per-thread B block buffer (SQ_SGEMM_KC x SQ_SGEMM_NC floats), allocated on first use and kept: GEMMs
+/// run on a small pool of threads, and a malloc per call would page-fault on every large block.
+static _Thread_local float *scratch_b;
+
+void sq_sgemm(int level, int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *a,
+              size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc) {
+    if (m == 0 || n == 0) return;
+    if (k == 0) { scale_c(m, n, beta, c, ldc); return; }
+    if (!scratch_b) {
+        void *p = NULL;
+        if (posix_memalign(&p, 64, sizeof(float) * SQ_SGEMM_KC * SQ_SGEMM_NC) != 0) p = NULL;
+        scratch_b = p;
+    }
+    if (!scratch_b) {
+        // No memory for a block: fall back to a plain loop rather than failing.
+        for (size_t i = 0; i < m; i++)
+            for (size_t j = 0; j < n; j++) {
+                double sum = 0;
+                for (size_t p = 0; p < k; p++) {
+                    float av = trans_a ? a[p * lda + i] : a[i * lda + p];
+                    float bv = trans_b ? b[j * ldb + p] : b[p * ldb + j];
+                    sum += (double)av * bv;
+                }
+                float prior = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+                c[i * ldc + j] = alpha * (float)sum + prior;
+            }
+        return;
+    }
+    const sq_sgemm_kernel *kern = kernel_for(level);
+    for (size_t n0 = 0; n0 < n; n0 += SQ_SGEMM_NC) {
+        size_t ncols = n - n0 < SQ_SGEMM_NC ? n - n0 : SQ_SGEMM_NC;
+        for (size_t k0 = 0; k0 < k; k0 += SQ_SGEMM_KC) {
+            size_t kc = k - k0 < SQ_SGEMM_KC ? k - k0 : SQ_SGEMM_KC;
+            pack_b_block(trans_b, b, ldb, k0, kc, n0, ncols, scratch_b);
+            const float *ablock = trans_a ? a + k0 * lda : a + k0;
+            int first = k0 == 0;
+            run_block(kern, trans_a, m, ncols, kc, ablock, lda, scratch_b, alpha, first ? beta : 1.0f,
+                      first ? beta != 0.0f : 1, c + n0, ldc);
+        }
+    }
+}
+
+// MARK: - Portable micro-kernel (4 x 16, plain C; compilers vectorise it to the baseline SIMD)
+
+#define PORTABLE_MR 4
+
+static inline __attribute__((always_inline)) void tile_portable(
+    const int rows, const float *a, const float *b, size_t kc, float *c, size_t ldc, size_t cols, float alpha,
+    float beta, int load_c) {
+    float acc[PORTABLE_MR][SQ_SGEMM_PANEL];
+    for (int r = 0; r < rows; r++)
+        for (int j = 0; j < SQ_SGEMM_PANEL; j++) acc[r][j] = 0.0f;
+    for (size_t k = 0; k < kc; k++) {
+        const float *bk = b + k * SQ_SGEMM_PANEL;
+        for (int r = 0; r < rows; r++) {
+            float av = a[k * (size_t)rows + (size_t)r];
+            for (int j = 0; j < SQ_SGEMM_PANEL; j++) acc[r][j] += av * bk[j];
+        }
+    }
+    for (int r = 0; r < rows; r++) {
+        float *crow = c + (size_t)r * ldc;
+        for (size_t j = 0; j < cols; j++) {
+            float v = alpha * acc[r][j];
+            crow[j] = load_c ? v + beta * crow[j] : v;
+        }
+    }
+}
+
+static void tile_portable_any(const float *a, const float *b, size_t kc, float *c, size_t ldc, size_t rows,
+                              size_t cols, float alpha, float beta, int load_c) {
+    switch (rows) {
+    case 1: tile_portable(1, a, b, kc, c, ldc, cols, alpha, beta, load_c); break;
+    case 2: tile_portable(2, a, b, kc, c, ldc, cols, alpha, beta, load_c); break;
+    case 3: tile_portable(3, a, b, kc, c, ldc, cols, alpha, beta, load_c); break;
+    default: tile_portable(4, a, b, kc, c, ldc, cols, alpha, beta, load_c); break;
+    }
+}
+
+const sq_sgemm_kernel sq_sgemm_kernel_portable = {PORTABLE_MR, SQ_SGEMM_PANEL, tile_portable_any};

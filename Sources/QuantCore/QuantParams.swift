@@ -189,8 +189,13 @@ extension QuantParams {
         try self.init(scheme: scheme, range: QuantRange.perTensor(minimum: minimum, maximum: maximum))
     }
 
-    static func scaleAndZeroPoint(lo: Float, hi: Float, scheme: QuantScheme,
-                                  codes: ClosedRange<Int32>?) throws -> (Float, Int32) {
+    /// The scale and zero point of one range `[lo, hi]` (which must contain 0), without allocating:
+    /// the per-parameter step of `init(scheme:range:)`, for searches that try many ranges.
+    ///
+    /// - Parameters:
+    ///   - codes: `scheme.codeRange()`, computed once by the caller (which also validates the scheme).
+    public static func scaleAndZeroPoint(lo: Float, hi: Float, scheme: QuantScheme,
+                                         codes: ClosedRange<Int32>?) throws -> (Float, Int32) {
         let minimumScale = scheme.minimumScale
         let threshold = Swift.max(-lo, hi)
         switch scheme.type.kind {

@@ -12,8 +12,9 @@ public struct HistogramObserver: Observer, Equatable {
     public enum Search: String, Codable, Sendable, CaseIterable {
         /// TensorRT's KL-divergence search. Symmetric schemes: on the histogram of `|x|` over
         /// `[0, max|x|]`, every `i` from `L = 2^(b−1)` to `bins` (`b` the scheme's bits) gives
-        /// `P` = the first `i` bins with the mass beyond added to bin `i − 1` and `Q` = `P` merged into
-        /// `L` levels and spread back over `P`'s non-zero bins; the `i` minimising `KL(P‖Q)` sets
+        /// `P` = the first `i` bins with the mass beyond added to bin `i − 1` and `Q` = those `i` bins
+        /// (without the added mass, as TensorRT does) merged into `L` levels and spread back over `P`'s
+        /// non-zero bins; the `i` minimising `KL(P‖Q)` sets
         /// `T = i · max|x| / bins` and the range `[−T, T]`. Asymmetric schemes: the same divergence on the
         /// signed histogram over `[min, max]` for a window `[s, e)` with `L = 2^b`, found by coordinate
         /// descent (`HistogramSearch.entropyWindow`).

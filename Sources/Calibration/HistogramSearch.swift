@@ -26,45 +26,50 @@ public enum HistogramSearch {
     @inline(__always)
     static func xLogX(_ v: Double) -> Double { v > 0 ? v * log(v) : 0 }
 
-    /// `KL(P ‖ Q)` for the window `[start, end)` of `h`.
+    /// `KL(P ‖ Q)` for the window `[start, end)` of `h` (TensorRT's construction).
     ///
     /// `P` is `h[start..<end]` with the mass below the window added to its first bin and the mass above
-    /// added to its last. `Q` merges `P` into `levels` levels — level `j` covers bins
-    /// `start + ⌊j·W/levels⌋ ..< start + ⌊(j+1)·W/levels⌋`, `W = end − start` — and spreads each level's
-    /// mass evenly over that level's bins where `P` is non-zero (0 elsewhere). Both are normalised by the
-    /// same total, so `Q > 0` wherever `P > 0` and no smoothing is needed.
+    /// added to its last. `Q` merges the window's own bins (without that outer mass) into `levels` levels —
+    /// level `j` covers bins `start + ⌊j·W/levels⌋ ..< start + ⌊(j+1)·W/levels⌋`, `W = end − start` — and
+    /// spreads each level's mass evenly over that level's bins where `P` is non-zero. Each is normalised by
+    /// its own total. Infinite when `Q` is 0 where `P` is not (outer mass landing on an empty level).
+    ///
+    /// Building `Q` from `P` itself (one reading of the wording) would give `KL = 0` for a window
+    /// of exactly `levels` bins, so the search would always pick the smallest window.
     static func divergence(_ h: [Double], _ prefix: Prefix, start: Int, end: Int, levels: Int) -> Double {
         let total = prefix.mass[h.count]
-        guard total > 0 else { return 0 }
+        let inside = prefix.mass[end] - prefix.mass[start]
+        guard total > 0, inside > 0 else { return .infinity }
         let width = end - start
         let leftOutliers = prefix.mass[start]
         let rightOutliers = total - prefix.mass[end]
         // The folded first and last bins of P (the same bin when the window is one bin wide).
         let firstP = h[start] + leftOutliers + (width == 1 ? rightOutliers : 0)
         let lastP = width == 1 ? firstP : h[end - 1] + rightOutliers
-        var sum = 0.0
+        var sum = 0.0  // Σ P log(P / Q) over P > 0, with Q unnormalised
         for j in 0..<levels {
             let u = start + j * width / levels, v = start + (j + 1) * width / levels
             guard v > u else { continue }
-            var mass = prefix.mass[v] - prefix.mass[u]
+            let qMass = prefix.mass[v] - prefix.mass[u]
+            var pMass = qMass
             var nonZero = prefix.nonZero[v] - prefix.nonZero[u]
-            var mlm = prefix.massLogMass[v] - prefix.massLogMass[u]
+            var pLogP = prefix.massLogMass[v] - prefix.massLogMass[u]
             if u == start {
-                mass += leftOutliers
+                pMass += leftOutliers + (width == 1 ? rightOutliers : 0)
                 nonZero += (h[start] == 0 && firstP != 0) ? 1 : 0
-                mlm += xLogX(firstP) - xLogX(h[start])
+                pLogP += xLogX(firstP) - xLogX(h[start])
             }
             if v == end && width > 1 {
-                mass += rightOutliers
+                pMass += rightOutliers
                 nonZero += (h[end - 1] == 0 && lastP != 0) ? 1 : 0
-                mlm += xLogX(lastP) - xLogX(h[end - 1])
-            } else if v == end && width == 1 {
-                mass += rightOutliers
+                pLogP += xLogX(lastP) - xLogX(h[end - 1])
             }
-            guard mass > 0, nonZero > 0 else { continue }
-            sum += mlm - mass * log(mass / Double(nonZero))
+            guard pMass > 0 else { continue }
+            guard qMass > 0 else { return .infinity }
+            sum += pLogP - pMass * log(qMass / Double(nonZero))
         }
-        return sum / total
+        // With p = P / total and q = Q / inside: Σ p log(p / q) = Σ P log(P / Q) / total + log(inside / total).
+        return sum / total + log(inside / total)
     }
 
     /// TensorRT's entropy search on a histogram of `|x|`: the number of bins `i` in `levels…h.count` whose

@@ -6,8 +6,9 @@ public enum RequantizationRounding: String, Codable, Sendable, CaseIterable {
     /// One rounding of the exact product, ties to even (as QuantizeLinear rounds).
     case halfToEven
     /// gemmlowp / TFLite exactly: `RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(acc · 2^left, M), right)`
-    /// with `left = max(e, 0)`, `right = max(−e, 0)`; both steps round ties away from zero, so a result
-    /// can differ by one from a single rounding. `acc · 2^left` saturates to int32 first.
+    /// with `left = max(e, 0)`, `right = max(−e, 0)`: the high multiply rounds ties upward (its nudge), the
+    /// shift rounds ties away from zero, and the two roundings can give one more than a single rounding.
+    /// `acc · 2^left` saturates to int32 first.
     case gemmlowp
 }
 

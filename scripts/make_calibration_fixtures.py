@@ -411,7 +411,7 @@ def entropy_symmetric(x: np.ndarray, bins: int = 2048, levels: int = 128) -> tup
     return absmax * best_i / bins, best_i
 
 
-def entropy_asymmetric(x: np.ndarray, bins: int = 2048, levels: int = 256) -> tuple[float, float]:
+def entropy_asymmetric(x: np.ndarray, bins: int = 2048, levels: int = 256) -> tuple[float, float, int, int]:
     lo, hi = float(x.min()), float(x.max())
     hist, _ = np.histogram(x, bins=bins, range=(lo, hi))
     start, end = 0, bins
@@ -430,7 +430,7 @@ def entropy_asymmetric(x: np.ndarray, bins: int = 2048, levels: int = 256) -> tu
             break
         start, end = best_start, best_end
     width = (hi - lo) / bins
-    return lo + start * width, lo + end * width
+    return lo + start * width, lo + end * width, start, end
 
 
 def fake_quant_mse(x: np.ndarray, scale: float, zero_point: int, qmin: int, qmax: int) -> float:
@@ -458,8 +458,14 @@ def observer_fixtures() -> dict:
         t, bins_used = entropy_symmetric(everything)
         entry["reference"]["entropy_symmetric_int8"] = t
         entry["reference"]["entropy_symmetric_int8_bins"] = bins_used
-        lo, hi = entropy_asymmetric(everything)
+        lo, hi, start, end = entropy_asymmetric(everything)
         entry["reference"]["entropy_asymmetric_uint8"] = [lo, hi]
+        entry["reference"]["entropy_asymmetric_uint8_window"] = [start, end]
+        # The exact 2048-bin histograms the references searched, so the searches can also be compared on
+        # identical input (a streaming histogram can only approximate them).
+        entry["histogram_abs"] = [int(v) for v in np.histogram(absx, bins=2048, range=(0, float(absx.max())))[0]]
+        entry["histogram_signed"] = [int(v) for v in np.histogram(
+            everything, bins=2048, range=(float(everything.min()), float(everything.max())))[0]]
         h = entry["torch"]["histogram_uint8_affine"]
         entry["reference"]["torch_histogram_uint8_mse"] = fake_quant_mse(everything, h["scale"][0], h["zero_point"][0], 0, 255)
         h = entry["torch"]["histogram_int8_symmetric"]

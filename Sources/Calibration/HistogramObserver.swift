@@ -3,8 +3,8 @@ import Tensors
 
 /// A histogram observer with a range search (entropy, percentile or MSE).
 ///
-/// Each parameter (one per tensor, channel or group) keeps a `StreamingHistogram` of `4 · bins` internal
-/// bins whose range grows with the data without losing counts; searches read a resampled view of `bins`
+/// Each parameter (one per tensor, channel or group) keeps a `StreamingHistogram` of `resolution · bins`
+/// internal bins whose range grows with the data without losing counts; searches read a resampled view of `bins`
 /// bins (2048 by default). Memory is O(bins × parameters), whatever the number of batches. Merging is
 /// exact. NaN and ±Inf are skipped and counted.
 public struct HistogramObserver: Observer, Equatable {
@@ -33,6 +33,8 @@ public struct HistogramObserver: Observer, Equatable {
     public let bins: Int
     /// The percentile `p` of `.percentile`, in (0, 100].
     public let percentile: Double
+    /// Internal bins per view bin (each parameter keeps `resolution · bins` power-of-two-grid bins).
+    public let resolution: Int
     public private(set) var statistics = ObservationStatistics()
     public private(set) var histograms: [StreamingHistogram] = []
     private var layout: ParameterLayout?
@@ -40,8 +42,15 @@ public struct HistogramObserver: Observer, Equatable {
     /// - Parameters:
     ///   - bins: bins of the searched view (≥ 2); the observer keeps `4 · bins` internal bins per parameter.
     ///   - percentile: used by `.percentile`, in (0, 100].
-    public init(search: Search, bins: Int = 2048, percentile: Double = 99.99,
+    ///   - resolution: internal bins per view bin, at least 4 (so every internal bin is at most one view
+    ///     bin wide); more makes the view closer to a histogram of the raw data, at `8 · resolution · bins`
+    ///     bytes per parameter.
+    public init(search: Search, bins: Int = 2048, percentile: Double = 99.99, resolution: Int = 4,
                 granularity: Granularity = .perTensor) throws {
+        guard resolution >= 4, resolution <= 64 else {
+            throw CalibrationError.invalidConfiguration("histogram resolution must lie in 4…64, got \(resolution)")
+        }
+        self.resolution = resolution
         guard bins >= 2, bins <= 1 << 20 else {
             throw CalibrationError.invalidConfiguration("histogram bins must lie in 2…\(1 << 20), got \(bins)")
         }
@@ -58,7 +67,7 @@ public struct HistogramObserver: Observer, Equatable {
         let layout = try batchLayout(tensor, granularity: granularity, previous: self.layout)
         if self.layout == nil {
             self.layout = layout
-            histograms = [StreamingHistogram](repeating: StreamingHistogram(capacity: 4 * bins),
+            histograms = [StreamingHistogram](repeating: StreamingHistogram(capacity: resolution * bins),
                                               count: layout.parameterCount)
         }
         let batch = try withObservedValues(tensor) { x -> BatchExtrema in
@@ -87,9 +96,9 @@ public struct HistogramObserver: Observer, Equatable {
 
     public mutating func merge(_ other: HistogramObserver) throws {
         guard other.granularity == granularity, other.bins == bins, other.search == search,
-              other.percentile == percentile else {
+              other.percentile == percentile, other.resolution == resolution else {
             throw CalibrationError.configurationMismatch(
-                "cannot merge histogram observers with different settings (search, bins, percentile, granularity)")
+                "cannot merge histogram observers with different settings (search, bins, percentile, resolution, granularity)")
         }
         guard let otherLayout = other.layout else { statistics.merge(other.statistics); return }
         guard let layout else {

@@ -187,13 +187,15 @@ public enum HistogramSearch {
     }
 
     /// The range minimising the expected squared error (clipping plus rounding) of quantizing with
-    /// `scheme`, over a signed histogram `h` of `[lower, upper]`.
+    /// `scheme`, over a signed histogram `h` of `[lower, upper]` (mass uniform inside each bin).
     ///
     /// Candidates are bin edges: for asymmetric schemes every pair `(a ≤ 0 ≤ b)`, for symmetric ones every
     /// threshold `T = k · max(|lower|, |upper|) / n`. Each candidate's scale and zero point come from the
-    /// scheme's own math, so the clip bounds are the real `(qmin − z)·s`, `(qmax − z)·s`. All candidates
-    /// are ranked by a closed-form model (rounding error `s²/12`); the best 32 are re-ranked by the exact
-    /// integral of the squared error over the histogram.
+    /// scheme's own math, so the clip bounds are the real `(qmin − z)·s`, `(qmax − z)·s`, and its error is
+    /// the exact integral of `(x − fakeQuant(x))²` over the histogram. When there are more than 4096
+    /// candidates (two-sided asymmetric data), all are ranked by a closed-form model (rounding error
+    /// `s²/12`), the best 128 are evaluated exactly, and the best of those is refined by moving each end
+    /// edge by 16, 8, 4, 2 and 1 bins while the exact error falls.
     public static func minimumSquaredErrorRange(_ h: [Double], lower: Double, upper: Double,
                                                 scheme: QuantScheme) throws -> (Float, Float) {
         guard let codes = try scheme.codeRange(), scheme.type.isInteger else {
@@ -205,50 +207,96 @@ public enum HistogramSearch {
         let n = h.count
         let qmin = Double(codes.lowerBound), qmax = Double(codes.upperBound)
 
-        struct Candidate { var lo: Float; var hi: Float; var s: Float; var z: Int32; var error: Double }
-        var kept: [Candidate] = []
-        let keep = 32
-        var worstKept = Double.infinity
-        func consider(_ lo: Float, _ hi: Float) throws {
-            guard hi > lo else { return }
+        func parameters(_ lo: Float, _ hi: Float) throws -> (Double, Double) {
             let (s, z) = try QuantParams.scaleAndZeroPoint(lo: lo, hi: hi, scheme: scheme, codes: codes)
-            let a = (qmin - Double(z)) * Double(s), c = (qmax - Double(z)) * Double(s)
-            let error = moments.modelError(a: a, c: c, step: Double(s))
-            if kept.count < keep || error < worstKept {
-                kept.append(Candidate(lo: lo, hi: hi, s: s, z: z, error: error))
-                if kept.count > keep {
-                    kept.sort { $0.error < $1.error }
-                    kept.removeLast(kept.count - keep)
-                }
-                worstKept = kept.count < keep ? .infinity : kept.map(\.error).max()!
-            }
+            return (Double(s), Double(z))
+        }
+        func exact(_ lo: Float, _ hi: Float) throws -> Double {
+            guard hi > lo else { return .infinity }
+            let (s, z) = try parameters(lo, hi)
+            return moments.exactError(scale: s, zeroPoint: z, qmin: qmin, qmax: qmax)
+        }
+        func model(_ lo: Float, _ hi: Float) throws -> Double {
+            guard hi > lo else { return .infinity }
+            let (s, z) = try parameters(lo, hi)
+            return moments.modelError(a: (qmin - z) * s, c: (qmax - z) * s, step: s)
         }
 
         let width = (upper - lower) / Double(n)
+        var lows: [Float], highs: [Float]
         if scheme.mapping == .symmetric {
             let absMax = Swift.max(abs(lower), abs(upper))
-            for k in 1...n {
-                let t = Float(absMax * Double(k) / Double(n))
-                try consider(-t, t)
-            }
+            highs = (1...n).map { Float(absMax * Double($0) / Double(n)) }
+            lows = [0]  // unused: the candidate is [−T, T]
         } else {
             let edges = (0...n).map { Float(lower + Double($0) * width) }
-            var lows = edges.filter { $0 <= 0 }, highs = edges.filter { $0 >= 0 }
+            lows = edges.filter { $0 <= 0 }
+            highs = edges.filter { $0 >= 0 }
             if lows.isEmpty { lows = [0] }
             if highs.isEmpty { highs = [0] }
-            for lo in lows { for hi in highs { try consider(lo, hi) } }
         }
-        var best: Candidate?
+        func candidate(_ i: Int, _ j: Int) -> (Float, Float) {
+            scheme.mapping == .symmetric ? (-highs[j], highs[j]) : (lows[i], highs[j])
+        }
+
+        var best = (i: 0, j: highs.count - 1)
         var bestError = Double.infinity
-        for candidate in kept {
-            let error = moments.exactError(scale: Double(candidate.s), zeroPoint: Double(candidate.z), qmin: qmin, qmax: qmax)
-            if error < bestError { bestError = error; best = candidate }
+        if lows.count * highs.count <= 4096 {
+            for i in lows.indices {
+                for j in highs.indices {
+                    let (lo, hi) = candidate(i, j)
+                    let error = try exact(lo, hi)
+                    if error < bestError { bestError = error; best = (i, j) }
+                }
+            }
+        } else {
+            // Rank every pair by the model, keeping the best `keep` (a bounded, unsorted pool).
+            let keep = 128
+            var pool: [(error: Double, i: Int, j: Int)] = []
+            pool.reserveCapacity(keep + 1)
+            var worst = Double.infinity
+            for i in lows.indices {
+                for j in highs.indices {
+                    let (lo, hi) = candidate(i, j)
+                    let error = try model(lo, hi)
+                    guard pool.count < keep || error < worst else { continue }
+                    pool.append((error, i, j))
+                    if pool.count > keep {
+                        let index = pool.indices.max { pool[$0].error < pool[$1].error }!
+                        pool.remove(at: index)
+                    }
+                    worst = pool.count < keep ? .infinity : pool.map(\.error).max()!
+                }
+            }
+            for entry in pool {
+                let (lo, hi) = candidate(entry.i, entry.j)
+                let error = try exact(lo, hi)
+                if error < bestError { bestError = error; best = (entry.i, entry.j) }
+            }
+            // Local refinement of both ends with the exact error.
+            for step in [16, 8, 4, 2, 1] {
+                var improved = true
+                while improved {
+                    improved = false
+                    for (di, dj) in [(-step, 0), (step, 0), (0, -step), (0, step)] {
+                        let i = best.i + di, j = best.j + dj
+                        guard lows.indices.contains(i), highs.indices.contains(j) else { continue }
+                        let (lo, hi) = candidate(i, j)
+                        let error = try exact(lo, hi)
+                        if error < bestError {
+                            bestError = error
+                            best = (i, j)
+                            improved = true
+                        }
+                    }
+                }
+            }
         }
-        guard let best else { return (Float(lower), Float(upper)) }
+        let (lo, hi) = candidate(best.i, best.j)
         if scheme.mapping == .symmetric {
             // Report the data range clipped at T, so QuantParams recomputes the same scale.
-            return (Swift.max(Float(lower), best.lo), Swift.min(Float(upper), best.hi))
+            return (Swift.max(Float(lower), lo), Swift.min(Float(upper), hi))
         }
-        return (best.lo, best.hi)
+        return (lo, hi)
     }
 }

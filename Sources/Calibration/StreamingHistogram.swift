@@ -208,20 +208,30 @@ public struct StreamingHistogram: Sendable, Equatable {
         return result
     }
 
-    /// The value below which a fraction `q` of the mass lies (of `|x|` when `folded`), interpolating
-    /// linearly within a segment.
+    /// The `q`-quantile (of `|x|` when `folded`) as NumPy's default `percentile` defines it: linear
+    /// interpolation between the order statistics `k = ⌊q·(n−1)⌋` and `k + 1`. Each order statistic is
+    /// placed inside its bin (the `j`-th of `c` values of a segment at `(j + ½) / c` of the way through it),
+    /// so the result is within one bin of the exact value.
     public func quantile(_ q: Double, folded: Bool) -> Double {
         let segments = self.segments(folded: folded)
-        guard let lastSegment = segments.last else { return 0 }
-        let target = Swift.min(Swift.max(q, 0), 1) * Double(total)
+        guard !segments.isEmpty, total > 0 else { return 0 }
+        let rank = Swift.min(Swift.max(q, 0), 1) * Double(total - 1)
+        let k = rank.rounded(.down)
+        let fraction = rank - k
         var below = 0.0
-        for segment in segments {
-            if below + segment.count >= target {
-                let fraction = segment.count > 0 ? (target - below) / segment.count : 0
-                return segment.lower + fraction * (segment.upper - segment.lower)
+        var index = 0
+        /// The position of the order statistic `k` (0-based), scanning forward from the last one found.
+        func position(of k: Double) -> Double {
+            while index < segments.count - 1 && below + segments[index].count <= k {
+                below += segments[index].count
+                index += 1
             }
-            below += segment.count
+            let segment = segments[index]
+            let j = Swift.min(k - below, segment.count - 1)
+            return segment.lower + (j + 0.5) / segment.count * (segment.upper - segment.lower)
         }
-        return lastSegment.upper
+        let lower = position(of: k)
+        guard fraction > 0, k + 1 < Double(total) else { return lower }
+        return lower + fraction * (position(of: k + 1) - lower)
     }
 }

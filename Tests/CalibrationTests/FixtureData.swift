@@ -99,7 +99,9 @@ enum FixtureData {
         let min: Double, max: Double, absmax: Double
         let percentile_99_99_abs: Double, percentile_0_01: Double, percentile_99_99: Double, percentile_99_abs: Double
         let entropy_symmetric_int8: Double
+        let entropy_symmetric_int8_bins: Int
         let entropy_asymmetric_uint8: [Double]
+        let entropy_asymmetric_uint8_window: [Int]
         let torch_histogram_uint8_mse: Double
         let torch_histogram_int8_mse: Double
 
@@ -107,7 +109,8 @@ enum FixtureData {
             case min, max, absmax
             case percentile_99_99_abs = "percentile_99.99_abs", percentile_0_01 = "percentile_0.01"
             case percentile_99_99 = "percentile_99.99", percentile_99_abs = "percentile_99_abs"
-            case entropy_symmetric_int8, entropy_asymmetric_uint8, torch_histogram_uint8_mse, torch_histogram_int8_mse
+            case entropy_symmetric_int8, entropy_symmetric_int8_bins, entropy_asymmetric_uint8
+            case entropy_asymmetric_uint8_window, torch_histogram_uint8_mse, torch_histogram_int8_mse
         }
     }
 
@@ -116,6 +119,8 @@ enum FixtureData {
         let first: [Double]
         let torch: [String: TorchResult]
         let reference: Reference
+        let histogram_abs: [Double]
+        let histogram_signed: [Double]
     }
 
     struct Fixture: Decodable {

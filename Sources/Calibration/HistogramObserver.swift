@@ -42,11 +42,15 @@ public struct HistogramObserver: Observer, Equatable {
     /// - Parameters:
     ///   - bins: bins of the searched view (≥ 2); the observer keeps `4 · bins` internal bins per parameter.
     ///   - percentile: used by `.percentile`, in (0, 100].
-    ///   - resolution: internal bins per view bin, at least 4 (so every internal bin is at most one view
-    ///     bin wide); more makes the view closer to a histogram of the raw data, at `8 · resolution · bins`
-    ///     bytes per parameter.
-    public init(search: Search, bins: Int = 2048, percentile: Double = 99.99, resolution: Int = 4,
+    ///   - resolution: internal bins per view bin, 4…64 (at least 4, so every internal bin is at most one
+    ///     view bin wide); more makes the view closer to a histogram of the raw data, at
+    ///     `8 · resolution · bins` bytes per parameter. By default 64 for `.entropy` (1 MiB per parameter
+    ///     with 2048 bins) and 4 for the others: the KL divergence often has several near-equal minima
+    ///     far apart, so its argmin moves with small changes of the histogram, while percentiles and the
+    ///     MSE search are stable at 4.
+    public init(search: Search, bins: Int = 2048, percentile: Double = 99.99, resolution: Int? = nil,
                 granularity: Granularity = .perTensor) throws {
+        let resolution = resolution ?? (search == .entropy ? 64 : 4)
         guard resolution >= 4, resolution <= 64 else {
             throw CalibrationError.invalidConfiguration("histogram resolution must lie in 4…64, got \(resolution)")
         }

@@ -183,7 +183,10 @@ public struct StreamingHistogram: Sendable, Equatable {
     }
 
     /// The histogram resampled to `bins` equal bins over `[lower, upper]` (mass outside goes to the end
-    /// bins), assuming mass is uniform within each segment.
+    /// bins). A segment's `c` values are placed evenly inside it (the `j`-th at `(j + ½) / c` of the way,
+    /// as `quantile` places them) and each lands whole in the view bin holding its place, so counts stay
+    /// integers and a lone value in a sparse tail fills one bin, not fractions of two (the entropy search
+    /// tells empty bins from non-empty ones).
     public func view(bins: Int, lower: Double, upper: Double, folded: Bool) -> [Double] {
         var result = [Double](repeating: 0, count: bins)
         let width = (upper - lower) / Double(bins)
@@ -199,11 +202,16 @@ public struct StreamingHistogram: Sendable, Equatable {
                 result[first] += segment.count
                 continue
             }
-            for k in first...last {
-                let binLower = lower + Double(k) * width, binUpper = binLower + width
-                let overlap = Swift.min(binUpper, segment.upper) - Swift.max(binLower, segment.lower)
-                if overlap > 0 { result[k] += segment.count * overlap / length }
+            // Values placed below the upper edge of bin k: #{j : lower + (j + ½)·length/c < edge}.
+            var placed = 0.0
+            for k in first..<last {
+                let edge = lower + Double(k + 1) * width
+                let below = Swift.min(Swift.max(((edge - segment.lower) / length * segment.count - 0.5).rounded(.up), 0),
+                                      segment.count)
+                result[k] += below - placed
+                placed = below
             }
+            result[last] += segment.count - placed
         }
         return result
     }

@@ -281,7 +281,15 @@ import Tensors
             getrusage(RUSAGE_SELF.rawValue, &usage)
             return usage.ru_maxrss
         }
+        /// VmRSS of /proc/self/status, in MB (0 where there is no /proc).
+        func residentMegabytes() -> Double {
+            guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+                  let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+                  let kilobytes = Double(line.split(separator: " ").dropFirst().first ?? "") else { return 0 }
+            return kilobytes / 1024
+        }
         let before = peakKilobytes()
+        print("resident before the loop: \(residentMegabytes()) MB")
         let start = Date()
         for k in 0..<1000 {
             // A slowly widening range, so the histogram keeps growing.
@@ -293,8 +301,10 @@ import Tensors
         }
         let params = try observer.parameters(for: QuantScheme(type: .int8))
         let growth = Double(peakKilobytes() - before) / 1024
-        print("histogram observer: 1000 × 1M elements, peak RSS growth \(growth) MB, "
-              + "\(Date().timeIntervalSince(start)) s, scale \(params.scales[0])")
+        let state = observer.histograms.reduce(0) { $0 + $1.counts.count * MemoryLayout<UInt64>.size }
+        print("histogram observer: 1000 × 1M elements, peak RSS \(Double(before) / 1024) MB before the loop, "
+              + "\(Double(peakKilobytes()) / 1024) MB after (growth \(growth) MB; resident now \(residentMegabytes()) MB); "
+              + "histogram state \(state / 1024) KiB; \(Date().timeIntervalSince(start)) s (debug build); scale \(params.scales[0])")
         #expect(observer.statistics.finite == 1000 * count)
         #expect(growth < 50)
     }

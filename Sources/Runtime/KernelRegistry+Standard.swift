@@ -3,6 +3,7 @@ extension KernelRegistry {
     public static let standard: KernelRegistry = {
         var registry = KernelRegistry()
         registry.registerConstantKernels()
+        registry.registerRoundingKernels()
         registry.registerElementwiseFamilyKernels()
         registry.registerShapeKernels()
         registry.registerDataMovementKernels()

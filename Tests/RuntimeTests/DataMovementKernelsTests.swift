@@ -37,6 +37,16 @@ import Testing
         #expect(throws: KernelError.self) { try H.one("Concat", [a, H.floats([2], [1, 2])], attributes: [("axis", .int(0))]) }
     }
 
+    @Test func largeSplitAndConcatRoundTrip() throws {
+        // 3 × 200 × 300 floats (720 KiB): both kernels take their threaded paths.
+        let data = H.iota([3, 200, 300])
+        let parts = try H.run("Split", opset: 13, [data, H.int64s([120, 7, 173])], attributes: [("axis", .int(2))], outputs: 3)
+        #expect(parts.map(\.shape) == [[3, 200, 120], [3, 200, 7], [3, 200, 173]])
+        #expect(parts[1].scalars(as: Float.self)[0..<7] == [120, 121, 122, 123, 124, 125, 126])
+        let joined = try H.one("Concat", parts, attributes: [("axis", .int(-1))])
+        #expect(joined == data)
+    }
+
     // MARK: Split
 
     @Test func splitByInputSizesFromOpset13() throws {
@@ -229,6 +239,8 @@ import Testing
     @Test(arguments: [
         ([2, 3], [1, 0]), ([1, 64, 40], [0, 2, 1]), ([2, 5, 3, 4], [0, 2, 1, 3]), ([2, 16, 9, 12], [0, 2, 3, 1]),
         ([2, 12, 16, 9], [0, 3, 1, 2]), ([3, 4, 5], [2, 0, 1]), ([40, 33], [1, 0]), ([2, 1, 3], [1, 2, 0]),
+        // Large enough (> 256 KiB) to be split over threads: the tiled path and the row-copy path.
+        ([1, 384, 200], [0, 2, 1]), ([2, 64, 8, 80], [0, 2, 1, 3]),
     ])
     func transposeMatchesTheIndexDefinition(shape: [Int], perm: [Int]) throws {
         let data = H.iota(shape)

@@ -16,6 +16,9 @@ extension KernelRegistry {
         registry.registerBatchNormKernels()
         registry.registerPoolingKernels()
         registry.registerResizeKernels()
+        registry.registerCastKernels()
+        registry.registerQuantizationKernels()
+        registry.registerQLinearKernels()
         return registry
     }()
 }

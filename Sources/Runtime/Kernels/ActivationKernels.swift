@@ -32,9 +32,10 @@ struct HardSwishFunction: FloatFunction {
     }
 }
 
-/// 1 / (1 + e^−x). For very negative x, e^−x overflows to +inf and the quotient is the correct 0.
+/// 1 / (1 + e^−x). For very negative x, e^−x overflows to +inf and the quotient is 0 (the exact value
+/// is below float32's normal range there).
 struct SigmoidFunction: FloatFunction {
-    @inline(__always) func apply<T: ElementwiseFloat>(_ x: T) -> T { 1 / (1 + T.exponential(-x)) }
+    @inline(__always) func apply<T: ElementwiseFloat>(_ x: T) -> T { 1 / (1 + T.vectorizableExponential(-x)) }
 }
 
 struct TanhFunction: FloatFunction {

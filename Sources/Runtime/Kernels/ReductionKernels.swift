@@ -218,8 +218,10 @@ struct ReduceKernel<Fold: ReductionFold, Prelude: ReductionPrelude>: Kernel {
     let finish: ReductionFinish
     /// Log-sum-exp instead of a fold (Fold/Prelude are then unused).
     var logSumExp = false
-    /// Only float element types (mean-free ops on ints are allowed otherwise).
+    /// Only float element types.
     var floatOnly = false
+    /// Bool data is accepted (ReduceMax/ReduceMin from opset 20).
+    var allowsBool = false
     let keepDimensions: Bool
     /// Axes from the attribute (nil when absent); unused when `axesFromInput`.
     let attributeAxes: [Int]?
@@ -237,6 +239,16 @@ struct ReduceKernel<Fold: ReductionFold, Prelude: ReductionPrelude>: Kernel {
     func run(_ inputs: [Tensor?], context: ExecutionContext) throws -> [Tensor] {
         if let result = try ReducedPrecision.run(inputs, { try run($0, context: context) }) { return result }
         let data = try required(inputs, 0)
+        if data.dtype == .bool && allowsBool {
+            // Opset 20 bool max/min: any/all, computed on the same bytes read as uint8 (0 or 1).
+            let bytes = try data.withUnsafeBytes { try Tensor(dtype: .uint8, shape: data.shape, bytes: $0) }
+            var reduced = try run([bytes] + inputs.dropFirst(), context: context)[0]
+            // An empty ReduceMin yields 255 (uint8's max), which is `true`.
+            reduced.withUnsafeMutableBufferPointer(as: UInt8.self) { values in
+                for i in values.indices { values[i] = min(values[i], 1) }
+            }
+            return [try reduced.withUnsafeBytes { try Tensor(dtype: .bool, shape: reduced.shape, bytes: $0) }]
+        }
         var requested: [Int]? = attributeAxes
         if axesFromInput, let axesTensor = optional(inputs, 1) {
             guard axesTensor.rank <= 1 else {
@@ -343,18 +355,18 @@ extension KernelRegistry {
     mutating func registerReductionKernels() {
         func add<Fold: ReductionFold, Prelude: ReductionPrelude>(
             _ opType: String, _: Fold.Type, _: Prelude.Type, finish: ReductionFinish = .none,
-            logSumExp: Bool = false, floatOnly: Bool = false, inputAxesSince: Int
+            logSumExp: Bool = false, floatOnly: Bool = false, allowsBool: Bool = false, inputAxesSince: Int
         ) {
             register(opType, since: 1) { context in
                 ReduceKernel<Fold, Prelude>(
-                    opType: opType, finish: finish, logSumExp: logSumExp, floatOnly: floatOnly,
+                    opType: opType, finish: finish, logSumExp: logSumExp, floatOnly: floatOnly, allowsBool: allowsBool,
                     keepDimensions: try context.int("keepdims", default: 1) != 0,
                     attributeAxes: context.has("axes") ? try context.ints("axes") : nil,
                     axesFromInput: false, noopWithEmptyAxes: false)
             }
             register(opType, since: inputAxesSince) { context in
                 ReduceKernel<Fold, Prelude>(
-                    opType: opType, finish: finish, logSumExp: logSumExp, floatOnly: floatOnly,
+                    opType: opType, finish: finish, logSumExp: logSumExp, floatOnly: floatOnly, allowsBool: allowsBool,
                     keepDimensions: try context.int("keepdims", default: 1) != 0,
                     attributeAxes: nil, axesFromInput: true,
                     noopWithEmptyAxes: try context.int("noop_with_empty_axes", default: 0) != 0)
@@ -362,8 +374,8 @@ extension KernelRegistry {
         }
         add("ReduceSum", SumFold.self, IdentityPrelude.self, inputAxesSince: 13)
         add("ReduceMean", SumFold.self, IdentityPrelude.self, finish: .mean, inputAxesSince: 18)
-        add("ReduceMax", MaximumFold.self, IdentityPrelude.self, inputAxesSince: 18)
-        add("ReduceMin", MinimumFold.self, IdentityPrelude.self, inputAxesSince: 18)
+        add("ReduceMax", MaximumFold.self, IdentityPrelude.self, allowsBool: true, inputAxesSince: 18)
+        add("ReduceMin", MinimumFold.self, IdentityPrelude.self, allowsBool: true, inputAxesSince: 18)
         add("ReduceProd", ProductFold.self, IdentityPrelude.self, inputAxesSince: 18)
         add("ReduceL1", SumFold.self, MagnitudePrelude.self, inputAxesSince: 18)
         add("ReduceL2", SumFold.self, SquarePrelude.self, finish: .squareRoot, inputAxesSince: 18)

@@ -195,16 +195,22 @@ struct WhereKernel: Kernel {
 
 extension KernelRegistry {
     mutating func registerComparisonKernels() {
-        register("Equal", since: 7) { _ in ComparisonKernel<EqualComparison>(opType: "Equal", allowsBool: true) }
-        register("Greater", since: 7) { _ in ComparisonKernel<GreaterComparison>(opType: "Greater") }
-        register("Less", since: 7) { _ in ComparisonKernel<LessComparison>(opType: "Less") }
+        let binaries: [(String, @Sendable () -> any Kernel)] = [
+            ("Equal", { ComparisonKernel<EqualComparison>(opType: "Equal", allowsBool: true) }),
+            ("Greater", { ComparisonKernel<GreaterComparison>(opType: "Greater") }),
+            ("Less", { ComparisonKernel<LessComparison>(opType: "Less") }),
+            ("And", { LogicKernel<AndOperation>(opType: "And") }),
+            ("Or", { LogicKernel<OrOperation>(opType: "Or") }),
+            ("Xor", { LogicKernel<XorOperation>(opType: "Xor") }),
+        ]
+        for (opType, make) in binaries {
+            registerLegacyBroadcasting(opType, make)
+            register(opType, since: 7) { _ in make() }
+        }
         register("GreaterOrEqual", since: 12) { _ in
             ComparisonKernel<GreaterOrEqualComparison>(opType: "GreaterOrEqual")
         }
         register("LessOrEqual", since: 12) { _ in ComparisonKernel<LessOrEqualComparison>(opType: "LessOrEqual") }
-        register("And", since: 7) { _ in LogicKernel<AndOperation>(opType: "And") }
-        register("Or", since: 7) { _ in LogicKernel<OrOperation>(opType: "Or") }
-        register("Xor", since: 7) { _ in LogicKernel<XorOperation>(opType: "Xor") }
         register("Not", since: 1) { _ in NotKernel() }
         register("IsNaN", since: 9) { _ in FloatClassKernel(infinities: nil) }
         register("IsInf", since: 10) { context in

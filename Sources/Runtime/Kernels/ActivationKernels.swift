@@ -158,26 +158,34 @@ struct ClipKernel: Kernel {
 extension KernelRegistry {
     mutating func registerActivationKernels() {
         // Opset 14 gave Relu signed integer types; the float semantics are those of opset 1.
-        register("Relu", since: 1) { _ in NumericFunctionKernel(opType: "Relu", function: ReluFunction(), signedOnly: true) }
+        register("Relu", since: 1) { _ in
+            NumericFunctionKernel(opType: "Relu", function: ReluFunction(), signedOnly: true)
+        }
         register("LeakyRelu", since: 1) { context in
-            FloatFunctionKernel(opType: "LeakyRelu", function: LeakyReluFunction(alpha: try context.float("alpha", default: 0.01)))
+            let alpha = try context.float("alpha", default: 0.01)
+            return FloatFunctionKernel(opType: "LeakyRelu", function: LeakyReluFunction(alpha: alpha))
         }
         register("PRelu", since: 1) { _ in PReluKernel() }
         register("HardSigmoid", since: 1) { context in
             FloatFunctionKernel(opType: "HardSigmoid", function: HardSigmoidFunction(
                 alpha: try context.float("alpha", default: 0.2), beta: try context.float("beta", default: 0.5)))
         }
-        register("HardSwish", since: 14) { _ in FloatFunctionKernel(opType: "HardSwish", function: HardSwishFunction()) }
+        register("HardSwish", since: 14) { _ in
+            FloatFunctionKernel(opType: "HardSwish", function: HardSwishFunction())
+        }
         register("Sigmoid", since: 1) { _ in
             FloatFunctionKernel(opType: "Sigmoid", function: SigmoidFunction(), transcendental: true)
         }
-        register("Tanh", since: 1) { _ in FloatFunctionKernel(opType: "Tanh", function: TanhFunction(), transcendental: true) }
+        register("Tanh", since: 1) { _ in
+            FloatFunctionKernel(opType: "Tanh", function: TanhFunction(), transcendental: true)
+        }
         register("Gelu", since: 20) { context in
             let approximate = try context.string("approximate", default: "none")
             switch approximate {
             case "none": return FloatFunctionKernel(opType: "Gelu", function: GeluFunction(), transcendental: true)
             case "tanh": return FloatFunctionKernel(opType: "Gelu", function: TanhGeluFunction(), transcendental: true)
-            default: throw KernelError.invalidAttribute("approximate", "must be \"none\" or \"tanh\", got \"\(approximate)\"")
+            default:
+                throw KernelError.invalidAttribute("approximate", "must be \"none\" or \"tanh\", got \"\(approximate)\"")
             }
         }
         register("Elu", since: 1) { context in

@@ -90,7 +90,9 @@ struct NotMapping: UnaryMapping {
 struct NotKernel: Kernel {
     func run(_ inputs: [Tensor?], context: ExecutionContext) throws -> [Tensor] {
         let x = try required(inputs, 0)
-        guard x.dtype == .bool else { throw KernelError.invalidInput(index: 0, reason: "Not needs a bool tensor, got \(x.dtype)") }
+        guard x.dtype == .bool else {
+            throw KernelError.invalidInput(index: 0, reason: "Not needs a bool tensor, got \(x.dtype)")
+        }
         return [try mapUnary(x, NotMapping(), context: context)]
     }
 }
@@ -143,7 +145,8 @@ struct WhereKernel: Kernel {
             throw KernelError.invalidInput(index: 0, reason: "Where condition must be bool, got \(condition.dtype)")
         }
         guard x.dtype == y.dtype else {
-            throw KernelError.invalidInput(index: 2, reason: "Where needs X and Y of one dtype, got \(x.dtype) and \(y.dtype)")
+            throw KernelError.invalidInput(
+                index: 2, reason: "Where needs X and Y of one dtype, got \(x.dtype) and \(y.dtype)")
         }
         let layout = try BroadcastLayout(shapes: [condition.shape, x.shape, y.shape])
         switch x.dtype.bitWidth {

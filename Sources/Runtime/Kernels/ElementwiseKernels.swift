@@ -84,7 +84,9 @@ struct VariadicArithmeticKernel<Operation: ArithmeticOperation>: Kernel {
 
     func run(_ inputs: [Tensor?], context: ExecutionContext) throws -> [Tensor] {
         if let result = try ReducedPrecision.run(inputs, { try run($0, context: context) }) { return result }
-        guard !inputs.isEmpty else { throw KernelError.invalidInput(index: 0, reason: "\(opType) needs at least one input") }
+        guard !inputs.isEmpty else {
+            throw KernelError.invalidInput(index: 0, reason: "\(opType) needs at least one input")
+        }
         let operands = try inputs.indices.map { try required(inputs, $0) }
         try ElementwiseChecks.sameDType(operands, opType: opType)
         if equalShapesOnly, let mismatch = operands.firstIndex(where: { $0.shape != operands[0].shape }) {
@@ -199,8 +201,10 @@ struct PowKernel: Kernel {
         let base = try required(inputs, 0), exponent = try required(inputs, 1)
         let result: Tensor?
         switch base.dtype {
-        case .float32: result = try FloatBaseVisitor<Float>(base: base, exponent: exponent, context: context).dispatch(exponent.dtype)
-        case .float64: result = try FloatBaseVisitor<Double>(base: base, exponent: exponent, context: context).dispatch(exponent.dtype)
+        case .float32:
+            result = try FloatBaseVisitor<Float>(base: base, exponent: exponent, context: context).dispatch(exponent.dtype)
+        case .float64:
+            result = try FloatBaseVisitor<Double>(base: base, exponent: exponent, context: context).dispatch(exponent.dtype)
         case .int8: result = try IntegerBaseVisitor<Int8>(base: base, exponent: exponent).dispatch(exponent.dtype)
         case .int16: result = try IntegerBaseVisitor<Int16>(base: base, exponent: exponent).dispatch(exponent.dtype)
         case .int32: result = try IntegerBaseVisitor<Int32>(base: base, exponent: exponent).dispatch(exponent.dtype)
@@ -249,7 +253,8 @@ struct LegacyBroadcastKernel: Kernel {
         let placed = b.rank == 0 ? b.shape
             : Array(repeating: 1, count: start) + b.shape + Array(repeating: 1, count: a.rank - start - b.rank)
         guard Shape.broadcast(a.shape, placed) == a.shape else {
-            throw KernelError.invalid("\(opType): B of shape \(b.shape) does not match A's shape \(a.shape) at axis \(start)")
+            throw KernelError.invalid(
+                "\(opType): B of shape \(b.shape) does not match A's shape \(a.shape) at axis \(start)")
         }
         return try modern.run([a, try b.reshaped(placed)], context: context)
     }

@@ -68,7 +68,7 @@ struct LayerNormalizationKernel: Kernel {
         guard width > 0 else { return [y, means, inverseDeviations] }
         let gamma = scale.scalars(as: T.self)
         let beta = bias?.scalars(as: T.self) ?? [T](repeating: 0, count: width)
-        let grain = rows * width > ElementwiseParallel.cheapGrain ? max(1, ElementwiseParallel.cheapGrain / width) : rows
+        let grain = ElementwiseParallel.rowGrain(rows: rows, rowLength: width)
 
         /// Normalises `rows` of x into y and records each row's statistics.
         func normalizeRows(_ rows: Range<Int>, x: UnsafePointer<T>, y: UnsafeMutablePointer<T>,

@@ -131,7 +131,8 @@ func permutedCopy(_ tensor: Tensor, permutation: [Int]) throws -> Tensor {
                 let source = sourceBytes.baseAddress!.assumingMemoryBound(to: Word.self)
                 let target = targetBytes.baseAddress!.assumingMemoryBound(to: Word.self)
                 // Walk the output in order, reading the source through permuted strides.
-                forEachRow(shape: shape, stridesA: permutedStrides, stridesB: permutedStrides) { start, offset, _, count, step, _ in
+                forEachRow(shape: shape, stridesA: permutedStrides, stridesB: permutedStrides) {
+                    start, offset, _, count, step, _ in
                     for i in 0..<count { target[start + i] = source[offset + i * step] }
                 }
             }
@@ -161,9 +162,8 @@ struct Reducer<T: ElementwiseNumeric, Fold: ReductionFold, Prelude: ReductionPre
         let total = outer * length * inner
         if inner == 1 {
             // Contiguous rows: MiniLM's reductions over the hidden size.
-            let grain = max(1, ElementwiseParallel.cheapGrain / max(length, 1))
-            ElementwiseParallel.forRanges(outer, grain: total > ElementwiseParallel.cheapGrain ? grain : outer,
-                                          context: context) { rows in
+            let grain = ElementwiseParallel.rowGrain(rows: outer, rowLength: length)
+            ElementwiseParallel.forRanges(outer, grain: grain, context: context) { rows in
                 for row in rows {
                     let value = foldRow(x + row * length, length, Fold.self, Prelude.self)
                     y[row] = finish.apply(value, count: length)
@@ -200,7 +200,9 @@ struct Reducer<T: ElementwiseNumeric, Fold: ReductionFold, Prelude: ReductionPre
 
 /// log Σ exp(x) over contiguous rows, shifted by the largest finite element for stability (as the ONNX
 /// reference does); a row with no finite element uses shift 0.
-func logSumExpRows<T: ElementwiseFloat>(_ x: UnsafePointer<T>, rows: Int, length: Int, into y: UnsafeMutablePointer<T>) {
+func logSumExpRows<T: ElementwiseFloat>(
+    _ x: UnsafePointer<T>, rows: Int, length: Int, into y: UnsafeMutablePointer<T>
+) {
     for row in 0..<rows {
         let values = x + row * length
         var shift = -T.infinity
@@ -231,7 +233,9 @@ struct ReduceKernel<Fold: ReductionFold, Prelude: ReductionPrelude>: Kernel {
     struct Visitor: NumericVisitor {
         let kernel: ReduceKernel, data: Tensor, axes: [Int], outputShape: [Int], context: ExecutionContext
         func visit<T: ElementwiseNumeric>(_ type: T.Type) throws -> Tensor {
-            if kernel.floatOnly && !T.isFloatingPointElement { throw ElementwiseChecks.unsupported(kernel.opType, T.dtype) }
+            if kernel.floatOnly && !T.isFloatingPointElement {
+                throw ElementwiseChecks.unsupported(kernel.opType, T.dtype)
+            }
             return try kernel.reduce(data, T.self, axes: axes, outputShape: outputShape, context: context)
         }
     }
@@ -252,7 +256,8 @@ struct ReduceKernel<Fold: ReductionFold, Prelude: ReductionPrelude>: Kernel {
         var requested: [Int]? = attributeAxes
         if axesFromInput, let axesTensor = optional(inputs, 1) {
             guard axesTensor.rank <= 1 else {
-                throw KernelError.invalidInput(index: 1, reason: "\(opType) axes must be 1-D, got shape \(axesTensor.shape)")
+                throw KernelError.invalidInput(
+                    index: 1, reason: "\(opType) axes must be 1-D, got shape \(axesTensor.shape)")
             }
             requested = try axesTensor.integerValues()
         }
@@ -266,7 +271,9 @@ struct ReduceKernel<Fold: ReductionFold, Prelude: ReductionPrelude>: Kernel {
             reduced.contains(axis) ? (keepDimensions ? 1 : nil) : data.shape[axis]
         }
         let visitor = Visitor(kernel: self, data: data, axes: axes, outputShape: outputShape, context: context)
-        guard let result = try visitor.dispatch(data.dtype) else { throw ElementwiseChecks.unsupported(opType, data.dtype) }
+        guard let result = try visitor.dispatch(data.dtype) else {
+            throw ElementwiseChecks.unsupported(opType, data.dtype)
+        }
         return [result]
     }
 
@@ -290,7 +297,8 @@ struct ReduceKernel<Fold: ReductionFold, Prelude: ReductionPrelude>: Kernel {
             // Scattered axes: move the reduced ones last, then reduce contiguous rows.
             let kept = significant.filter { !reduced.contains($0) }
             let moved = significant.filter { reduced.contains($0) }
-            source = try permutedCopy(data, permutation: kept + moved + data.shape.indices.filter { data.shape[$0] == 1 })
+            let unit = data.shape.indices.filter { data.shape[$0] == 1 }
+            source = try permutedCopy(data, permutation: kept + moved + unit)
             split = AxisSplit(outer: kept.map { data.shape[$0] }.reduce(1, *),
                               length: moved.map { data.shape[$0] }.reduce(1, *), inner: 1)
         }

@@ -42,9 +42,8 @@ struct FloatFunctionKernel<Function: FloatFunction>: Kernel {
         if let result = try ReducedPrecision.run(inputs, { try run($0, context: context) }) { return result }
         let x = try required(inputs, 0)
         let grain = transcendental ? ElementwiseParallel.transcendentalGrain : ElementwiseParallel.cheapGrain
-        guard let result = try Visitor(x: x, function: function, grain: grain, context: context).dispatch(x.dtype) else {
-            throw ElementwiseChecks.unsupported(opType, x.dtype)
-        }
+        let visitor = Visitor(x: x, function: function, grain: grain, context: context)
+        guard let result = try visitor.dispatch(x.dtype) else { throw ElementwiseChecks.unsupported(opType, x.dtype) }
         return [result]
     }
 }
@@ -118,11 +117,17 @@ extension KernelRegistry {
         register("Log", since: 1) { _ in
             FloatFunctionKernel(opType: "Log", function: LogarithmFunction(), transcendental: true)
         }
-        register("Erf", since: 9) { _ in FloatFunctionKernel(opType: "Erf", function: ErrorFunction(), transcendental: true) }
-        register("Reciprocal", since: 1) { _ in FloatFunctionKernel(opType: "Reciprocal", function: ReciprocalFunction()) }
+        register("Erf", since: 9) { _ in
+            FloatFunctionKernel(opType: "Erf", function: ErrorFunction(), transcendental: true)
+        }
+        register("Reciprocal", since: 1) { _ in
+            FloatFunctionKernel(opType: "Reciprocal", function: ReciprocalFunction())
+        }
         register("Floor", since: 1) { _ in FloatFunctionKernel(opType: "Floor", function: FloorFunction()) }
         register("Ceil", since: 1) { _ in FloatFunctionKernel(opType: "Ceil", function: CeilFunction()) }
-        register("Neg", since: 1) { _ in NumericFunctionKernel(opType: "Neg", function: NegateFunction(), signedOnly: true) }
+        register("Neg", since: 1) { _ in
+            NumericFunctionKernel(opType: "Neg", function: NegateFunction(), signedOnly: true)
+        }
         register("Abs", since: 1) { _ in NumericFunctionKernel(opType: "Abs", function: AbsoluteFunction()) }
         register("Sign", since: 9) { _ in NumericFunctionKernel(opType: "Sign", function: SignFunction()) }
     }

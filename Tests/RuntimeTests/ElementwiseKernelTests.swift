@@ -127,6 +127,11 @@ extension ElementwiseTesting {
         #expect(throws: KernelError.self) {
             try output("Pow", [Tensor(scalar: Int32(0)), Tensor(scalar: Int32(-1))])
         }
+        // The result has the base's type whatever the exponent's.
+        let mixed = try output("Pow", [try floats([2], [3, 0.5]), Tensor(scalar: Float16(2))])
+        #expect(mixed == (try floats([2], [9, 0.25])))
+        let half = try output("Pow", [Tensor(scalar: Float16(3)), Tensor(scalar: Float(2))])
+        #expect(half.scalars(as: Float16.self) == [9])
     }
 
     @Test func variadicMaxMinSumMean() throws {

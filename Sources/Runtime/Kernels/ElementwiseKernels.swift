@@ -197,8 +197,13 @@ struct PowKernel: Kernel {
     }
 
     func run(_ inputs: [Tensor?], context: ExecutionContext) throws -> [Tensor] {
-        if let result = try ReducedPrecision.run(inputs, { try run($0, context: context) }) { return result }
-        let base = try required(inputs, 0), exponent = try required(inputs, 1)
+        var base = try required(inputs, 0), exponent = try required(inputs, 1)
+        // The output has the base's type, so only a half-precision base is narrowed back.
+        if ReducedPrecision.isReduced(exponent.dtype) { exponent = try ReducedPrecision.widen(exponent) }
+        if ReducedPrecision.isReduced(base.dtype) {
+            let wide = try run([try ReducedPrecision.widen(base), exponent], context: context)[0]
+            return [try ReducedPrecision.narrow(wide, to: base.dtype)]
+        }
         let result: Tensor?
         switch base.dtype {
         case .float32:

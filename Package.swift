@@ -20,6 +20,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.20"),
+        // Tests only: property-based checks of the quantization math.
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
     ],
     targets: [
         // MARK: - Public API (lowest first)
@@ -29,6 +31,10 @@ let package = Package(
             name: "Tensors",
             dependencies: [.product(name: "ZIPFoundation", package: "ZIPFoundation")]
         ),
+        /// Quantization math: types, parameters, quantize/dequantize, FP8/BF16, fixed-point requantization.
+        .target(name: "QuantCore", dependencies: ["Tensors"]),
+        /// Streaming, mergeable observers and histogram searches (entropy, percentile, MSE).
+        .target(name: "Calibration", dependencies: ["Tensors", "QuantCore"]),
         /// Graph IR: graphs, nodes, attributes, passes, shape inference.
         .target(
             name: "GraphIR",
@@ -55,7 +61,7 @@ let package = Package(
         /// Umbrella module: `import SwiftQuant`.
         .target(
             name: "SwiftQuant",
-            dependencies: ["Tensors", "GraphIR", "ONNX", "Runtime"]
+            dependencies: ["Tensors", "QuantCore", "Calibration", "GraphIR", "ONNX", "Runtime"]
         ),
 
         // MARK: - Executables
@@ -92,6 +98,20 @@ let package = Package(
         // MARK: - Tests
 
         .testTarget(name: "TensorsTests", dependencies: ["Tensors", "_TestSupport"]),
+        .testTarget(
+            name: "QuantCoreTests",
+            dependencies: [
+                "QuantCore", "_TestSupport",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]
+        ),
+        .testTarget(
+            name: "CalibrationTests",
+            dependencies: [
+                "Calibration", "QuantCore", "_TestSupport",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]
+        ),
         .testTarget(name: "GraphIRTests", dependencies: ["GraphIR", "_TestSupport"]),
         .testTarget(name: "ONNXTests", dependencies: ["ONNX", "_TestSupport"]),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "ONNX", "_TestSupport"]),

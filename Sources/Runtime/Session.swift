@@ -20,7 +20,7 @@ public struct SessionOptions: Sendable {
 /// with weights prepared once. `run` may be called repeatedly and from several threads.
 public final class Session: Sendable {
     /// Default-domain opsets this runtime implements.
-    public static let supportedOpsets: ClosedRange<Int> = 7...22
+    public static let supportedOpsets: ClosedRange<Int> = 1...22
 
     public let model: Model
     public let options: SessionOptions

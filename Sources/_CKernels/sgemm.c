@@ -1,8 +1,8 @@
 // FP32 GEMM driver: B packing, the blocked loop nest, level dispatch, and the portable micro-kernel.
 //
-// Loop nest (BLIS order, with A read once per L2 block): for each block of SQ_SGEMM_NC columns, for
-// each K block of SQ_SGEMM_KC rows, for each chunk of up to MR rows of op(A): pack the chunk k-major
-// (it stays in L1), then sweep the micro-kernel over the block's B panels (they stay in L2).
+// Loop nest (BLIS order): for each block of SQ_SGEMM_NC columns, for each K block of SQ_SGEMM_KC rows
+// (the packed B block, KC x NC, stays in L2), for each chunk of up to MR rows of op(A) (read in place;
+// MR x KC stays in L1), sweep the micro-kernel over the block's B panels.
 #include "CKernels.h"
 #include "sgemm_internal.h"
 
@@ -85,19 +85,6 @@ void sq_sgemm_pack_b(int trans_b, size_t n, size_t k, const float *b, size_t ldb
     }
 }
 
-/// Packs `rows` rows of op(A) over kc columns, k-major. `a` already points at (row m0, column k0) of op(A).
-static void pack_a(int trans_a, const float *a, size_t lda, size_t rows, size_t kc, float *dst) {
-    if (!trans_a) {
-        for (size_t r = 0; r < rows; r++) {
-            const float *src = a + r * lda;
-            for (size_t k = 0; k < kc; k++) dst[k * rows + r] = src[k];
-        }
-    } else {
-        // op(A)[r][k] = A[k][r]: each k reads `rows` contiguous floats.
-        for (size_t k = 0; k < kc; k++) memcpy(dst + k * rows, a + k * lda, sizeof(float) * rows);
-    }
-}
-
 // MARK: - Driver
 
 /// C = beta * C for the K == 0 case (beta == 0 writes zeros without reading C).
@@ -111,22 +98,27 @@ static void scale_c(size_t m, size_t n, float beta, float *c, size_t ldc) {
 
 /// One K block against one packed B block of `ncols` columns. `a` points at column k0 of op(A) row 0;
 /// `c` at column n0 of row 0.
+///
+/// A is read in place (rows of A, or columns when transposed): a chunk of MR rows x KC stays in L1
+/// across the block's tiles. Packing it k-major first was measured on Zen 5 for the BERT shapes and for
+/// conv-sized ones (576 x 3136 x 64) and never paid; for narrow blocks (N = 32-64, attention) the copy
+/// cost as much as the arithmetic.
 static void run_block(const sq_sgemm_kernel *kern, int trans_a, size_t m, size_t ncols, size_t kc,
                       const float *a, size_t lda, const float *bblock, float alpha, float beta, int load_c,
                       float *c, size_t ldc) {
-    _Alignas(64) float apack[SQ_SGEMM_MR_MAX * SQ_SGEMM_KC];
     // Balanced chunks: M = 64 with MR = 12 runs six chunks of 10-11 rows rather than 5x12 + 4.
     size_t chunks = (m + (size_t)kern->mr - 1) / (size_t)kern->mr;
+    size_t row_stride = trans_a ? 1 : lda, k_stride = trans_a ? lda : 1;
     size_t m0 = 0;
     for (size_t chunk = 0; chunk < chunks; chunk++) {
         size_t m1 = (chunk + 1) * m / chunks;
         size_t rows = m1 - m0;
-        const float *asrc = trans_a ? a + m0 : a + m0 * lda;
-        pack_a(trans_a, asrc, lda, rows, kc, apack);
+        const float *tile_a = trans_a ? a + m0 : a + m0 * lda;
         float *crow = c + m0 * ldc;
         for (size_t n = 0; n < ncols; n += (size_t)kern->nr) {
             size_t cols = ncols - n < (size_t)kern->nr ? ncols - n : (size_t)kern->nr;
-            kern->tile(apack, bblock + n * kc, kc, crow + n, ldc, rows, cols, alpha, beta, load_c);
+            kern->tile(tile_a, row_stride, k_stride, bblock + n * kc, kc, crow + n, ldc, rows, cols, alpha, beta,
+                       load_c);
         }
         m0 = m1;
     }
@@ -200,15 +192,15 @@ void sq_sgemm(int level, int trans_a, int trans_b, size_t m, size_t n, size_t k,
 #define PORTABLE_MR 4
 
 static inline __attribute__((always_inline)) void tile_portable(
-    const int rows, const float *a, const float *b, size_t kc, float *c, size_t ldc, size_t cols, float alpha,
-    float beta, int load_c) {
+    const int rows, const float *a, size_t ars, size_t aks, const float *b, size_t kc, float *c, size_t ldc,
+    size_t cols, float alpha, float beta, int load_c) {
     float acc[PORTABLE_MR][SQ_SGEMM_PANEL];
     for (int r = 0; r < rows; r++)
         for (int j = 0; j < SQ_SGEMM_PANEL; j++) acc[r][j] = 0.0f;
     for (size_t k = 0; k < kc; k++) {
         const float *bk = b + k * SQ_SGEMM_PANEL;
         for (int r = 0; r < rows; r++) {
-            float av = a[k * (size_t)rows + (size_t)r];
+            float av = a[(size_t)r * ars + k * aks];
             for (int j = 0; j < SQ_SGEMM_PANEL; j++) acc[r][j] += av * bk[j];
         }
     }
@@ -221,13 +213,13 @@ static inline __attribute__((always_inline)) void tile_portable(
     }
 }
 
-static void tile_portable_any(const float *a, const float *b, size_t kc, float *c, size_t ldc, size_t rows,
-                              size_t cols, float alpha, float beta, int load_c) {
+static void tile_portable_any(const float *a, size_t ars, size_t aks, const float *b, size_t kc, float *c,
+                              size_t ldc, size_t rows, size_t cols, float alpha, float beta, int load_c) {
     switch (rows) {
-    case 1: tile_portable(1, a, b, kc, c, ldc, cols, alpha, beta, load_c); break;
-    case 2: tile_portable(2, a, b, kc, c, ldc, cols, alpha, beta, load_c); break;
-    case 3: tile_portable(3, a, b, kc, c, ldc, cols, alpha, beta, load_c); break;
-    default: tile_portable(4, a, b, kc, c, ldc, cols, alpha, beta, load_c); break;
+    case 1: tile_portable(1, a, ars, aks, b, kc, c, ldc, cols, alpha, beta, load_c); break;
+    case 2: tile_portable(2, a, ars, aks, b, kc, c, ldc, cols, alpha, beta, load_c); break;
+    case 3: tile_portable(3, a, ars, aks, b, kc, c, ldc, cols, alpha, beta, load_c); break;
+    default: tile_portable(4, a, ars, aks, b, kc, c, ldc, cols, alpha, beta, load_c); break;
     }
 }
 

@@ -28,8 +28,8 @@ static inline __attribute__((always_inline)) TARGET void store_row(
 }
 
 static inline __attribute__((always_inline)) TARGET void tile(
-    const int rows, const float *a, const float *b, size_t kc, float *c, size_t ldc, size_t cols, float alpha,
-    float beta, int load_c) {
+    const int rows, const int kmajor, const float *a, size_t ars, size_t aks, const float *b, size_t kc, float *c,
+    size_t ldc, size_t cols, float alpha, float beta, int load_c) {
     __m256 acc0[MR], acc1[MR];
 #pragma clang loop unroll(full)
     for (int r = 0; r < MR; r++) {
@@ -38,11 +38,10 @@ static inline __attribute__((always_inline)) TARGET void tile(
     for (size_t k = 0; k < kc; k++) {
         __m256 vb0 = _mm256_loadu_ps(b + k * SQ_SGEMM_PANEL);
         __m256 vb1 = _mm256_loadu_ps(b + k * SQ_SGEMM_PANEL + 8);
-        const float *ak = a + k * (size_t)rows;
 #pragma clang loop unroll(full)
         for (int r = 0; r < MR; r++) {
             if (r < rows) {
-                __m256 va = _mm256_broadcast_ss(ak + r);
+                __m256 va = _mm256_broadcast_ss(kmajor ? a + k * aks + (size_t)r : a + (size_t)r * ars + k);
                 acc0[r] = _mm256_fmadd_ps(va, vb0, acc0[r]);
                 acc1[r] = _mm256_fmadd_ps(va, vb1, acc1[r]);
             }
@@ -60,15 +59,18 @@ static inline __attribute__((always_inline)) TARGET void tile(
     }
 }
 
-static TARGET void tile_any(const float *a, const float *b, size_t kc, float *c, size_t ldc, size_t rows,
-                            size_t cols, float alpha, float beta, int load_c) {
+#define ARGS b, kc, c, ldc, cols, alpha, beta, load_c
+#define CASE(R)                                                                 \
+    case R:                                                                     \
+        if (kmajor) tile(R, 1, a, 1, aks, ARGS); else tile(R, 0, a, ars, 1, ARGS); \
+        break;
+
+static TARGET void tile_any(const float *a, size_t ars, size_t aks, const float *b, size_t kc, float *c,
+                            size_t ldc, size_t rows, size_t cols, float alpha, float beta, int load_c) {
+    int kmajor = ars == 1;
     switch (rows) {
-    case 1: tile(1, a, b, kc, c, ldc, cols, alpha, beta, load_c); break;
-    case 2: tile(2, a, b, kc, c, ldc, cols, alpha, beta, load_c); break;
-    case 3: tile(3, a, b, kc, c, ldc, cols, alpha, beta, load_c); break;
-    case 4: tile(4, a, b, kc, c, ldc, cols, alpha, beta, load_c); break;
-    case 5: tile(5, a, b, kc, c, ldc, cols, alpha, beta, load_c); break;
-    default: tile(MR, a, b, kc, c, ldc, cols, alpha, beta, load_c); break;
+    CASE(1) CASE(2) CASE(3) CASE(4) CASE(5)
+    default: CASE(MR)
     }
 }
 

@@ -1,5 +1,5 @@
-// AVX-512F SGEMM micro-kernel: up to 12 rows x 32 columns (24 ZMM accumulators, two B vectors, and
-// broadcasts folded into the FMA's memory operand). Compiled per function with target("avx512f"), so
+// AVX-512F SGEMM micro-kernel: up to 12 rows x 32 columns (24 ZMM accumulators, two B vectors, one
+// broadcast of A at a time). Compiled per function with target("avx512f"), so
 // the package needs no global ISA flags; the driver calls it only when sq_cpu_detect() reports AVX-512F.
 #include "sgemm_internal.h"
 
@@ -10,8 +10,8 @@
 #define TARGET __attribute__((target("avx512f")))
 
 static inline __attribute__((always_inline)) TARGET void tile(
-    const int rows, const int wide, const float *a, const float *b, size_t kc, float *c, size_t ldc,
-    size_t cols, float alpha, float beta, int load_c) {
+    const int rows, const int wide, const int kmajor, const float *a, size_t ars, size_t aks, const float *b,
+    size_t kc, float *c, size_t ldc, size_t cols, float alpha, float beta, int load_c) {
     __m512 acc0[MR], acc1[MR];
 #pragma clang loop unroll(full)
     for (int r = 0; r < MR; r++) {
@@ -21,11 +21,10 @@ static inline __attribute__((always_inline)) TARGET void tile(
     for (size_t k = 0; k < kc; k++) {
         __m512 vb0 = _mm512_loadu_ps(b + k * SQ_SGEMM_PANEL);
         __m512 vb1 = wide ? _mm512_loadu_ps(b1 + k * SQ_SGEMM_PANEL) : _mm512_setzero_ps();
-        const float *ak = a + k * (size_t)rows;
 #pragma clang loop unroll(full)
         for (int r = 0; r < MR; r++) {
             if (r < rows) {
-                __m512 va = _mm512_set1_ps(ak[r]);
+                __m512 va = _mm512_set1_ps(kmajor ? a[k * aks + (size_t)r] : a[(size_t)r * ars + k]);
                 acc0[r] = _mm512_fmadd_ps(va, vb0, acc0[r]);
                 if (wide) acc1[r] = _mm512_fmadd_ps(va, vb1, acc1[r]);
             }
@@ -50,22 +49,25 @@ static inline __attribute__((always_inline)) TARGET void tile(
     }
 }
 
+#define ARGS b, kc, c, ldc, cols, alpha, beta, load_c
 #define CASE(R)                                                                             \
     case R:                                                                                 \
-        if (wide) tile(R, 1, a, b, kc, c, ldc, cols, alpha, beta, load_c);                  \
-        else tile(R, 0, a, b, kc, c, ldc, cols, alpha, beta, load_c);                       \
+        if (kmajor) {                                                                       \
+            if (wide) tile(R, 1, 1, a, 1, aks, ARGS); else tile(R, 0, 1, a, 1, aks, ARGS);  \
+        } else {                                                                            \
+            if (wide) tile(R, 1, 0, a, ars, 1, ARGS); else tile(R, 0, 0, a, ars, 1, ARGS);  \
+        }                                                                                   \
         break;
 
-static TARGET void tile_any(const float *a, const float *b, size_t kc, float *c, size_t ldc, size_t rows,
-                            size_t cols, float alpha, float beta, int load_c) {
+static TARGET void tile_any(const float *a, size_t ars, size_t aks, const float *b, size_t kc, float *c,
+                            size_t ldc, size_t rows, size_t cols, float alpha, float beta, int load_c) {
     // A 16-column tail reads only its own panel: the neighbour may not exist.
     int wide = cols > 16;
+    int kmajor = ars == 1;
     switch (rows) {
     CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6)
     CASE(7) CASE(8) CASE(9) CASE(10) CASE(11)
-    default: if (wide) tile(MR, 1, a, b, kc, c, ldc, cols, alpha, beta, load_c);
-             else tile(MR, 0, a, b, kc, c, ldc, cols, alpha, beta, load_c);
-             break;
+    default: CASE(MR)
     }
 }
 

@@ -6,8 +6,9 @@
 // that block at p * 16 * kc. The layout does not depend on the ISA level, so weights packed once work
 // with every kernel; a 32-column kernel reads two neighbouring panels.
 //
-// Packed A (a chunk of `rows` <= MR rows and kc columns of op(A)) is k-major: a[k * rows + r], so a
-// micro-kernel broadcasts its row values from one pointer.
+// A micro-kernel reads op(A) in place through strides: element (r, k) of a tile is
+// a[r * a_row_stride + k * a_k_stride]. Every kernel has two instantiations: k-major (a_row_stride == 1,
+// a transposed A: a[k * lda + r]) and row-major (a_k_stride == 1, A by rows: a[r * lda + k]).
 #ifndef SWIFTQUANT_SGEMM_INTERNAL_H
 #define SWIFTQUANT_SGEMM_INTERNAL_H
 
@@ -17,14 +18,13 @@
 #define SQ_SGEMM_KC 256
 /// Columns per L2-resident B block in the driver loop (a multiple of every kernel's width).
 #define SQ_SGEMM_NC 512
-/// Upper bound on any kernel's MR, for the packed-A buffer.
-#define SQ_SGEMM_MR_MAX 16
 
-/// Computes a rows x cols tile: C = alpha * (A_packed . B_panels) + beta * C (C is read only when load_c).
-/// `rows` <= the kernel's mr, `cols` <= its nr; `b` points at the first 16-column panel (the next one,
-/// when cols > 16, is at b + 16 * kc).
-typedef void (*sq_sgemm_tile_fn)(const float *a, const float *b, size_t kc, float *c, size_t ldc,
-                                 size_t rows, size_t cols, float alpha, float beta, int load_c);
+/// Computes a rows x cols tile: C = alpha * (A . B_panels) + beta * C (C is read only when load_c), with A
+/// read through the strides above. `rows` <= the kernel's mr, `cols` <= its nr; `b` points at the first
+/// 16-column panel (the next one, when cols > 16, is at b + 16 * kc).
+typedef void (*sq_sgemm_tile_fn)(const float *a, size_t a_row_stride, size_t a_k_stride, const float *b,
+                                 size_t kc, float *c, size_t ldc, size_t rows, size_t cols, float alpha,
+                                 float beta, int load_c);
 
 typedef struct {
     int mr;  ///< rows per tile

@@ -32,7 +32,7 @@ func int64s(_ values: [Int]) -> Tensor {
     try! Tensor(shape: [values.count], scalars: values.map { Int64($0) })
 }
 
-func floats(_ shape: [Int], _ values: [Float]) -> Tensor {
+func floatTensor(_ shape: [Int], _ values: [Float]) -> Tensor {
     try! Tensor(shape: shape, scalars: values)
 }
 
@@ -56,7 +56,7 @@ func iota(_ shape: [Int]) -> Tensor {
     }
 
     @Test func reshapeToScalarNeedsOneElement() throws {
-        let one = floats([1, 1], [7])
+        let one = floatTensor([1, 1], [7])
         #expect(try H.one("Reshape", [one, int64s([])]).shape == [])
         let error = #expect(throws: KernelError.self) { try H.one("Reshape", [iota([2]), int64s([])]) }
         #expect(error?.description.contains("holds 1 elements") == true)
@@ -83,7 +83,7 @@ func iota(_ shape: [Int]) -> Tensor {
         #expect(throws: KernelError.self) {
             try H.one("Reshape", opset: 14, [data, int64s([0, -1])], attributes: [("allowzero", .int(1))])
         }
-        #expect(throws: KernelError.self) { try H.one("Reshape", [data, floats([2], [3, 2])]) }
+        #expect(throws: KernelError.self) { try H.one("Reshape", [data, floatTensor([2], [3, 2])]) }
     }
 
     @Test func reshapeRelabelsPackedInt4() throws {
@@ -192,7 +192,7 @@ func iota(_ shape: [Int]) -> Tensor {
     @Test func constantOfShapeRejectsNegativeDimensionsAndMultiElementValues() throws {
         #expect(throws: KernelError.self) { try H.one("ConstantOfShape", [int64s([2, -1])]) }
         #expect(throws: KernelError.self) {
-            try H.one("ConstantOfShape", [int64s([2])], attributes: [("value", .tensor(floats([2], [1, 2])))])
+            try H.one("ConstantOfShape", [int64s([2])], attributes: [("value", .tensor(floatTensor([2], [1, 2])))])
         }
     }
 

@@ -141,8 +141,10 @@ struct ConvTransposeProblem {
                 case .notSet:
                     padBegin = pads[axis]
                     padEnd = pads[rank + axis]
-                    size = natural - padBegin - padEnd
-                    guard size >= 0 else {
+                    let (afterBegin, overflowBegin) = natural.subtractingReportingOverflow(padBegin)
+                    let (remaining, overflowEnd) = afterBegin.subtractingReportingOverflow(padEnd)
+                    size = remaining
+                    guard !overflowBegin, !overflowEnd, size >= 0 else {
                         throw KernelError.invalid("ConvTranspose: pads \(pads) leave a negative output size on axis \(axis)")
                     }
                 }

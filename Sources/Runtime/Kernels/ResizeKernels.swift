@@ -51,6 +51,8 @@ struct ResizeKernel: Kernel {
     }
 
     let layout: Layout
+    /// Upsample (7, 9) rather than Resize: scales must be ≥ 1.
+    let isUpsample: Bool
     let mode: Mode
     let coordinates: CoordinateMode
     let nearest: NearestMode
@@ -63,6 +65,7 @@ struct ResizeKernel: Kernel {
 
     init(_ context: KernelBuildContext, upsample: Bool) throws {
         let version = context.opsetVersion
+        isUpsample = upsample
         let modeText = try context.string("mode", default: "nearest")
         // Upsample-7 also spelled linear as "bilinear".
         guard let mode = Mode(rawValue: upsample && modeText == "bilinear" ? "linear" : modeText),
@@ -172,7 +175,7 @@ struct ResizeKernel: Kernel {
                 guard scale > 0, scale.isFinite else {
                     throw KernelError.invalid("Resize: scale \(scale) on axis \(axis) must be positive and finite")
                 }
-                if case .full = layout {} else if isUpsample, scale < 1 {
+                if isUpsample, scale < 1 {
                     throw KernelError.invalid("Upsample: scale \(scale) on axis \(axis) must be ≥ 1")
                 }
                 scales[axis] = scale
@@ -241,11 +244,6 @@ struct ResizeKernel: Kernel {
         default:
             throw KernelError.unsupported("Resize \(mode.rawValue) on \(x.dtype) (nearest supports every type)")
         }
-    }
-
-    private var isUpsample: Bool {
-        if case .full = layout { return false }
-        return true
     }
 
     static func checkedSize(_ value: Double, axis: Int) throws -> Int {
@@ -347,7 +345,10 @@ struct ResizeAxisTable: Sendable {
         case .pytorchHalfPixel:
             return output > 1 ? (y + 0.5) / scale - 0.5 : 0
         case .alignCorners:
-            return output > 1 ? y * Double(input - 1) / Double(output - 1) : 0
+            // The ONNX reference and node tests divide by the fractional target width `scale · input`,
+            // not the integer output size (they differ when ⌊input · scale⌋ is not exact).
+            let width = scale * Double(input)
+            return width != 1 ? y * Double(input - 1) / (width - 1) : 0
         case .asymmetric:
             return y / scale
         case .tfHalfPixelForNN:
@@ -378,7 +379,6 @@ struct ResizeAxisTable: Sendable {
 enum ResizeExecution {
     /// Nearest resize: one gather pass over every axis at once, on raw elements of any width.
     static func gather(_ x: Tensor, tables: [ResizeAxisTable?], outputShape: [Int], extrapolation: Double) throws -> Tensor {
-        guard x.dtype.bitWidth % 8 == 0 else { throw KernelError.unsupported("Resize on packed \(x.dtype)") }
         let hasExtrapolation = tables.contains { $0?.extrapolated.contains(true) ?? false }
         var fill: Tensor?
         if hasExtrapolation {
@@ -391,7 +391,6 @@ enum ResizeExecution {
             }
         }
         var y = try Tensor(zeros: x.dtype, shape: outputShape)
-        let width = x.dtype.bitWidth / 8
         let rank = x.rank
         let inputStrides = Shape.strides(x.shape)
         // Per axis: source offset (in elements) of each output index, or −1 when extrapolated.
@@ -399,17 +398,36 @@ enum ResizeExecution {
             guard let table = tables[axis] else { return (0..<outputShape[axis]).map { $0 * inputStrides[axis] } }
             return (0..<table.output).map { table.extrapolated[$0] ? -1 : table.indices[$0] * inputStrides[axis] }
         }
-        x.withUnsafeBytes { source in
-            y.withUnsafeMutableBytes { target in
-                let fillBytes = fill.map { tensor in tensor.withUnsafeBytes { Array($0) } }
-                var index = [Int](repeating: 0, count: max(rank, 1))
-                let total = outputShape.reduce(1, *)
+        // Elements move as raw bit patterns; the width is resolved once, outside the loops.
+        switch x.dtype.bitWidth {
+        case 8: gatherElements(x, into: &y, offsets: offsets, fill: fill, as: UInt8.self)
+        case 16: gatherElements(x, into: &y, offsets: offsets, fill: fill, as: UInt16.self)
+        case 32: gatherElements(x, into: &y, offsets: offsets, fill: fill, as: UInt32.self)
+        case 64: gatherElements(x, into: &y, offsets: offsets, fill: fill, as: UInt64.self)
+        default: throw KernelError.unsupported("Resize on \(x.dtype)")
+        }
+        return y
+    }
+
+    /// `y[i₀, …] = x[Σ offsets[axis][i_axis]]`, or `fill` where any axis offset is −1.
+    private static func gatherElements<T: FixedWidthInteger>(
+        _ x: Tensor, into y: inout Tensor, offsets: [[Int]], fill: Tensor?, as type: T.Type
+    ) {
+        let shape = y.shape
+        let rank = shape.count
+        let fillValue = fill?.withUnsafeBytes { $0.loadUnaligned(as: T.self) } ?? 0
+        x.withUnsafeBytes { sourceBytes in
+            y.withUnsafeMutableBytes { targetBytes in
+                let source = sourceBytes.bindMemory(to: T.self).baseAddress!
+                let target = targetBytes.bindMemory(to: T.self).baseAddress!
                 guard rank > 0 else {
-                    target.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[0..<width]))
+                    target[0] = source[0]
                     return
                 }
-                let inner = outputShape[rank - 1]
+                let total = shape.reduce(1, *)
+                let inner = shape[rank - 1]
                 let innerOffsets = offsets[rank - 1]
+                var index = [Int](repeating: 0, count: rank)
                 var position = 0
                 while position < total {
                     var base = 0
@@ -419,36 +437,25 @@ enum ResizeExecution {
                         if offset < 0 { outside = true }
                         base += offset
                     }
-                    let row = target.baseAddress! + position * width
-                    for j in 0..<inner {
-                        let offset = innerOffsets[j]
-                        if outside || offset < 0 {
-                            fillBytes!.withUnsafeBytes { (row + j * width).copyMemory(from: $0.baseAddress!, byteCount: width) }
-                        } else {
-                            copyElement(from: source.baseAddress! + (base + offset) * width, to: row + j * width, width: width)
+                    let row = target + position
+                    if outside {
+                        row.update(repeating: fillValue, count: inner)
+                    } else {
+                        for j in 0..<inner {
+                            let offset = innerOffsets[j]
+                            row[j] = offset < 0 ? fillValue : source[base + offset]
                         }
                     }
                     position += inner
                     var axis = rank - 2
                     while axis >= 0 {
                         index[axis] += 1
-                        if index[axis] < outputShape[axis] { break }
+                        if index[axis] < shape[axis] { break }
                         index[axis] = 0
                         axis -= 1
                     }
                 }
             }
-        }
-        return y
-    }
-
-    @inline(__always)
-    static func copyElement(from source: UnsafeRawPointer, to target: UnsafeMutableRawPointer, width: Int) {
-        switch width {
-        case 4: target.storeBytes(of: source.loadUnaligned(as: UInt32.self), as: UInt32.self)
-        case 2: target.storeBytes(of: source.loadUnaligned(as: UInt16.self), as: UInt16.self)
-        case 1: target.storeBytes(of: source.load(as: UInt8.self), as: UInt8.self)
-        default: target.copyMemory(from: source, byteCount: width)
         }
     }
 

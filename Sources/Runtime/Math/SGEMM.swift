@@ -52,14 +52,27 @@ public enum SGEMM {
     ) {
         guard m > 0, n > 0 else { return }
         let levelCode = level?.rawValue ?? -1
-        if threads <= 1 || m * n * k < parallelThreshold {
-            sq_sgemm(levelCode, transposeA ? 1 : 0, transposeB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-            return
+        let (ta, tb): (Int32, Int32) = (transposeA ? 1 : 0, transposeB ? 1 : 0)
+        let workers = (threads <= 1 || m * n * k < parallelThreshold) ? 1 : threads
+        if workers == 1 {
+            sq_sgemm(levelCode, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        } else if n >= 16 * workers {
+            // Split N on 16-column boundaries: each thread packs only its own columns of B.
+            let panels = (n + 15) / 16
+            Parallel.forEach(workers, threads: workers) { part in
+                let begin = part * panels / workers * 16
+                let end = min(n, (part + 1) * panels / workers * 16)
+                let bStart = transposeB ? b + begin * ldb : b + begin
+                sq_sgemm(levelCode, ta, tb, m, end - begin, k, alpha, a, lda, bStart, ldb, beta, c + begin, ldc)
+            }
+        } else {
+            // Few columns: split M; each thread packs the (narrow) B itself.
+            Parallel.forRanges(m, threads: workers) { rows in
+                let aStart = transposeA ? a + rows.lowerBound : a + rows.lowerBound * lda
+                sq_sgemm(levelCode, ta, tb, rows.count, n, k, alpha, aStart, lda, b, ldb, beta,
+                         c + rows.lowerBound * ldc, ldc)
+            }
         }
-        // Pack B once for all threads rather than once per thread.
-        let packed = PackedMatrix(k: k, n: n, b: b, ldb: ldb, transposed: transposeB)
-        multiply(m: m, alpha: alpha, a: a, lda: lda, transposeA: transposeA, packedB: packed,
-                 beta: beta, c: c, ldc: ldc, threads: threads, level: level)
     }
 
     /// Computes `C = alpha · op(A) · B + beta · C` with B packed ahead of time (`packedB.k × packedB.n`).

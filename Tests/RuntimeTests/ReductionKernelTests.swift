@@ -102,9 +102,13 @@ private extension Double {
         // At 13 the attribute is not read: with no axes input everything is summed.
         expectClose(try output("ReduceSum", opset: 13, [y], attributes: [("axes", .ints([1]))]), [108],
                     shape: [1, 1, 1])
-        // noop_with_empty_axes returns the input unchanged.
-        #expect(try output("ReduceSum", opset: 13, [y, try Tensor(shape: [0], scalars: [Int64]())],
-                                        attributes: [("noop_with_empty_axes", .int(1))]) == y)
+        // noop_with_empty_axes reduces each element on its own: a sum returns the input unchanged, a sum
+        // of squares squares it (ONNX Runtime and the ONNX reference agree).
+        let noAxes = try Tensor(shape: [0], scalars: [Int64]())
+        #expect(try output("ReduceSum", opset: 13, [y, noAxes], attributes: [("noop_with_empty_axes", .int(1))]) == y)
+        let squares = try output("ReduceSumSquare", opset: 18, [try floats([3], [-2, 0.5, 3]), noAxes],
+                                 attributes: [("noop_with_empty_axes", .int(1))])
+        #expect(squares == (try floats([3], [4, 0.25, 9])))
     }
 
     @Test func reduceMeanAxesMovedToInputAtOpset18() throws {
@@ -139,6 +143,11 @@ private extension Double {
         expectClose(try output("ReduceProd", [pairs], attributes: [("axes", .ints([1]))]), [21, 24, 585, 840])
         expectClose(try output("ReduceLogSum", [try floats([2, 2], [1, 2, 3, 4])], attributes: [("axes", .ints([1]))]),
                     [1.0986122886681098, 1.9459101090932196])
+        // Integer log-sum-exp is computed in Double and truncated (ONNX Runtime: [6, 3, 4]).
+        let logSumExp = try output("ReduceLogSumExp", opset: 18,
+                                   [try Tensor(shape: [3, 4], scalars: [Int32(5), 5, 5, 5, 2, 2, 2, 3, 2, 4, 4, 2]),
+                                    try Tensor(shape: [1], scalars: [Int64(1)])], attributes: [("keepdims", .int(0))])
+        #expect(logSumExp.scalars(as: Int32.self) == [6, 3, 4])
         let integers = try output("ReduceSum", [try Tensor(shape: [2, 2], scalars: [Int32(1), 2, 3, 4])],
                                                attributes: [("keepdims", .int(0))])
         #expect(integers.scalars(as: Int32.self) == [10])

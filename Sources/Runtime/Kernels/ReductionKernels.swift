@@ -5,8 +5,9 @@ import Tensors
 //
 // Axes are an attribute before opset 18 (ReduceSum: before 13) and an optional input after, which also
 // brought `noop_with_empty_axes`. Reducing an empty set gives the fold's identity: 0 for sums, 1 for
-// products, −inf/+inf (integer min/max) for max/min, then the finishing step (so Mean gives NaN,
-// LogSum and LogSumExp −inf), as the ONNX reference does.
+// products, −inf/+inf (integer min/max) for max/min, then the finishing step, so LogSum and LogSumExp
+// give −inf and Mean NaN (the spec leaves Mean undefined; NaN is numpy's and the ONNX reference's
+// answer, ONNX Runtime returns 0).
 
 // MARK: - Folds
 
@@ -220,8 +221,6 @@ struct ReduceKernel<Fold: ReductionFold, Prelude: ReductionPrelude>: Kernel {
     let finish: ReductionFinish
     /// Log-sum-exp instead of a fold (Fold/Prelude are then unused).
     var logSumExp = false
-    /// Only float element types.
-    var floatOnly = false
     /// Bool data is accepted (ReduceMax/ReduceMin from opset 20).
     var allowsBool = false
     let keepDimensions: Bool
@@ -233,10 +232,7 @@ struct ReduceKernel<Fold: ReductionFold, Prelude: ReductionPrelude>: Kernel {
     struct Visitor: NumericVisitor {
         let kernel: ReduceKernel, data: Tensor, axes: [Int], outputShape: [Int], context: ExecutionContext
         func visit<T: ElementwiseNumeric>(_ type: T.Type) throws -> Tensor {
-            if kernel.floatOnly && !T.isFloatingPointElement {
-                throw ElementwiseChecks.unsupported(kernel.opType, T.dtype)
-            }
-            return try kernel.reduce(data, T.self, axes: axes, outputShape: outputShape, context: context)
+            try kernel.reduce(data, T.self, axes: axes, outputShape: outputShape, context: context)
         }
     }
 
@@ -262,10 +258,10 @@ struct ReduceKernel<Fold: ReductionFold, Prelude: ReductionPrelude>: Kernel {
             requested = try axesTensor.integerValues()
         }
         var axes = try normalizedAxes(requested ?? [], rank: data.rank, opType: opType)
-        if axes.isEmpty {
-            if noopWithEmptyAxes { return [data] }
-            axes = Array(0..<data.rank)
-        }
+        // With noop_with_empty_axes, empty axes reduce each element on its own, so the shape stays and
+        // only the per-element steps apply (ReduceSumSquare squares, ReduceLogSum takes the log), as in
+        // the ONNX reference and ONNX Runtime.
+        if axes.isEmpty && !noopWithEmptyAxes { axes = Array(0..<data.rank) }
         let reduced = Set(axes)
         let outputShape = data.shape.indices.compactMap { axis -> Int? in
             reduced.contains(axis) ? (keepDimensions ? 1 : nil) : data.shape[axis]
@@ -343,9 +339,32 @@ struct ReduceKernel<Fold: ReductionFold, Prelude: ReductionPrelude>: Kernel {
         switch source.dtype {
         case .float32: compute(Float.self)
         case .float64: compute(Double.self)
-        default: throw ElementwiseChecks.unsupported(opType, source.dtype)
+        default:
+            // Integers (opsets before 28): computed in Double, truncated toward zero as ONNX Runtime does.
+            guard let integral = try IntegerLogSumExp(rows: rows, split: split, output: output).dispatch(source.dtype)
+            else { throw ElementwiseChecks.unsupported(opType, source.dtype) }
+            result = integral
         }
         return result
+    }
+
+    struct IntegerLogSumExp: NumericVisitor {
+        let rows: Tensor, split: AxisSplit, output: Tensor
+        func visit<T: ElementwiseNumeric>(_ type: T.Type) throws -> Tensor {
+            let values = rows.withUnsafeBufferPointer(as: T.self) { $0.map(\.doubleValue) }
+            var results = [Double](repeating: 0, count: split.outer * split.inner)
+            values.withUnsafeBufferPointer { x in
+                results.withUnsafeMutableBufferPointer { y in
+                    logSumExpRows(x.baseAddress!, rows: split.outer * split.inner, length: split.length,
+                                  into: y.baseAddress!)
+                }
+            }
+            var converted = output
+            converted.withUnsafeMutableBufferPointer(as: T.self) { target in
+                for i in target.indices { target[i] = T.exactlyConverted(results[i]) ?? T.lowestValue }
+            }
+            return converted
+        }
     }
 }
 
@@ -363,18 +382,18 @@ extension KernelRegistry {
     mutating func registerReductionKernels() {
         func add<Fold: ReductionFold, Prelude: ReductionPrelude>(
             _ opType: String, _: Fold.Type, _: Prelude.Type, finish: ReductionFinish = .none,
-            logSumExp: Bool = false, floatOnly: Bool = false, allowsBool: Bool = false, inputAxesSince: Int
+            logSumExp: Bool = false, allowsBool: Bool = false, inputAxesSince: Int
         ) {
             register(opType, since: 1) { context in
                 ReduceKernel<Fold, Prelude>(
-                    opType: opType, finish: finish, logSumExp: logSumExp, floatOnly: floatOnly, allowsBool: allowsBool,
+                    opType: opType, finish: finish, logSumExp: logSumExp, allowsBool: allowsBool,
                     keepDimensions: try context.int("keepdims", default: 1) != 0,
                     attributeAxes: context.has("axes") ? try context.ints("axes") : nil,
                     axesFromInput: false, noopWithEmptyAxes: false)
             }
             register(opType, since: inputAxesSince) { context in
                 ReduceKernel<Fold, Prelude>(
-                    opType: opType, finish: finish, logSumExp: logSumExp, floatOnly: floatOnly, allowsBool: allowsBool,
+                    opType: opType, finish: finish, logSumExp: logSumExp, allowsBool: allowsBool,
                     keepDimensions: try context.int("keepdims", default: 1) != 0,
                     attributeAxes: nil, axesFromInput: true,
                     noopWithEmptyAxes: try context.int("noop_with_empty_axes", default: 0) != 0)
@@ -389,7 +408,7 @@ extension KernelRegistry {
         add("ReduceL2", SumFold.self, SquarePrelude.self, finish: .squareRoot, inputAxesSince: 18)
         add("ReduceSumSquare", SumFold.self, SquarePrelude.self, inputAxesSince: 18)
         add("ReduceLogSum", SumFold.self, IdentityPrelude.self, finish: .logarithm, inputAxesSince: 18)
-        add("ReduceLogSumExp", SumFold.self, IdentityPrelude.self, logSumExp: true, floatOnly: true,
+        add("ReduceLogSumExp", SumFold.self, IdentityPrelude.self, logSumExp: true,
             inputAxesSince: 18)
     }
 }

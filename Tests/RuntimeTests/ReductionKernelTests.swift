@@ -87,6 +87,17 @@ private extension Double {
             try outputs("LayerNormalization", [input, try floats([3], [1, 1, 1])])
         }
     }
+
+    @Test func layerNormalizationKeepsPrecisionUnderALargeOffset() throws {
+        // 1000 plus noise of about 0.006: a float32 mean loses the digits that matter here. The reference is
+        // computed in Double from the same float32 inputs.
+        let values: [Float] = (0..<384).map { (index: Int) -> Float in 1000 + Float((index * 37) % 101 - 50) * 2e-4 }
+        let normalized = try output("LayerNormalization", [try floats([1, 384], values), try floats([1], [1])])
+        let mean = values.reduce(0.0) { $0 + Double($1) } / 384
+        let variance = values.reduce(0.0) { $0 + (Double($1) - mean) * (Double($1) - mean) } / 384
+        let expected = values.map { Float((Double($0) - mean) / (variance + 1e-5).squareRoot()) }
+        expectClose(normalized, expected, tolerance: 1e-4)
+    }
 }
 
 @Suite struct ReductionKernelTests: ElementwiseTesting {

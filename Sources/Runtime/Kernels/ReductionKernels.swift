@@ -298,30 +298,27 @@ struct ReduceKernel<Fold: ReductionFold, Prelude: ReductionPrelude>: Kernel {
             split = AxisSplit(outer: kept.map { data.shape[$0] }.reduce(1, *),
                               length: moved.map { data.shape[$0] }.reduce(1, *), inner: 1)
         }
+        if split.length == 0 || source.count == 0 {
+            // An empty reduced set: the fold's identity, finished (or an empty output).
+            let value = logSumExp ? T.lowestValue : finish.apply(Fold.identity(T.self), count: 0)
+            output.withUnsafeMutableBufferPointer(as: T.self) { y in
+                for i in y.indices { y[i] = value }
+            }
+            return output
+        }
+        if logSumExp { return try logSumExpTensor(source, split: split, output: output) }
         // Size-1 reduced axes alone (or none) leave a length-1 fold, which `finish` still applies to.
         source.withUnsafeBufferPointer(as: T.self) { x in
             output.withUnsafeMutableBufferPointer(as: T.self) { y in
-                guard let yBase = y.baseAddress, !y.isEmpty else { return }
-                if split.length == 0 || x.isEmpty {
-                    // Empty reduced set: the fold's identity, finished.
-                    let value = logSumExp ? T.lowestValue : finish.apply(Fold.identity(T.self), count: 0)
-                    for i in 0..<y.count { yBase[i] = value }
-                    return
-                }
-                let xBase = x.baseAddress!
-                if logSumExp {
-                    // Float-only (checked by type constraints below); rows are made contiguous first.
-                    return
-                }
-                Reducer<T, Fold, Prelude>(finish: finish).reduce(xBase, split, into: yBase, context: context)
+                Reducer<T, Fold, Prelude>(finish: finish).reduce(x.baseAddress!, split, into: y.baseAddress!,
+                                                                 context: context)
             }
         }
-        if logSumExp { return try logSumExpTensor(source, split: split, output: output) }
         return output
     }
 
+    /// Log-sum-exp over the reduced block of a non-empty `source`.
     private func logSumExpTensor(_ source: Tensor, split: AxisSplit, output: Tensor) throws -> Tensor {
-        guard split.length > 0, source.count > 0 else { return output }
         // Contiguous rows: move the reduced block last when it is not already.
         var rows = source
         if split.inner != 1 {

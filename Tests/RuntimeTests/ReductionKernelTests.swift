@@ -172,6 +172,25 @@ private extension Double {
         #expect(throws: KernelError.self) { try output("ReduceSum", opset: 20, [flags, axis1]) }
     }
 
+    @Test func rowMaximaOfEveryLengthAndWithNaN() throws {
+        // Row lengths 1…20 around the 8-lane width; the largest value sits at a different place in each.
+        for length in 1...20 {
+            let values = (0..<(3 * length)).map { (index: Int) -> Float in Float((index * 7) % 11) - Float(index % length) }
+            let maxima = try output("ReduceMax", [try floats([3, length], values)],
+                                    attributes: [("axes", .ints([1])), ("keepdims", .int(0))]).floats
+            for row in 0..<3 {
+                #expect(maxima[row] == values[(row * length)..<((row + 1) * length)].max()!, "length \(length)")
+            }
+        }
+        var withNaN = [Float](repeating: 1, count: 19)
+        for position in [0, 9, 18] {
+            withNaN[position] = .nan
+            let maximum = try output("ReduceMax", [try floats([19], withNaN)], attributes: [("keepdims", .int(0))])
+            #expect(maximum.floats[0].isNaN, "NaN at \(position)")
+            withNaN[position] = 1
+        }
+    }
+
     @Test func emptyReducedSetsGiveTheIdentity() throws {
         let empty = try Tensor(zeros: .float32, shape: [2, 0])
         let axes: [(String, Attribute)] = [("axes", .ints([1]))]

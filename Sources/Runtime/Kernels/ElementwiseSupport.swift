@@ -14,8 +14,8 @@ import Tensors
 /// A scalar the arithmetic kernels work on directly: float32, float64 and the eight integer types.
 /// float16/bfloat16 are widened to float32 around a kernel (see `ReducedPrecision`).
 ///
-/// Integer arithmetic wraps like C's two's complement instead of trapping, because ONNX gives no
-/// overflow semantics and a trap would crash the process on bad data.
+/// Integer arithmetic wraps (two's complement, what ONNX Runtime's int kernels produce in practice)
+/// instead of trapping: ONNX defines no overflow behaviour, and a trap would crash the process on bad data.
 protocol ElementwiseNumeric: TensorScalar, Comparable {
     static var zeroValue: Self { get }
     static var oneValue: Self { get }

@@ -54,6 +54,12 @@ enum SquarePrelude: ReductionPrelude {
 func foldRow<T: ElementwiseNumeric, Fold: ReductionFold, Prelude: ReductionPrelude>(
     _ x: UnsafePointer<T>, _ count: Int, _: Fold.Type, _: Prelude.Type
 ) -> T {
+    // The NaN-propagating select of a float max does not vectorize on its own; these conditions are
+    // resolved when the function is specialised.
+    if T.self == Float.self, Fold.self == MaximumFold.self, Prelude.self == IdentityPrelude.self {
+        let maximum = float32RowMaximum(UnsafeRawPointer(x).assumingMemoryBound(to: Float.self), count)
+        return unsafeBitCast(maximum, to: T.self)
+    }
     let identity = Fold.identity(T.self)
     var a0 = identity, a1 = identity, a2 = identity, a3 = identity
     var a4 = identity, a5 = identity, a6 = identity, a7 = identity
@@ -75,6 +81,26 @@ func foldRow<T: ElementwiseNumeric, Fold: ReductionFold, Prelude: ReductionPrelu
     }
     return Fold.combine(Fold.combine(Fold.combine(a0, a1), Fold.combine(a2, a3)),
                         Fold.combine(Fold.combine(a4, a5), Fold.combine(a6, a7)))
+}
+
+/// The largest of `count` float32s (NaN if any is NaN, −inf for none), eight lanes at a time.
+func float32RowMaximum(_ x: UnsafePointer<Float>, _ count: Int) -> Float {
+    var lanes = SIMD8<Float>(repeating: -.infinity)
+    var sawNaN = SIMDMask<SIMD8<Int32>>(repeating: false)
+    var i = 0
+    while i + 8 <= count {
+        let values = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self)
+        lanes.replace(with: values, where: values .> lanes)
+        sawNaN .|= values .!= values
+        i += 8
+    }
+    if any(sawNaN) { return .nan }
+    var maximum = lanes.max()
+    while i < count {
+        if x[i] > maximum || x[i].isNaN { maximum = x[i] }
+        i += 1
+    }
+    return maximum
 }
 
 /// How the folded value becomes the output.

@@ -87,6 +87,26 @@ extension ElementwiseTesting {
         #expect(throws: KernelError.self) { try output("Add", [try floats([1], [1])]) }
     }
 
+    @Test func opsetsBefore7BroadcastOnlyWhenAsked() throws {
+        let a = try floats([2, 3, 2], (0..<12).map { Float($0) })
+        // broadcast=1, axis=1: B's [3] lines up with A's middle axis.
+        let placed = try output("Add", opset: 6, [a, try floats([3], [100, 200, 300])],
+                                attributes: [("broadcast", .int(1)), ("axis", .int(1))])
+        #expect(placed == (try floats([2, 3, 2], [100, 101, 202, 203, 304, 305, 106, 107, 208, 209, 310, 311])))
+        // broadcast=1 without axis: B's shape is a suffix of A's.
+        let suffix = try output("Mul", opset: 6, [a, try floats([2], [1, -1])], attributes: [("broadcast", .int(1))])
+        #expect(suffix == (try floats([2, 3, 2], [0, -1, 2, -3, 4, -5, 6, -7, 8, -9, 10, -11])))
+        // Without broadcast=1 the shapes must match.
+        #expect(throws: KernelError.self) { try output("Sub", opset: 6, [a, try floats([2], [1, 1])]) }
+        #expect(throws: KernelError.self) {
+            try output("Div", opset: 6, [a, try floats([3], [1, 1, 1])], attributes: [("broadcast", .int(1))])
+        }
+        #expect(try output("Less", opset: 1, [a, a]).scalars(as: Bool.self) == Array(repeating: false, count: 12))
+        // The variadic operators broadcast from opset 8 on.
+        #expect(throws: KernelError.self) { try output("Sum", opset: 6, [a, try floats([2], [1, 1])]) }
+        #expect(try output("Sum", opset: 8, [a, try floats([2], [1, 1])]) == (try floats([2, 3, 2], (1..<13).map { Float($0) })))
+    }
+
     @Test func integerArithmeticWrapsLikeC() throws {
         let sum = try output("Add", [Tensor(scalar: Int32.max), Tensor(scalar: Int32(1))])
         #expect(sum.scalars(as: Int32.self) == [Int32.min])
@@ -107,6 +127,11 @@ extension ElementwiseTesting {
         #expect(throws: KernelError.self) {
             try output("Pow", [Tensor(scalar: Int32(0)), Tensor(scalar: Int32(-1))])
         }
+        // The result has the base's type whatever the exponent's.
+        let mixed = try output("Pow", [try floats([2], [3, 0.5]), Tensor(scalar: Float16(2))])
+        #expect(mixed == (try floats([2], [9, 0.25])))
+        let half = try output("Pow", [Tensor(scalar: Float16(3)), Tensor(scalar: Float(2))])
+        #expect(half.scalars(as: Float16.self) == [9])
     }
 
     @Test func variadicMaxMinSumMean() throws {

@@ -87,6 +87,17 @@ private extension Double {
             try outputs("LayerNormalization", [input, try floats([3], [1, 1, 1])])
         }
     }
+
+    @Test func layerNormalizationKeepsPrecisionUnderALargeOffset() throws {
+        // 1000 plus noise of about 0.006: a float32 mean loses the digits that matter here. The reference is
+        // computed in Double from the same float32 inputs.
+        let values: [Float] = (0..<384).map { (index: Int) -> Float in 1000 + Float((index * 37) % 101 - 50) * 2e-4 }
+        let normalized = try output("LayerNormalization", [try floats([1, 384], values), try floats([1], [1])])
+        let mean = values.reduce(0.0) { $0 + Double($1) } / 384
+        let variance = values.reduce(0.0) { $0 + (Double($1) - mean) * (Double($1) - mean) } / 384
+        let expected = values.map { Float((Double($0) - mean) / (variance + 1e-5).squareRoot()) }
+        expectClose(normalized, expected, tolerance: 1e-4)
+    }
 }
 
 @Suite struct ReductionKernelTests: ElementwiseTesting {
@@ -102,9 +113,13 @@ private extension Double {
         // At 13 the attribute is not read: with no axes input everything is summed.
         expectClose(try output("ReduceSum", opset: 13, [y], attributes: [("axes", .ints([1]))]), [108],
                     shape: [1, 1, 1])
-        // noop_with_empty_axes returns the input unchanged.
-        #expect(try output("ReduceSum", opset: 13, [y, try Tensor(shape: [0], scalars: [Int64]())],
-                                        attributes: [("noop_with_empty_axes", .int(1))]) == y)
+        // noop_with_empty_axes reduces each element on its own: a sum returns the input unchanged, a sum
+        // of squares squares it (ONNX Runtime and the ONNX reference agree).
+        let noAxes = try Tensor(shape: [0], scalars: [Int64]())
+        #expect(try output("ReduceSum", opset: 13, [y, noAxes], attributes: [("noop_with_empty_axes", .int(1))]) == y)
+        let squares = try output("ReduceSumSquare", opset: 18, [try floats([3], [-2, 0.5, 3]), noAxes],
+                                 attributes: [("noop_with_empty_axes", .int(1))])
+        #expect(squares == (try floats([3], [4, 0.25, 9])))
     }
 
     @Test func reduceMeanAxesMovedToInputAtOpset18() throws {
@@ -139,6 +154,11 @@ private extension Double {
         expectClose(try output("ReduceProd", [pairs], attributes: [("axes", .ints([1]))]), [21, 24, 585, 840])
         expectClose(try output("ReduceLogSum", [try floats([2, 2], [1, 2, 3, 4])], attributes: [("axes", .ints([1]))]),
                     [1.0986122886681098, 1.9459101090932196])
+        // Integer log-sum-exp is computed in Double and truncated (ONNX Runtime: [6, 3, 4]).
+        let logSumExp = try output("ReduceLogSumExp", opset: 18,
+                                   [try Tensor(shape: [3, 4], scalars: [Int32(5), 5, 5, 5, 2, 2, 2, 3, 2, 4, 4, 2]),
+                                    try Tensor(shape: [1], scalars: [Int64(1)])], attributes: [("keepdims", .int(0))])
+        #expect(logSumExp.scalars(as: Int32.self) == [6, 3, 4])
         let integers = try output("ReduceSum", [try Tensor(shape: [2, 2], scalars: [Int32(1), 2, 3, 4])],
                                                attributes: [("keepdims", .int(0))])
         #expect(integers.scalars(as: Int32.self) == [10])
@@ -150,6 +170,25 @@ private extension Double {
         #expect(try output("ReduceMin", opset: 20, [try Tensor(zeros: .bool, shape: [2, 0]), axis1])
             .scalars(as: Bool.self) == [true, true])
         #expect(throws: KernelError.self) { try output("ReduceSum", opset: 20, [flags, axis1]) }
+    }
+
+    @Test func rowMaximaOfEveryLengthAndWithNaN() throws {
+        // Row lengths 1…20 around the 8-lane width; the largest value sits at a different place in each.
+        for length in 1...20 {
+            let values = (0..<(3 * length)).map { (index: Int) -> Float in Float((index * 7) % 11) - Float(index % length) }
+            let maxima = try output("ReduceMax", [try floats([3, length], values)],
+                                    attributes: [("axes", .ints([1])), ("keepdims", .int(0))]).floats
+            for row in 0..<3 {
+                #expect(maxima[row] == values[(row * length)..<((row + 1) * length)].max()!, "length \(length)")
+            }
+        }
+        var withNaN = [Float](repeating: 1, count: 19)
+        for position in [0, 9, 18] {
+            withNaN[position] = .nan
+            let maximum = try output("ReduceMax", [try floats([19], withNaN)], attributes: [("keepdims", .int(0))])
+            #expect(maximum.floats[0].isNaN, "NaN at \(position)")
+            withNaN[position] = 1
+        }
     }
 
     @Test func emptyReducedSetsGiveTheIdentity() throws {

@@ -2,7 +2,8 @@ import GraphIR
 import Tensors
 
 // Activations: Relu, LeakyRelu, PRelu, Clip, HardSigmoid, HardSwish, Sigmoid, Tanh, Gelu, Elu, Selu,
-// Softplus. Attributes are read once when the node is compiled.
+// Softplus. Attributes are read once when the node is compiled. Versions 1–5 differ from 6 only by the
+// `consumed_inputs` memory hint, which does not change results, so one factory serves from opset 1.
 
 /// max(0, x); NaN stays NaN.
 struct ReluFunction: NumericFunction {
@@ -156,34 +157,42 @@ struct ClipKernel: Kernel {
 
 extension KernelRegistry {
     mutating func registerActivationKernels() {
-        // Opset 14 gave Relu signed integer types; the float semantics are those of opset 6.
-        register("Relu", since: 6) { _ in NumericFunctionKernel(opType: "Relu", function: ReluFunction(), signedOnly: true) }
-        register("LeakyRelu", since: 6) { context in
-            FloatFunctionKernel(opType: "LeakyRelu", function: LeakyReluFunction(alpha: try context.float("alpha", default: 0.01)))
+        // Opset 14 gave Relu signed integer types; the float semantics are those of opset 1.
+        register("Relu", since: 1) { _ in
+            NumericFunctionKernel(opType: "Relu", function: ReluFunction(), signedOnly: true)
         }
-        register("PRelu", since: 7) { _ in PReluKernel() }
-        register("HardSigmoid", since: 6) { context in
+        register("LeakyRelu", since: 1) { context in
+            let alpha = try context.float("alpha", default: 0.01)
+            return FloatFunctionKernel(opType: "LeakyRelu", function: LeakyReluFunction(alpha: alpha))
+        }
+        register("PRelu", since: 1) { _ in PReluKernel() }
+        register("HardSigmoid", since: 1) { context in
             FloatFunctionKernel(opType: "HardSigmoid", function: HardSigmoidFunction(
                 alpha: try context.float("alpha", default: 0.2), beta: try context.float("beta", default: 0.5)))
         }
-        register("HardSwish", since: 14) { _ in FloatFunctionKernel(opType: "HardSwish", function: HardSwishFunction()) }
-        register("Sigmoid", since: 6) { _ in
+        register("HardSwish", since: 14) { _ in
+            FloatFunctionKernel(opType: "HardSwish", function: HardSwishFunction())
+        }
+        register("Sigmoid", since: 1) { _ in
             FloatFunctionKernel(opType: "Sigmoid", function: SigmoidFunction(), transcendental: true)
         }
-        register("Tanh", since: 6) { _ in FloatFunctionKernel(opType: "Tanh", function: TanhFunction(), transcendental: true) }
+        register("Tanh", since: 1) { _ in
+            FloatFunctionKernel(opType: "Tanh", function: TanhFunction(), transcendental: true)
+        }
         register("Gelu", since: 20) { context in
             let approximate = try context.string("approximate", default: "none")
             switch approximate {
             case "none": return FloatFunctionKernel(opType: "Gelu", function: GeluFunction(), transcendental: true)
             case "tanh": return FloatFunctionKernel(opType: "Gelu", function: TanhGeluFunction(), transcendental: true)
-            default: throw KernelError.invalidAttribute("approximate", "must be \"none\" or \"tanh\", got \"\(approximate)\"")
+            default:
+                throw KernelError.invalidAttribute("approximate", "must be \"none\" or \"tanh\", got \"\(approximate)\"")
             }
         }
-        register("Elu", since: 6) { context in
+        register("Elu", since: 1) { context in
             FloatFunctionKernel(opType: "Elu", function: EluFunction(alpha: try context.float("alpha", default: 1)),
                                 transcendental: true)
         }
-        register("Selu", since: 6) { context in
+        register("Selu", since: 1) { context in
             FloatFunctionKernel(opType: "Selu", function: SeluFunction(
                 alpha: try context.float("alpha", default: 1.67326319217681884765625),
                 gamma: try context.float("gamma", default: 1.05070102214813232421875)), transcendental: true)
@@ -191,7 +200,7 @@ extension KernelRegistry {
         register("Softplus", since: 1) { _ in
             FloatFunctionKernel(opType: "Softplus", function: SoftplusFunction(), transcendental: true)
         }
-        register("Clip", since: 6) { context in
+        register("Clip", since: 1) { context in
             ClipKernel(attributeBounds: (try context.float("min", default: -Float.greatestFiniteMagnitude),
                                          try context.float("max", default: Float.greatestFiniteMagnitude)))
         }

@@ -14,8 +14,8 @@ import Tensors
 /// A scalar the arithmetic kernels work on directly: float32, float64 and the eight integer types.
 /// float16/bfloat16 are widened to float32 around a kernel (see `ReducedPrecision`).
 ///
-/// Integer arithmetic wraps like C's two's complement instead of trapping, because ONNX gives no
-/// overflow semantics and a trap would crash the process on bad data.
+/// Integer arithmetic wraps (two's complement, what ONNX Runtime's int kernels produce in practice)
+/// instead of trapping: ONNX defines no overflow behaviour, and a trap would crash the process on bad data.
 protocol ElementwiseNumeric: TensorScalar, Comparable {
     static var zeroValue: Self { get }
     static var oneValue: Self { get }
@@ -54,7 +54,9 @@ extension ElementwiseNumeric where Self: FixedWidthInteger {
     @inline(__always) static func subtract(_ a: Self, _ b: Self) -> Self { a &- b }
     @inline(__always) static func multiply(_ a: Self, _ b: Self) -> Self { a &* b }
     /// Wraps `min / -1` to `min` instead of trapping.
-    @inline(__always) static func divide(_ a: Self, _ b: Self) -> Self { a.dividedReportingOverflow(by: b).partialValue }
+    @inline(__always) static func divide(_ a: Self, _ b: Self) -> Self {
+        a.dividedReportingOverflow(by: b).partialValue
+    }
     @inline(__always) static func negate(_ a: Self) -> Self { 0 &- a }
     @inline(__always) static func magnitude(_ a: Self) -> Self { a < 0 ? 0 &- a : a }
     @inline(__always) static func maximum(_ a: Self, _ b: Self) -> Self { a < b ? b : a }
@@ -367,6 +369,12 @@ enum ElementwiseParallel {
         }
         Parallel.forRanges(count, threads: context.threadCount, grain: grain, body)
     }
+
+    /// A grain, in rows, for `forRanges` over rows of `rowLength` elements: about `elements` elements per
+    /// chunk, or every row in one chunk when the whole tensor is smaller than that.
+    static func rowGrain(rows: Int, rowLength: Int, elements: Int = cheapGrain) -> Int {
+        rows * rowLength > elements ? max(1, elements / max(rowLength, 1)) : max(rows, 1)
+    }
 }
 
 // MARK: - Mapping loops
@@ -469,7 +477,8 @@ enum ElementwiseChecks {
     /// The single element of a scalar or one-element tensor.
     static func singleElement(_ tensor: Tensor, index: Int, what: String) throws -> Tensor {
         guard tensor.count == 1 else {
-            throw KernelError.invalidInput(index: index, reason: "\(what) must hold one element, got shape \(tensor.shape)")
+            throw KernelError.invalidInput(
+                index: index, reason: "\(what) must hold one element, got shape \(tensor.shape)")
         }
         return tensor
     }

@@ -68,7 +68,7 @@ struct LayerNormalizationKernel: Kernel {
         guard width > 0 else { return [y, means, inverseDeviations] }
         let gamma = scale.scalars(as: T.self)
         let beta = bias?.scalars(as: T.self) ?? [T](repeating: 0, count: width)
-        let grain = rows * width > ElementwiseParallel.cheapGrain ? max(1, ElementwiseParallel.cheapGrain / width) : rows
+        let grain = ElementwiseParallel.rowGrain(rows: rows, rowLength: width)
 
         /// Normalises `rows` of x into y and records each row's statistics.
         func normalizeRows(_ rows: Range<Int>, x: UnsafePointer<T>, y: UnsafeMutablePointer<T>,
@@ -76,9 +76,15 @@ struct LayerNormalizationKernel: Kernel {
                            means: UnsafeMutablePointer<T>, inverses: UnsafeMutablePointer<T>) {
             for row in rows {
                 let input = x + row * width, output = y + row * width
-                let mean = foldRow(input, width, SumFold.self, IdentityPrelude.self) / T(width)
+                // Centre on the row's first element before summing: for rows with a large common offset the
+                // differences are exact and small, so neither the mean nor x − mean loses the digits that
+                // a plain float sum (and a mean rounded to float) would.
+                let pivot = input[0]
+                for i in 0..<width { output[i] = input[i] - pivot }
+                let shift = foldRow(UnsafePointer(output), width, SumFold.self, IdentityPrelude.self) / T(width)
+                let mean = pivot + shift
                 // Two passes: Σ(x − mean)² keeps precision where E[x²] − mean² would cancel.
-                for i in 0..<width { output[i] = input[i] - mean }
+                for i in 0..<width { output[i] -= shift }
                 let variance = foldRow(UnsafePointer(output), width, SumFold.self, SquarePrelude.self) / T(width)
                 let inverse = 1 / (variance + epsilon).squareRoot()
                 for i in 0..<width { output[i] = output[i] * inverse * gamma[i] + beta[i] }

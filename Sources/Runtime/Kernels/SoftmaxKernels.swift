@@ -51,7 +51,8 @@ struct SoftmaxKernel: Kernel {
         guard length > 0 else { return }
         let total = outer * length * inner
         if inner == 1 {
-            let grain = total > ElementwiseParallel.transcendentalGrain ? max(1, ElementwiseParallel.transcendentalGrain / length) : outer
+            let grain = ElementwiseParallel.rowGrain(rows: outer, rowLength: length,
+                                                     elements: ElementwiseParallel.transcendentalGrain)
             ElementwiseParallel.forRanges(outer, grain: grain, context: context) { rows in
                 for row in rows { normalizeRow(x + row * length, y + row * length, length) }
             }

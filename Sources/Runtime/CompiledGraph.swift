@@ -1,3 +1,4 @@
+import Dispatch
 import GraphIR
 import Tensors
 
@@ -20,6 +21,7 @@ public struct CompiledGraph: Sendable {
     struct Step: Sendable {
         var kernel: any Kernel
         var label: String
+        var opType: String
         var inputs: [Int?]
         var outputs: [Int?]
         /// Outer-scope names the node's subgraphs capture, with their slots here.
@@ -103,7 +105,7 @@ public struct CompiledGraph: Sendable {
             }
             let captured = Graph.valuesRead(by: node).filter { !node.inputs.contains($0) }
             steps.append(Step(
-                kernel: kernel, label: node.label,
+                kernel: kernel, label: node.label, opType: node.opType,
                 inputs: node.inputs.map { $0.isEmpty ? nil : slot($0) },
                 outputs: node.outputs.map { $0.isEmpty ? nil : slot($0) },
                 captures: Array(Set(captured)).sorted().map { ($0, slot($0)) },
@@ -136,7 +138,9 @@ public struct CompiledGraph: Sendable {
     }
 
     /// Runs the plan. `inputs` are in `self.inputs` order; `scope` supplies captured outer values.
-    public func run(inputs feeds: [Tensor], threadCount: Int, scope: ValueScope?) throws -> [Tensor] {
+    public func run(
+        inputs feeds: [Tensor], threadCount: Int, scope: ValueScope?, profile: ExecutionProfile? = nil
+    ) throws -> [Tensor] {
         var values = [Tensor?](repeating: nil, count: slotCount)
         for (slot, value) in constants { values[slot] = value }
         for (slot, value) in zip(inputSlots, feeds) { values[slot] = value }
@@ -151,9 +155,13 @@ public struct CompiledGraph: Sendable {
                 for (name, slot) in step.captures { captured[name] = values[slot] }
                 stepScope = ValueScope(values: captured, parent: scope)
             }
+            let started = profile == nil ? 0 : DispatchTime.now().uptimeNanoseconds
             let produced = try Self.runStep(
                 step.kernel, label: step.label, inputs: step.inputs.map { $0.flatMap { values[$0] } },
                 context: ExecutionContext(threadCount: threadCount, scope: stepScope))
+            if let profile {
+                profile.record(opType: step.opType, nanoseconds: DispatchTime.now().uptimeNanoseconds - started)
+            }
             for (slot, value) in zip(step.outputs, produced) {
                 if let slot { values[slot] = value }
             }

@@ -61,8 +61,9 @@ struct Bench: ParsableCommand {
             if profile {
                 let runs = Double(max(1, iterations))
                 for entry in timing.entries {
-                    print(String(format: "  %-24@ %6d calls/run  %9.3f ms/run", entry.opType as NSString,
-                                 Int(Double(entry.calls) / runs), entry.seconds * 1e3 / runs))
+                    let name = entry.opType.padding(toLength: max(24, entry.opType.count), withPad: " ", startingAt: 0)
+                    print("  " + name + String(format: " %6d calls/run  %9.3f ms/run",
+                                               Int(Double(entry.calls) / runs), entry.seconds * 1e3 / runs))
                 }
             }
         }

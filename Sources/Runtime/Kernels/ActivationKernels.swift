@@ -159,46 +159,46 @@ extension KernelRegistry {
     mutating func registerActivationKernels() {
         // Opset 14 gave Relu signed integer types; the float semantics are those of opset 1.
         register("Relu", since: 1) { _ in
-            NumericFunctionKernel(opType: "Relu", function: ReluFunction(), signedOnly: true)
+            NumericFunctionKernel(opType: "Relu", function: ReluFunction(), signedOnly: true).specialized
         }
         register("LeakyRelu", since: 1) { context in
             let alpha = try context.float("alpha", default: 0.01)
-            return FloatFunctionKernel(opType: "LeakyRelu", function: LeakyReluFunction(alpha: alpha))
+            return FloatFunctionKernel(opType: "LeakyRelu", function: LeakyReluFunction(alpha: alpha)).specialized
         }
         register("PRelu", since: 1) { _ in PReluKernel() }
         register("HardSigmoid", since: 1) { context in
             FloatFunctionKernel(opType: "HardSigmoid", function: HardSigmoidFunction(
-                alpha: try context.float("alpha", default: 0.2), beta: try context.float("beta", default: 0.5)))
+                alpha: try context.float("alpha", default: 0.2), beta: try context.float("beta", default: 0.5))).specialized
         }
         register("HardSwish", since: 14) { _ in
-            FloatFunctionKernel(opType: "HardSwish", function: HardSwishFunction())
+            FloatFunctionKernel(opType: "HardSwish", function: HardSwishFunction()).specialized
         }
         register("Sigmoid", since: 1) { _ in
-            FloatFunctionKernel(opType: "Sigmoid", function: SigmoidFunction(), transcendental: true)
+            FloatFunctionKernel(opType: "Sigmoid", function: SigmoidFunction(), transcendental: true).specialized
         }
         register("Tanh", since: 1) { _ in
-            FloatFunctionKernel(opType: "Tanh", function: TanhFunction(), transcendental: true)
+            FloatFunctionKernel(opType: "Tanh", function: TanhFunction(), transcendental: true).specialized
         }
         register("Gelu", since: 20) { context in
             let approximate = try context.string("approximate", default: "none")
             switch approximate {
-            case "none": return FloatFunctionKernel(opType: "Gelu", function: GeluFunction(), transcendental: true)
-            case "tanh": return FloatFunctionKernel(opType: "Gelu", function: TanhGeluFunction(), transcendental: true)
+            case "none": return FloatFunctionKernel(opType: "Gelu", function: GeluFunction(), transcendental: true).specialized
+            case "tanh": return FloatFunctionKernel(opType: "Gelu", function: TanhGeluFunction(), transcendental: true).specialized
             default:
                 throw KernelError.invalidAttribute("approximate", "must be \"none\" or \"tanh\", got \"\(approximate)\"")
             }
         }
         register("Elu", since: 1) { context in
             FloatFunctionKernel(opType: "Elu", function: EluFunction(alpha: try context.float("alpha", default: 1)),
-                                transcendental: true)
+                                transcendental: true).specialized
         }
         register("Selu", since: 1) { context in
             FloatFunctionKernel(opType: "Selu", function: SeluFunction(
                 alpha: try context.float("alpha", default: 1.67326319217681884765625),
-                gamma: try context.float("gamma", default: 1.05070102214813232421875)), transcendental: true)
+                gamma: try context.float("gamma", default: 1.05070102214813232421875)), transcendental: true).specialized
         }
         register("Softplus", since: 1) { _ in
-            FloatFunctionKernel(opType: "Softplus", function: SoftplusFunction(), transcendental: true)
+            FloatFunctionKernel(opType: "Softplus", function: SoftplusFunction(), transcendental: true).specialized
         }
         register("Clip", since: 1) { context in
             ClipKernel(attributeBounds: (try context.float("min", default: -Float.greatestFiniteMagnitude),

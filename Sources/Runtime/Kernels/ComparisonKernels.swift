@@ -199,21 +199,21 @@ struct WhereKernel: Kernel {
 extension KernelRegistry {
     mutating func registerComparisonKernels() {
         let binaries: [(String, @Sendable () -> any Kernel)] = [
-            ("Equal", { ComparisonKernel<EqualComparison>(opType: "Equal", allowsBool: true) }),
-            ("Greater", { ComparisonKernel<GreaterComparison>(opType: "Greater") }),
-            ("Less", { ComparisonKernel<LessComparison>(opType: "Less") }),
-            ("And", { LogicKernel<AndOperation>(opType: "And") }),
-            ("Or", { LogicKernel<OrOperation>(opType: "Or") }),
-            ("Xor", { LogicKernel<XorOperation>(opType: "Xor") }),
+            ("Equal", { ComparisonKernel<EqualComparison>(opType: "Equal", allowsBool: true).specialized }),
+            ("Greater", { ComparisonKernel<GreaterComparison>(opType: "Greater").specialized }),
+            ("Less", { ComparisonKernel<LessComparison>(opType: "Less").specialized }),
+            ("And", { LogicKernel<AndOperation>(opType: "And").specialized }),
+            ("Or", { LogicKernel<OrOperation>(opType: "Or").specialized }),
+            ("Xor", { LogicKernel<XorOperation>(opType: "Xor").specialized }),
         ]
         for (opType, make) in binaries {
             registerLegacyBroadcasting(opType, make)
             register(opType, since: 7) { _ in make() }
         }
         register("GreaterOrEqual", since: 12) { _ in
-            ComparisonKernel<GreaterOrEqualComparison>(opType: "GreaterOrEqual")
+            ComparisonKernel<GreaterOrEqualComparison>(opType: "GreaterOrEqual").specialized
         }
-        register("LessOrEqual", since: 12) { _ in ComparisonKernel<LessOrEqualComparison>(opType: "LessOrEqual") }
+        register("LessOrEqual", since: 12) { _ in ComparisonKernel<LessOrEqualComparison>(opType: "LessOrEqual").specialized }
         register("Not", since: 1) { _ in NotKernel() }
         register("IsNaN", since: 9) { _ in FloatClassKernel(infinities: nil) }
         register("IsInf", since: 10) { context in

@@ -294,10 +294,10 @@ extension KernelRegistry {
 
     mutating func registerArithmeticKernels() {
         let binaries: [(String, @Sendable () -> any Kernel)] = [
-            ("Add", { BinaryArithmeticKernel<AddOperation>(opType: "Add") }),
-            ("Sub", { BinaryArithmeticKernel<SubtractOperation>(opType: "Sub") }),
-            ("Mul", { BinaryArithmeticKernel<MultiplyOperation>(opType: "Mul") }),
-            ("Div", { BinaryArithmeticKernel<DivideOperation>(opType: "Div") }),
+            ("Add", { BinaryArithmeticKernel<AddOperation>(opType: "Add").specialized }),
+            ("Sub", { BinaryArithmeticKernel<SubtractOperation>(opType: "Sub").specialized }),
+            ("Mul", { BinaryArithmeticKernel<MultiplyOperation>(opType: "Mul").specialized }),
+            ("Div", { BinaryArithmeticKernel<DivideOperation>(opType: "Div").specialized }),
             ("Pow", { PowKernel() }),
         ]
         for (opType, make) in binaries {
@@ -307,13 +307,13 @@ extension KernelRegistry {
         // Opset 8 added broadcasting to the variadic operators; opset 12 gave Max/Min integer types.
         let variadics: [(String, @Sendable (Bool) -> any Kernel)] = [
             ("Max", { VariadicArithmeticKernel<MaximumOperation>(opType: "Max", floatOnly: false, averages: false,
-                                                                   equalShapesOnly: $0) }),
+                                                                   equalShapesOnly: $0).specialized }),
             ("Min", { VariadicArithmeticKernel<MinimumOperation>(opType: "Min", floatOnly: false, averages: false,
-                                                                   equalShapesOnly: $0) }),
+                                                                   equalShapesOnly: $0).specialized }),
             ("Sum", { VariadicArithmeticKernel<AddOperation>(opType: "Sum", floatOnly: true, averages: false,
-                                                               equalShapesOnly: $0) }),
+                                                               equalShapesOnly: $0).specialized }),
             ("Mean", { VariadicArithmeticKernel<AddOperation>(opType: "Mean", floatOnly: true, averages: true,
-                                                                equalShapesOnly: $0) }),
+                                                                equalShapesOnly: $0).specialized }),
         ]
         for (opType, make) in variadics {
             register(opType, since: 1) { _ in make(true) }

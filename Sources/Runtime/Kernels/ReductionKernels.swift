@@ -412,14 +412,14 @@ extension KernelRegistry {
                     opType: opType, finish: finish, logSumExp: logSumExp, allowsBool: allowsBool,
                     keepDimensions: try context.int("keepdims", default: 1) != 0,
                     attributeAxes: context.has("axes") ? try context.ints("axes") : nil,
-                    axesFromInput: false, noopWithEmptyAxes: false)
+                    axesFromInput: false, noopWithEmptyAxes: false).specialized
             }
             register(opType, since: inputAxesSince) { context in
                 ReduceKernel<Fold, Prelude>(
                     opType: opType, finish: finish, logSumExp: logSumExp, allowsBool: allowsBool,
                     keepDimensions: try context.int("keepdims", default: 1) != 0,
                     attributeAxes: nil, axesFromInput: true,
-                    noopWithEmptyAxes: try context.int("noop_with_empty_axes", default: 0) != 0)
+                    noopWithEmptyAxes: try context.int("noop_with_empty_axes", default: 0) != 0).specialized
             }
         }
         add("ReduceSum", SumFold.self, IdentityPrelude.self, inputAxesSince: 13)

@@ -7,6 +7,6 @@ struct RoundHalfToEvenFunction: FloatFunction {
 
 extension KernelRegistry {
     mutating func registerRoundingKernels() {
-        register("Round", since: 11) { _ in FloatFunctionKernel(opType: "Round", function: RoundHalfToEvenFunction()) }
+        register("Round", since: 11) { _ in FloatFunctionKernel(opType: "Round", function: RoundHalfToEvenFunction()).specialized }
     }
 }

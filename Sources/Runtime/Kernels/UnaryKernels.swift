@@ -110,25 +110,25 @@ struct SignFunction: NumericFunction {
 
 extension KernelRegistry {
     mutating func registerUnaryKernels() {
-        register("Sqrt", since: 1) { _ in FloatFunctionKernel(opType: "Sqrt", function: SquareRootFunction()) }
+        register("Sqrt", since: 1) { _ in FloatFunctionKernel(opType: "Sqrt", function: SquareRootFunction()).specialized }
         register("Exp", since: 1) { _ in
-            FloatFunctionKernel(opType: "Exp", function: ExponentialFunction(), transcendental: true)
+            FloatFunctionKernel(opType: "Exp", function: ExponentialFunction(), transcendental: true).specialized
         }
         register("Log", since: 1) { _ in
-            FloatFunctionKernel(opType: "Log", function: LogarithmFunction(), transcendental: true)
+            FloatFunctionKernel(opType: "Log", function: LogarithmFunction(), transcendental: true).specialized
         }
         register("Erf", since: 9) { _ in
-            FloatFunctionKernel(opType: "Erf", function: ErrorFunction(), transcendental: true)
+            FloatFunctionKernel(opType: "Erf", function: ErrorFunction(), transcendental: true).specialized
         }
         register("Reciprocal", since: 1) { _ in
-            FloatFunctionKernel(opType: "Reciprocal", function: ReciprocalFunction())
+            FloatFunctionKernel(opType: "Reciprocal", function: ReciprocalFunction()).specialized
         }
-        register("Floor", since: 1) { _ in FloatFunctionKernel(opType: "Floor", function: FloorFunction()) }
-        register("Ceil", since: 1) { _ in FloatFunctionKernel(opType: "Ceil", function: CeilFunction()) }
+        register("Floor", since: 1) { _ in FloatFunctionKernel(opType: "Floor", function: FloorFunction()).specialized }
+        register("Ceil", since: 1) { _ in FloatFunctionKernel(opType: "Ceil", function: CeilFunction()).specialized }
         register("Neg", since: 1) { _ in
-            NumericFunctionKernel(opType: "Neg", function: NegateFunction(), signedOnly: true)
+            NumericFunctionKernel(opType: "Neg", function: NegateFunction(), signedOnly: true).specialized
         }
-        register("Abs", since: 1) { _ in NumericFunctionKernel(opType: "Abs", function: AbsoluteFunction()) }
-        register("Sign", since: 9) { _ in NumericFunctionKernel(opType: "Sign", function: SignFunction()) }
+        register("Abs", since: 1) { _ in NumericFunctionKernel(opType: "Abs", function: AbsoluteFunction()).specialized }
+        register("Sign", since: 9) { _ in NumericFunctionKernel(opType: "Sign", function: SignFunction()).specialized }
     }
 }

@@ -2,6 +2,7 @@ import GraphIR
 import Runtime
 import Tensors
 import Testing
+import _CKernels
 
 /// The float32 Conv/ConvTranspose paths (im2col + SGEMM, 1×1 GEMM, depthwise) against the float64
 /// direct loops (their reference twins) on random shapes, and the typed errors for bad shapes and
@@ -38,6 +39,11 @@ import Testing
                  attributes: ["pads": .ints([1, 0, 1, 0, 1, 1]), "strides": .ints([1, 2, 2])]),
         ConvCase(channels: 4, outputChannels: 4, group: 2, spatial: [10, 3], kernel: [3, 3],
                  attributes: ["auto_pad": .string(Array("VALID".utf8)), "strides": .ints([3, 1])]),
+        // im2col in several row blocks (depth · width large), in 2-D and across depth slices in 3-D.
+        ConvCase(channels: 64, outputChannels: 8, spatial: [20, 30], kernel: [3, 3],
+                 attributes: ["pads": .ints([1, 1, 1, 1])], constantWeights: true),
+        ConvCase(channels: 32, outputChannels: 3, spatial: [3, 6, 40], kernel: [2, 3, 3],
+                 attributes: ["pads": .ints([1, 1, 1, 0, 1, 1])]),
         // Large enough that the GEMM splits over threads (M·N·K above the threshold).
         ConvCase(channels: 16, outputChannels: 40, spatial: [18, 17], kernel: [3, 3],
                  attributes: ["pads": .ints([1, 1, 1, 1])], constantWeights: true),
@@ -98,6 +104,40 @@ import Testing
         #expect(y.shape == [1, 1, 1, 8])
         // o = 2i + k: [1, 10, 100+2, 20, 200+3, 30, 300, 0] + 0.5
         #expect(y.scalars(as: Float.self) == [1.5, 10.5, 102.5, 20.5, 203.5, 30.5, 300.5, 0.5])
+    }
+
+    @Test(arguments: SGEMM.Level.available)
+    func depthwisePlaneMatchesNaiveLoopAtEveryLevel(_ level: SGEMM.Level) {
+        // 2-D plane 5 × 37 (row tails of 5 and 13 after 16- and 8-wide vectors), kernel 3 × 4, pads, and
+        // a strided case.
+        for (stride, dilation) in [(1, 1), (1, 2), (2, 1)] {
+            let (inH, inW, kH, kW, padH, padW) = (5, 37, 3, 4, 1, 2)
+            let outH = (inH + 2 * padH - (dilation * (kH - 1) + 1)) / stride + 1
+            let outW = (inW + 2 * padW - (dilation * (kW - 1) + 1)) / stride + 1
+            var generator = ConvTestRandom(seed: UInt64(stride * 10 + dilation))
+            let x = (0..<(inH * inW)).map { _ in Float.random(in: -1...1, using: &generator) }
+            let w = (0..<(kH * kW)).map { _ in Float.random(in: -1...1, using: &generator) }
+            var expected = [Float](repeating: 0.5, count: outH * outW)
+            for oh in 0..<outH {
+                for ow in 0..<outW {
+                    for kh in 0..<kH {
+                        for kw in 0..<kW {
+                            let ih = oh * stride - padH + kh * dilation, iw = ow * stride - padW + kw * dilation
+                            if (0..<inH).contains(ih), (0..<inW).contains(iw) {
+                                expected[oh * outW + ow] += w[kh * kW + kw] * x[ih * inW + iw]
+                            }
+                        }
+                    }
+                }
+            }
+            var actual = [Float](repeating: .nan, count: outH * outW)
+            var geometry = sq_window3d(input: (1, inH, inW), output: (1, outH, outW), kernel: (1, kH, kW),
+                                       stride: (1, stride, stride), dilation: (1, dilation, dilation),
+                                       pad_begin: (0, padH, padW))
+            sq_conv_depthwise_plane(level.rawValue, x, w, 0.5, &actual, &geometry)
+            let worst = zip(actual, expected).map { abs($0 - $1) }.max()!
+            #expect(worst < 1e-5, "level \(level), stride \(stride), dilation \(dilation): \(worst)")
+        }
     }
 
     // MARK: Typed errors

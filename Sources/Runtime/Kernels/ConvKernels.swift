@@ -1,5 +1,6 @@
 import GraphIR
 import Tensors
+import _CKernels
 
 /// Conv (opsets 1, 11, 22): `Y[n, m] = B[m] + Σ_{c in group(m)} Σ_taps W[m, c, taps] · X[n, c, o·stride − pad + tap·dilation]`
 /// over 1-D, 2-D and 3-D inputs, with groups, dilations, strides, explicit pads or `auto_pad`, and an
@@ -127,12 +128,16 @@ struct ConvProblem {
     private func runDepthwise(x: UnsafePointer<Float>, w: UnsafePointer<Float>, bias: [Float]?,
                               y: UnsafeMutablePointer<Float>, threads: Int) {
         let (inSize, outSize, taps, perGroup) = (inputSpatial, outputSpatial, kernelSize, outputsPerGroup)
+        func triple(_ field: (WindowAxis) -> Int) -> (Int, Int, Int) { (field(axes[0]), field(axes[1]), field(axes[2])) }
+        let geometry = sq_window3d(input: triple(\.input), output: triple(\.output), kernel: triple(\.kernel),
+                                   stride: triple(\.stride), dilation: triple(\.dilation), pad_begin: triple(\.padBegin))
         Parallel.forEach(batch * outputChannels, threads: threads) { index in
             let (n, m) = index.quotientAndRemainder(dividingBy: outputChannels)
             let inputChannel = m / perGroup
-            let out = y + index * outSize
-            out.update(repeating: bias?[m] ?? 0, count: outSize)
-            accumulateChannel(x: x + (n * channels + inputChannel) * inSize, weights: w + m * taps, into: out)
+            withUnsafePointer(to: geometry) { g in
+                sq_conv_depthwise_plane(-1, x + (n * channels + inputChannel) * inSize, w + m * taps, bias?[m] ?? 0,
+                                        y + index * outSize, g)
+            }
         }
     }
 
@@ -162,21 +167,33 @@ struct ConvProblem {
                 SGEMM.multiply(m: rowsPerGroup, n: outSize, k: depth, a: weights, lda: depth, b: xGroup, ldb: inSize,
                                beta: beta, c: yGroup, ldc: outSize, threads: innerThreads)
             } else {
-                let col = UnsafeMutablePointer<Float>.allocate(capacity: max(depth * outSize, 1))
+                // im2col a block of whole output rows at a time: the block (about 512 KB) stays in L2
+                // while SGEMM packs it, and the buffer stays small.
+                let width = axes[2].output
+                let totalRows = axes[0].output * axes[1].output
+                let rowsPerBlock = max(1, min(totalRows, (1 << 17) / max(depth * width, 1)))
+                let col = UnsafeMutablePointer<Float>.allocate(capacity: max(depth * rowsPerBlock * width, 1))
                 defer { col.deallocate() }
-                im2col(x: xGroup, channels: channelsPerGroup, into: col)
-                SGEMM.multiply(m: rowsPerGroup, n: outSize, k: depth, a: weights, lda: depth, b: col, ldb: outSize,
-                               beta: beta, c: yGroup, ldc: outSize, threads: innerThreads)
+                for first in stride(from: 0, to: totalRows, by: rowsPerBlock) {
+                    let rows = first..<min(totalRows, first + rowsPerBlock)
+                    let columns = rows.count * width
+                    im2col(x: xGroup, channels: channelsPerGroup, rows: rows, into: col)
+                    SGEMM.multiply(m: rowsPerGroup, n: columns, k: depth, a: weights, lda: depth, b: col, ldb: columns,
+                                   beta: beta, c: yGroup + first * width, ldc: outSize, threads: innerThreads)
+                }
             }
         }
     }
 
-    /// Writes the patch matrix of `channels` input planes: row (c, kd, kh, kw), column (od, oh, ow),
-    /// zero where a tap falls in the padding.
-    func im2col(x: UnsafePointer<Float>, channels: Int, into col: UnsafeMutablePointer<Float>) {
+    /// Writes the patch matrix of `channels` input planes for the output rows `rows` (flattened (od, oh)
+    /// indices): row (c, kd, kh, kw) of `col`, column (od, oh, ow) relative to the first row, zero where a
+    /// tap falls in the padding. `col` has `rows.count · outputWidth` columns.
+    func im2col(x: UnsafePointer<Float>, channels: Int, rows: Range<Int>, into col: UnsafeMutablePointer<Float>) {
         let (ad, ah, aw) = (axes[0], axes[1], axes[2])
-        let outSize = outputSpatial, inSize = inputSpatial
-        var row = col
+        let inSize = inputSpatial
+        let width = aw.output
+        let blockColumns = rows.count * width
+        var colRow = col
         for c in 0..<channels {
             let plane = x + c * inSize
             for kd in 0..<ad.kernel {
@@ -186,34 +203,28 @@ struct ConvProblem {
                     for kw in 0..<aw.kernel {
                         let wRange = aw.validOutputs(tap: kw)
                         let wOffset = kw * aw.dilation - aw.padBegin
-                        for od in 0..<ad.output {
-                            let slab = row + od * ah.output * aw.output
-                            guard dRange.contains(od) else {
-                                slab.update(repeating: 0, count: ah.output * aw.output)
+                        var out = colRow
+                        for r in rows {
+                            defer { out += width }
+                            let (od, oh) = r.quotientAndRemainder(dividingBy: ah.output)
+                            guard dRange.contains(od), hRange.contains(oh) else {
+                                out.update(repeating: 0, count: width)
                                 continue
                             }
                             let id = od * ad.stride - ad.padBegin + kd * ad.dilation
-                            for oh in 0..<ah.output {
-                                let out = slab + oh * aw.output
-                                guard hRange.contains(oh) else {
-                                    out.update(repeating: 0, count: aw.output)
-                                    continue
-                                }
-                                let ih = oh * ah.stride - ah.padBegin + kh * ah.dilation
-                                let source = plane + (id * ah.input + ih) * aw.input + wOffset
-                                if wRange.lowerBound > 0 { out.update(repeating: 0, count: wRange.lowerBound) }
-                                if aw.stride == 1 {
-                                    (out + wRange.lowerBound).update(from: source + wRange.lowerBound,
-                                                                     count: wRange.count)
-                                } else {
-                                    for ow in wRange { out[ow] = source[ow * aw.stride] }
-                                }
-                                if wRange.upperBound < aw.output {
-                                    (out + wRange.upperBound).update(repeating: 0, count: aw.output - wRange.upperBound)
-                                }
+                            let ih = oh * ah.stride - ah.padBegin + kh * ah.dilation
+                            let source = plane + (id * ah.input + ih) * aw.input + wOffset
+                            if wRange.lowerBound > 0 { out.update(repeating: 0, count: wRange.lowerBound) }
+                            if aw.stride == 1 {
+                                (out + wRange.lowerBound).update(from: source + wRange.lowerBound, count: wRange.count)
+                            } else {
+                                for ow in wRange { out[ow] = source[ow * aw.stride] }
+                            }
+                            if wRange.upperBound < width {
+                                (out + wRange.upperBound).update(repeating: 0, count: width - wRange.upperBound)
                             }
                         }
-                        row += outSize
+                        colRow += blockColumns
                     }
                 }
             }

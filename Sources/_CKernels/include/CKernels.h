@@ -56,6 +56,23 @@ void sq_sgemm_packed(int level, int trans_a, size_t m, size_t n, size_t k, float
                      size_t lda, const float *packed_b, size_t n_begin, size_t n_end, float beta, float *c,
                      size_t ldc);
 
+// MARK: - Depthwise convolution
+
+/// One sliding-window plane lifted to three spatial axes (1-D and 2-D use leading axes of size 1, kernel 1).
+typedef struct {
+    size_t input[3];
+    size_t output[3];
+    size_t kernel[3];
+    size_t stride[3];
+    size_t dilation[3];
+    ptrdiff_t pad_begin[3];
+} sq_window3d;
+
+/// One input plane convolved with one filter plane, plus a bias, into an output plane (depthwise Conv):
+/// y[o] = bias + sum of w[k] * x[o * stride - pad_begin + k * dilation] over taps k landing inside x.
+/// `level` picks the instruction set as for SGEMM (SQ_SGEMM_LEVEL_*).
+void sq_conv_depthwise_plane(int level, const float *x, const float *w, float bias, float *y, const sq_window3d *g);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,311 @@
+// Direct convolution of one input plane with one filter plane (depthwise Conv):
+// y[o] = bias + sum over taps of w[tap] * x[o * stride - pad + tap * dilation], taps in the padding
+// skipped. AVX-512 with unit W-stride keeps up to 64 outputs of a row in registers across all taps,
+// reading a zero-padded copy of the plane; the other cases accumulate tap by tap, the row loop being an
+// AXPY vectorised per level (AVX2+FMA / AVX-512F target attributes, chosen at run time) or plain C.
+#include "CKernels.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#endif
+
+/// Outputs o in [*lo, *hi) with 0 <= o * stride + offset < in.
+static inline __attribute__((always_inline)) void valid_range(size_t out, size_t in, size_t stride, ptrdiff_t offset,
+                                                             size_t *lo, size_t *hi) {
+    ptrdiff_t s = (ptrdiff_t)stride;
+    ptrdiff_t first = offset >= 0 ? 0 : (-offset + s - 1) / s;
+    ptrdiff_t last_input = (ptrdiff_t)in - 1 - offset;  // o * stride <= last_input
+    ptrdiff_t end = last_input < 0 ? 0 : last_input / s + 1;
+    if (end > (ptrdiff_t)out) end = (ptrdiff_t)out;
+    if (first > end) first = end;
+    *lo = (size_t)first;
+    *hi = (size_t)end;
+}
+
+typedef void (*axpy_fn)(float *y, const float *x, size_t n, float w);
+
+/// The plane loop, shared by every level; `axpy` handles unit-stride rows.
+static inline __attribute__((always_inline)) void plane(const float *x, const float *w, float *y,
+                                                       const sq_window3d *g, axpy_fn axpy) {
+    size_t tap = 0;
+    for (size_t kd = 0; kd < g->kernel[0]; kd++) {
+        size_t d_lo, d_hi;
+        ptrdiff_t d_off = (ptrdiff_t)(kd * g->dilation[0]) - g->pad_begin[0];
+        valid_range(g->output[0], g->input[0], g->stride[0], d_off, &d_lo, &d_hi);
+        for (size_t kh = 0; kh < g->kernel[1]; kh++) {
+            size_t h_lo, h_hi;
+            ptrdiff_t h_off = (ptrdiff_t)(kh * g->dilation[1]) - g->pad_begin[1];
+            valid_range(g->output[1], g->input[1], g->stride[1], h_off, &h_lo, &h_hi);
+            for (size_t kw = 0; kw < g->kernel[2]; kw++, tap++) {
+                size_t w_lo, w_hi;
+                ptrdiff_t w_off = (ptrdiff_t)(kw * g->dilation[2]) - g->pad_begin[2];
+                valid_range(g->output[2], g->input[2], g->stride[2], w_off, &w_lo, &w_hi);
+                if (w_lo >= w_hi) continue;
+                float weight = w[tap];
+                size_t count = w_hi - w_lo;
+                for (size_t od = d_lo; od < d_hi; od++) {
+                    size_t id = (size_t)((ptrdiff_t)(od * g->stride[0]) + d_off);
+                    for (size_t oh = h_lo; oh < h_hi; oh++) {
+                        size_t ih = (size_t)((ptrdiff_t)(oh * g->stride[1]) + h_off);
+                        const float *row = x + (id * g->input[1] + ih) * g->input[2];
+                        // Input column of output w_lo.
+                        const float *src = row + (ptrdiff_t)(w_lo * g->stride[2]) + w_off;
+                        float *dst = y + (od * g->output[1] + oh) * g->output[2] + w_lo;
+                        if (g->stride[2] == 1) {
+                            axpy(dst, src, count, weight);
+                        } else {
+                            size_t sw = g->stride[2];
+                            for (size_t i = 0; i < count; i++) dst[i] += weight * src[i * sw];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+static void axpy_portable(float *y, const float *x, size_t n, float w) {
+    for (size_t i = 0; i < n; i++) y[i] += w * x[i];
+}
+
+static void fill(float *y, const sq_window3d *g, float bias) {
+    size_t count = g->output[0] * g->output[1] * g->output[2];
+    for (size_t i = 0; i < count; i++) y[i] = bias;
+}
+
+static void plane_portable(const float *x, const float *w, float bias, float *y, const sq_window3d *g) {
+    fill(y, g, bias);
+    plane(x, w, y, g, axpy_portable);
+}
+
+/// A zero-padded copy of the input plane covering every position a window touches, so the unit-stride
+/// kernels below load without bounds checks. Rows get SLACK extra zero floats so a full vector may run
+/// past the last output column. The buffer is per thread and kept (planes are small).
+enum { SLACK = 16 };
+static _Thread_local float *padded_buffer;
+static _Thread_local size_t padded_capacity;
+static _Thread_local sq_window3d padded_geometry;
+static _Thread_local int padded_valid;
+
+typedef struct {
+    const float *base;   ///< padded position (0, 0, 0) = input position (-pad_begin...)
+    size_t row;          ///< floats per padded row
+    size_t rows;         ///< padded rows per padded slice (H extent)
+} padded_plane;
+
+/// Returns 0 when no buffer could be had (the caller then falls back to the bounds-checked loop).
+static int make_padded(const float *x, const sq_window3d *g, padded_plane *out) {
+    size_t extent[3];
+    for (int a = 0; a < 3; a++) {
+        extent[a] = (g->output[a] - 1) * g->stride[a] + (g->kernel[a] - 1) * g->dilation[a] + 1;
+    }
+    size_t row = extent[2] + SLACK;
+    size_t need = extent[0] * extent[1] * row;
+    if (need > padded_capacity) {
+        free(padded_buffer);
+        padded_buffer = NULL;
+        padded_capacity = 0;
+        padded_valid = 0;
+        void *p = NULL;
+        if (posix_memalign(&p, 64, need * sizeof(float)) != 0) return 0;
+        padded_buffer = p;
+        padded_capacity = need;
+    }
+    // The copy below rewrites only the interior, so the zero border survives from one plane to the next
+    // of the same geometry: clear the buffer only when the geometry changes.
+    if (!padded_valid || memcmp(&padded_geometry, g, sizeof *g) != 0) {
+        memset(padded_buffer, 0, need * sizeof(float));
+        padded_geometry = *g;
+        padded_valid = 1;
+    }
+    for (size_t d = 0; d < extent[0]; d++) {
+        ptrdiff_t id = (ptrdiff_t)d - g->pad_begin[0];
+        if (id < 0 || id >= (ptrdiff_t)g->input[0]) continue;
+        for (size_t h = 0; h < extent[1]; h++) {
+            ptrdiff_t ih = (ptrdiff_t)h - g->pad_begin[1];
+            if (ih < 0 || ih >= (ptrdiff_t)g->input[1]) continue;
+            // Columns of this padded row that hold input: input column = w - pad_begin[2].
+            ptrdiff_t first = g->pad_begin[2] > 0 ? g->pad_begin[2] : 0;
+            ptrdiff_t skip = g->pad_begin[2] < 0 ? -g->pad_begin[2] : 0;  // input columns left of the window
+            ptrdiff_t count = (ptrdiff_t)g->input[2] - skip;
+            if (count > (ptrdiff_t)extent[2] - first) count = (ptrdiff_t)extent[2] - first;
+            if (count <= 0) continue;
+            memcpy(padded_buffer + (d * extent[1] + h) * row + first,
+                   x + ((size_t)id * g->input[1] + (size_t)ih) * g->input[2] + skip, (size_t)count * sizeof(float));
+        }
+    }
+    out->base = padded_buffer;
+    out->row = row;
+    out->rows = extent[1];
+    return 1;
+}
+
+#if defined(__x86_64__) || defined(_M_X64)
+static inline __attribute__((always_inline, target("avx2,fma"))) void axpy_avx2(float *y, const float *x, size_t n,
+                                                                               float w) {
+    __m256 vw = _mm256_set1_ps(w);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(vw, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] += w * x[i];
+}
+
+/// The AVX2 form of the unit-stride kernel below: rows in chunks of 32 columns (four YMM vectors), two
+/// rows at a time.
+static __attribute__((target("avx2,fma"))) void plane_avx2_unit_stride(const padded_plane *p, const float *w,
+                                                                      float bias, float *y, const sq_window3d *g) {
+    enum { CHUNK = 32, VECTORS = CHUNK / 8 };
+    static const int32_t lanes[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+    const size_t out_w = g->output[2];
+    for (size_t c0 = 0; c0 < out_w; c0 += CHUNK) {
+        const size_t width = out_w - c0 < CHUNK ? out_w - c0 : CHUNK;
+        __m256i store_mask[VECTORS];
+        for (int v = 0; v < VECTORS; v++) {
+            size_t valid = width > 8 * (size_t)v ? width - 8 * (size_t)v : 0;
+            if (valid > 8) valid = 8;
+            store_mask[v] = _mm256_loadu_si256((const __m256i *)(lanes + 8 - valid));
+        }
+        const int vectors = (int)((width + 7) / 8);
+        for (size_t od = 0; od < g->output[0]; od++) {
+            for (size_t oh = 0; oh < g->output[1]; oh += 2) {
+                const int pair = oh + 1 < g->output[1];
+                float *dst = y + (od * g->output[1] + oh) * out_w + c0;
+                __m256 acc[2][VECTORS];
+#pragma clang loop unroll(full)
+                for (int v = 0; v < VECTORS; v++) acc[0][v] = acc[1][v] = _mm256_set1_ps(bias);
+                const float *tap_weight = w;
+                for (size_t kd = 0; kd < g->kernel[0]; kd++) {
+                    size_t pd = od * g->stride[0] + kd * g->dilation[0];
+                    for (size_t kh = 0; kh < g->kernel[1]; kh++) {
+                        size_t ph = oh * g->stride[1] + kh * g->dilation[1];
+                        const float *row0 = p->base + (pd * p->rows + ph) * p->row + c0;
+                        const float *row1 = pair ? row0 + g->stride[1] * p->row : row0;
+                        for (size_t kw = 0; kw < g->kernel[2]; kw++) {
+                            __m256 weight = _mm256_set1_ps(*tap_weight++);
+                            const float *src0 = row0 + kw * g->dilation[2], *src1 = row1 + kw * g->dilation[2];
+#pragma clang loop unroll(full)
+                            for (int v = 0; v < VECTORS; v++) {
+                                if (v < vectors) {
+                                    acc[0][v] = _mm256_fmadd_ps(weight, _mm256_loadu_ps(src0 + 8 * v), acc[0][v]);
+                                    acc[1][v] = _mm256_fmadd_ps(weight, _mm256_loadu_ps(src1 + 8 * v), acc[1][v]);
+                                }
+                            }
+                        }
+                    }
+                }
+#pragma clang loop unroll(full)
+                for (int v = 0; v < VECTORS; v++) _mm256_maskstore_ps(dst + 8 * v, store_mask[v], acc[0][v]);
+                if (pair) {
+#pragma clang loop unroll(full)
+                    for (int v = 0; v < VECTORS; v++) _mm256_maskstore_ps(dst + out_w + 8 * v, store_mask[v], acc[1][v]);
+                }
+            }
+        }
+    }
+}
+
+static __attribute__((target("avx2,fma"))) void plane_avx2(const float *x, const float *w, float bias, float *y,
+                                                          const sq_window3d *g) {
+    padded_plane p;
+    if (g->stride[2] == 1 && make_padded(x, g, &p)) {
+        plane_avx2_unit_stride(&p, w, bias, y, g);
+    } else {
+        fill(y, g, bias);
+        plane(x, w, y, g, axpy_avx2);
+    }
+}
+
+static inline __attribute__((always_inline, target("avx512f"))) void axpy_avx512(float *y, const float *x, size_t n,
+                                                                                float w) {
+    __m512 vw = _mm512_set1_ps(w);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_fmadd_ps(vw, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+    if (i < n) {
+        __mmask16 mask = (__mmask16)((1u << (n - i)) - 1u);
+        __m512 v = _mm512_fmadd_ps(vw, _mm512_maskz_loadu_ps(mask, x + i), _mm512_maskz_loadu_ps(mask, y + i));
+        _mm512_mask_storeu_ps(y + i, mask, v);
+    }
+}
+
+/// Unit stride along W: each output row is computed in chunks of up to 64 columns held in four ZMM
+/// accumulators across every tap, reading the zero-padded plane, so the output is read and written once
+/// instead of once per tap.
+static __attribute__((target("avx512f"))) void plane_avx512_unit_stride(const padded_plane *p, const float *w,
+                                                                       float bias, float *y, const sq_window3d *g) {
+    enum { CHUNK = 64, VECTORS = CHUNK / 16 };
+    const size_t out_w = g->output[2];
+    for (size_t c0 = 0; c0 < out_w; c0 += CHUNK) {
+        const size_t width = out_w - c0 < CHUNK ? out_w - c0 : CHUNK;
+        __mmask16 store_mask[VECTORS];
+        for (int v = 0; v < VECTORS; v++) {
+            size_t lanes = width > 16 * (size_t)v ? width - 16 * (size_t)v : 0;
+            store_mask[v] = (__mmask16)(lanes >= 16 ? 0xFFFF : (1u << lanes) - 1u);
+        }
+        const int vectors = (int)((width + 15) / 16);
+        for (size_t od = 0; od < g->output[0]; od++) {
+            // Two output rows at a time: eight independent accumulator chains hide the FMA latency.
+            for (size_t oh = 0; oh < g->output[1]; oh += 2) {
+                const int pair = oh + 1 < g->output[1];
+                float *dst = y + (od * g->output[1] + oh) * out_w + c0;
+                // Starting from the bias rather than loading y: a load overlapping the previous row's masked
+                // store cannot be forwarded and stalls.
+                __m512 acc[2][VECTORS];
+#pragma clang loop unroll(full)
+                for (int v = 0; v < VECTORS; v++) acc[0][v] = acc[1][v] = _mm512_set1_ps(bias);
+                const float *tap_weight = w;
+                for (size_t kd = 0; kd < g->kernel[0]; kd++) {
+                    size_t pd = od * g->stride[0] + kd * g->dilation[0];
+                    for (size_t kh = 0; kh < g->kernel[1]; kh++) {
+                        size_t ph = oh * g->stride[1] + kh * g->dilation[1];
+                        const float *row0 = p->base + (pd * p->rows + ph) * p->row + c0;
+                        // The second output row reads `stride` padded rows further down (stays in the buffer).
+                        const float *row1 = pair ? row0 + g->stride[1] * p->row : row0;
+                        for (size_t kw = 0; kw < g->kernel[2]; kw++) {
+                            __m512 weight = _mm512_set1_ps(*tap_weight++);
+                            const float *src0 = row0 + kw * g->dilation[2], *src1 = row1 + kw * g->dilation[2];
+#pragma clang loop unroll(full)
+                            for (int v = 0; v < VECTORS; v++) {
+                                if (v < vectors) {
+                                    acc[0][v] = _mm512_fmadd_ps(weight, _mm512_loadu_ps(src0 + 16 * v), acc[0][v]);
+                                    acc[1][v] = _mm512_fmadd_ps(weight, _mm512_loadu_ps(src1 + 16 * v), acc[1][v]);
+                                }
+                            }
+                        }
+                    }
+                }
+#pragma clang loop unroll(full)
+                for (int v = 0; v < VECTORS; v++) _mm512_mask_storeu_ps(dst + 16 * v, store_mask[v], acc[0][v]);
+                if (pair) {
+#pragma clang loop unroll(full)
+                    for (int v = 0; v < VECTORS; v++) _mm512_mask_storeu_ps(dst + out_w + 16 * v, store_mask[v], acc[1][v]);
+                }
+            }
+        }
+    }
+}
+
+static __attribute__((target("avx512f"))) void plane_avx512(const float *x, const float *w, float bias, float *y,
+                                                           const sq_window3d *g) {
+    padded_plane p;
+    if (g->stride[2] == 1 && make_padded(x, g, &p)) {
+        plane_avx512_unit_stride(&p, w, bias, y, g);
+    } else {
+        fill(y, g, bias);
+        plane(x, w, y, g, axpy_avx512);
+    }
+}
+#endif
+
+void sq_conv_depthwise_plane(int level, const float *x, const float *w, float bias, float *y, const sq_window3d *g) {
+#if defined(__x86_64__) || defined(_M_X64)
+    switch (sq_sgemm_resolve_level(level)) {
+    case SQ_SGEMM_LEVEL_AVX512: plane_avx512(x, w, bias, y, g); return;
+    case SQ_SGEMM_LEVEL_AVX2: plane_avx2(x, w, bias, y, g); return;
+    default: break;
+    }
+#endif
+    plane_portable(x, w, bias, y, g);
+}

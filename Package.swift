@@ -58,10 +58,15 @@ let package = Package(
             name: "Runtime",
             dependencies: ["Tensors", "GraphIR", "_CKernels"]
         ),
+        /// Quantization policy and drivers: which tensors are observed and quantized, calibration runs.
+        .target(
+            name: "Quantization",
+            dependencies: ["Tensors", "QuantCore", "Calibration", "GraphIR", "Runtime"]
+        ),
         /// Umbrella module: `import SwiftQuant`.
         .target(
             name: "SwiftQuant",
-            dependencies: ["Tensors", "QuantCore", "Calibration", "GraphIR", "ONNX", "Runtime"]
+            dependencies: ["Tensors", "QuantCore", "Calibration", "GraphIR", "ONNX", "Runtime", "Quantization"]
         ),
 
         // MARK: - Executables
@@ -114,6 +119,7 @@ let package = Package(
         ),
         .testTarget(name: "GraphIRTests", dependencies: ["GraphIR", "_TestSupport"]),
         .testTarget(name: "ONNXTests", dependencies: ["ONNX", "_TestSupport"]),
+        .testTarget(name: "QuantizationTests", dependencies: ["Quantization", "ONNX", "_TestSupport"]),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "ONNX", "_TestSupport"]),
     ]
 )

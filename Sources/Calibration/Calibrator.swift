@@ -232,6 +232,24 @@ public struct CalibrationResults: Hashable, Sendable, Codable {
     /// The result for `name`.
     public subscript(name: String) -> TensorCalibration? { tensors.first { $0.name == name } }
 
+    private enum CodingKeys: String, CodingKey { case method, tensors }
+
+    /// Encodes `{"method": …, "tensors": {"<name>": {…}, …}}`, the shape `swiftquant calibrate` promises.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(method, forKey: .method)
+        try c.encode(Dictionary(tensors.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first }),
+                     forKey: .tensors)
+    }
+
+    /// Decodes the object form; a JSON object has no order, so tensors come back sorted by name.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        method = try c.decode(CalibrationMethod.self, forKey: .method)
+        tensors = try c.decode([String: TensorCalibration].self, forKey: .tensors)
+            .sorted { $0.key < $1.key }.map(\.value)
+    }
+
     /// Pretty-printed JSON with sorted keys.
     public func json() throws -> Data {
         let encoder = JSONEncoder()

@@ -15,6 +15,18 @@ public final class ValueScope: @unchecked Sendable {
     public func lookup(_ name: String) -> Tensor? { values[name] ?? parent?.lookup(name) }
 }
 
+/// Sees chosen intermediate values as a run produces them (calibration observers, debugging).
+public struct ValueObserver {
+    /// The values to report; graph inputs and node outputs of the main graph.
+    public var names: Set<String>
+    public var body: (_ name: String, _ value: Tensor) throws -> Void
+
+    public init(names: Set<String>, body: @escaping (_ name: String, _ value: Tensor) throws -> Void) {
+        self.names = names
+        self.body = body
+    }
+}
+
 /// A graph compiled into a flat plan: one kernel per node in topological order, values in numbered
 /// slots, and for each step the slots whose last reader it is (freed right after it runs).
 public struct CompiledGraph: Sendable {
@@ -24,6 +36,7 @@ public struct CompiledGraph: Sendable {
         var opType: String
         var inputs: [Int?]
         var outputs: [Int?]
+        var outputNames: [String]
         /// Outer-scope names the node's subgraphs capture, with their slots here.
         var captures: [(name: String, slot: Int)]
         var release: [Int]
@@ -108,6 +121,7 @@ public struct CompiledGraph: Sendable {
                 kernel: kernel, label: node.label, opType: node.opType,
                 inputs: node.inputs.map { $0.isEmpty ? nil : slot($0) },
                 outputs: node.outputs.map { $0.isEmpty ? nil : slot($0) },
+                outputNames: node.outputs,
                 captures: Array(Set(captured)).sorted().map { ($0, slot($0)) },
                 release: []))
         }
@@ -139,11 +153,17 @@ public struct CompiledGraph: Sendable {
 
     /// Runs the plan. `inputs` are in `self.inputs` order; `scope` supplies captured outer values.
     public func run(
-        inputs feeds: [Tensor], threadCount: Int, scope: ValueScope?, profile: ExecutionProfile? = nil
+        inputs feeds: [Tensor], threadCount: Int, scope: ValueScope?, profile: ExecutionProfile? = nil,
+        observer: ValueObserver? = nil
     ) throws -> [Tensor] {
         var values = [Tensor?](repeating: nil, count: slotCount)
         for (slot, value) in constants { values[slot] = value }
         for (slot, value) in zip(inputSlots, feeds) { values[slot] = value }
+        if let observer {
+            for (info, value) in zip(inputs, feeds) where observer.names.contains(info.name) {
+                try observer.body(info.name, value)
+            }
+        }
         for (name, slot) in outerSlots {
             guard let value = scope?.lookup(name) else { throw RuntimeError.missingInput(name: name) }
             values[slot] = value
@@ -164,6 +184,11 @@ public struct CompiledGraph: Sendable {
             }
             for (slot, value) in zip(step.outputs, produced) {
                 if let slot { values[slot] = value }
+            }
+            if let observer {
+                for (name, value) in zip(step.outputNames, produced) where observer.names.contains(name) {
+                    try observer.body(name, value)
+                }
             }
             for slot in step.release { values[slot] = nil }
         }

@@ -3,5 +3,6 @@
 @_exported import GraphIR
 @_exported import ONNX
 @_exported import QuantCore
+@_exported import Quantization
 @_exported import Runtime
 @_exported import Tensors

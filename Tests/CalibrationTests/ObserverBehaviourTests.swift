@@ -225,9 +225,10 @@ import Tensors
         let text = String(decoding: json, as: UTF8.self)
         #expect(text.contains("\"zero_point\"") && text.contains("\"scale\""))
         let object = try JSONSerialization.jsonObject(with: json) as! [String: Any]
-        let tensors = object["tensors"] as! [[String: Any]]
-        #expect(tensors[0]["scale"] is NSNumber)  // per-tensor: a number
-        #expect((tensors[1]["scale"] as? [Any])?.count == 3)  // per-channel: an array
+        let tensors = object["tensors"] as! [String: [String: Any]]
+        #expect(tensors["act"]?["scale"] is NSNumber)  // per-tensor: a number
+        #expect((tensors["weight"]?["scale"] as? [Any])?.count == 3)  // per-channel: an array
+        // A JSON object has no order; decoding sorts by name ("act" < "weight" keeps this one equal).
         #expect(try JSONDecoder().decode(CalibrationResults.self, from: json) == results)
         // Errors name the tensor.
         do {

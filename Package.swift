@@ -3,7 +3,8 @@
 // SwiftQuant — low-bit quantization of ONNX models, and an integer CPU runtime to run them.
 //
 // Modules import only modules listed above them (DESIGN.md §3). Underscored targets are not API.
-// No unsafeFlags anywhere: ISA-specific code lives in `_CKernels`, one `__attribute__((target(...)))`
+// No unsafe compiler flags anywhere (they would stop other packages depending on this one): ISA-specific code
+// lives in `_CKernels`, one `__attribute__((target(...)))`
 // per function, chosen at run time from CPUID.
 
 import PackageDescription

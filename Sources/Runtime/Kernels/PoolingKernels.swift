@@ -17,6 +17,8 @@ struct PoolKernel: Kernel {
     let countIncludePad: Bool
     /// 0: indices row-major over the spatial axes; 1: column-major (the first spatial axis fastest).
     let storageOrder: Int
+    /// Whether the node asks for MaxPool's Indices output (computing them needs the slower window loop).
+    let wantsIndices: Bool
     let dtypes: Set<DType>
 
     init(_ context: KernelBuildContext, kind: Kind) throws {
@@ -36,7 +38,8 @@ struct PoolKernel: Kernel {
         guard storageOrder == 0 || storageOrder == 1 else {
             throw KernelError.invalidAttribute("storage_order", "must be 0 or 1, got \(storageOrder)")
         }
-        if kind == .max, version < 8, context.node.outputs.count > 1, !context.node.outputs[1].isEmpty {
+        wantsIndices = kind == .max && context.node.outputs.count > 1 && !context.node.outputs[1].isEmpty
+        if wantsIndices, version < 8 {
             throw KernelError.invalidAttribute("Indices", "output is not defined before opset 8")
         }
         var types: Set<DType> = [.float32, .float64, .float16]
@@ -58,16 +61,42 @@ struct PoolKernel: Kernel {
         switch (kind, x.dtype) {
         case (.average, .float32): return [try plan.average(x, includePad: countIncludePad, threads: threads, as: Float.self)]
         case (.average, .float64): return [try plan.average(x, includePad: countIncludePad, threads: threads, as: Double.self)]
-        case (.max, .float32): return try plan.maximum(x, lowest: -Float.infinity, storageOrder: storageOrder, threads: threads)
-        case (.max, .float64): return try plan.maximum(x, lowest: -Double.infinity, storageOrder: storageOrder, threads: threads)
-        case (.max, .int8): return try plan.maximum(x, lowest: Int8.min, storageOrder: storageOrder, threads: threads)
-        case (.max, .uint8): return try plan.maximum(x, lowest: UInt8.min, storageOrder: storageOrder, threads: threads)
+        case (.max, .float32): return try maximum(plan, x, lowest: -Float.infinity, threads: threads)
+        case (.max, .float64): return try maximum(plan, x, lowest: -Double.infinity, threads: threads)
+        case (.max, .int8): return try maximum(plan, x, lowest: Int8.min, threads: threads)
+        case (.max, .uint8): return try maximum(plan, x, lowest: UInt8.min, threads: threads)
         default:
             return try ReducedPrecision.bridged(inputs, dtype: x.dtype) { wide in
                 try self.run(wide, context: context)
             }
         }
     }
+}
+
+extension PoolKernel {
+    private func maximum<T: Comparable & TensorScalar>(_ plan: PoolPlan, _ x: Tensor, lowest: T, threads: Int) throws -> [Tensor] {
+        wantsIndices
+            ? try plan.maximumWithIndices(x, lowest: lowest, storageOrder: storageOrder, threads: threads)
+            : [try plan.maximum(x, lowest: lowest, threads: threads)]
+    }
+}
+
+/// How a pool folds one input value into its running result; resolved statically, so the tap loops
+/// specialise per element type and operation.
+protocol WindowFold {
+    associatedtype Element
+    static func fold(_ accumulated: Element, _ value: Element) -> Element
+}
+
+/// The larger value; NaN inputs never replace the running maximum (as in ONNX Runtime).
+enum WindowMaximum<Element: Comparable>: WindowFold {
+    @inline(__always) static func fold(_ accumulated: Element, _ value: Element) -> Element {
+        value > accumulated ? value : accumulated
+    }
+}
+
+enum WindowSum<Element: BinaryFloatingPoint>: WindowFold {
+    @inline(__always) static func fold(_ accumulated: Element, _ value: Element) -> Element { accumulated + value }
 }
 
 /// The per-axis tap ranges of every window, and the pooling loops over (image, channel) planes.
@@ -112,44 +141,81 @@ struct PoolPlan {
     var inputPlane: Int { axes[0].input * axes[1].input * axes[2].input }
     var outputPlane: Int { axes[0].output * axes[1].output * axes[2].output }
 
+    /// Folds every tap of every window of one plane into `out` (which holds the starting values), taps
+    /// outermost so the innermost loop runs along an output row. With a W stride s > 1, each input row is
+    /// first split into s phase rows (columns i ≡ p mod s), which turns every tap's loop into a unit-stride
+    /// one that vectorises.
+    func sweepTaps<F: WindowFold>(_ fold: F.Type, x: UnsafePointer<F.Element>, into out: UnsafeMutablePointer<F.Element>) {
+        let (ad, ah, aw) = (axes[0], axes[1], axes[2])
+        let stride = aw.stride
+        let phaseLength = (aw.input + stride - 1) / stride
+        var phases: UnsafeMutablePointer<F.Element>?
+        if stride > 1 {
+            let rows = ad.input * ah.input
+            let buffer = UnsafeMutablePointer<F.Element>.allocate(capacity: max(rows * stride * phaseLength, 1))
+            for row in 0..<rows {
+                let source = x + row * aw.input
+                let target = buffer + row * stride * phaseLength
+                for column in 0..<aw.input {
+                    let (index, phase) = column.quotientAndRemainder(dividingBy: stride)
+                    (target + phase * phaseLength + index).initialize(to: source[column])
+                }
+            }
+            phases = buffer
+        }
+        defer { phases?.deallocate() }
+        for kd in 0..<ad.kernel {
+            let dRange = ad.validOutputs(tap: kd)
+            for kh in 0..<ah.kernel {
+                let hRange = ah.validOutputs(tap: kh)
+                for kw in 0..<aw.kernel {
+                    let wRange = aw.validOutputs(tap: kw)
+                    guard !wRange.isEmpty else { continue }
+                    // Input column of output ow: ow · stride + wOffset = (ow + shift) · stride + phase.
+                    let wOffset = kw * aw.dilation - aw.padBegin
+                    let shift = SpatialMath.floorDiv(wOffset, stride)
+                    let phase = wOffset - shift * stride
+                    for od in dRange {
+                        let id = od * ad.stride - ad.padBegin + kd * ad.dilation
+                        for oh in hRange {
+                            let ih = oh * ah.stride - ah.padBegin + kh * ah.dilation
+                            let inputRow = id * ah.input + ih
+                            let source: UnsafePointer<F.Element>
+                            if let phases {
+                                source = UnsafePointer(phases + ((inputRow * stride + phase) * phaseLength + shift))
+                            } else {
+                                source = x + (inputRow * aw.input + wOffset)
+                            }
+                            let row = out + (od * ah.output + oh) * aw.output
+                            for ow in wRange { row[ow] = F.fold(row[ow], source[ow]) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Average pool: window sums, then each divided by its count of taps (inside the input, or inside the
+    /// padded extent with `includePad`).
     func average<T: BinaryFloatingPoint & TensorScalar>(_ x: Tensor, includePad: Bool, threads: Int, as type: T.Type) throws -> Tensor {
         var y = try Tensor(zeros: x.dtype, shape: outputShape)
         guard y.count > 0 else { return y }
-        let (ad, ah, aw) = (axes[0], axes[1], axes[2])
-        let (sd, sh, sw) = (spans[0], spans[1], spans[2])
+        let counts = spans.map { axis in axis.map { includePad ? $0.paddedCount : $0.endTap - $0.firstTap } }
+        let (cd, ch, cw) = (counts[0], counts[1], counts[2])
         let (inPlane, outPlane) = (inputPlane, outputPlane)
         x.withUnsafeBufferPointer(as: T.self) { source in
             y.withUnsafeMutableBufferPointer(as: T.self) { target in
                 let input = source.baseAddress!, output = target.baseAddress!
                 Parallel.forEach(batch * channels, threads: threads) { plane in
-                    let xPlane = input + plane * inPlane
-                    var out = output + plane * outPlane
-                    for od in 0..<ad.output {
-                        let d = sd[od]
-                        for oh in 0..<ah.output {
-                            let h = sh[oh]
-                            for ow in 0..<aw.output {
-                                let w = sw[ow]
-                                var sum: T = 0
-                                var id = d.start
-                                for _ in d.firstTap..<d.endTap {
-                                    var ih = h.start
-                                    for _ in h.firstTap..<h.endTap {
-                                        let row = xPlane + (id * ah.input + ih) * aw.input
-                                        var iw = w.start
-                                        for _ in w.firstTap..<w.endTap {
-                                            sum += row[iw]
-                                            iw += aw.dilation
-                                        }
-                                        ih += ah.dilation
-                                    }
-                                    id += ad.dilation
-                                }
-                                let count = includePad
-                                    ? d.paddedCount * h.paddedCount * w.paddedCount
-                                    : (d.endTap - d.firstTap) * (h.endTap - h.firstTap) * (w.endTap - w.firstTap)
-                                out.pointee = count > 0 ? sum / T(count) : .nan
-                                out += 1
+                    let out = output + plane * outPlane
+                    sweepTaps(WindowSum<T>.self, x: input + plane * inPlane, into: out)
+                    var index = 0
+                    for d in cd {
+                        for h in ch {
+                            for w in cw {
+                                let count = d * h * w
+                                out[index] = count > 0 ? out[index] / T(count) : .nan
+                                index += 1
                             }
                         }
                     }
@@ -159,9 +225,27 @@ struct PoolPlan {
         return y
     }
 
+    /// Max pool without indices.
+    func maximum<T: Comparable & TensorScalar>(_ x: Tensor, lowest: T, threads: Int) throws -> Tensor {
+        var y = try Tensor(zeros: x.dtype, shape: outputShape)
+        guard y.count > 0 else { return y }
+        let (inPlane, outPlane) = (inputPlane, outputPlane)
+        x.withUnsafeBufferPointer(as: T.self) { source in
+            y.withUnsafeMutableBufferPointer(as: T.self) { target in
+                let input = source.baseAddress!, output = target.baseAddress!
+                Parallel.forEach(batch * channels, threads: threads) { plane in
+                    let out = output + plane * outPlane
+                    out.update(repeating: lowest, count: outPlane)
+                    sweepTaps(WindowMaximum<T>.self, x: input + plane * inPlane, into: out)
+                }
+            }
+        }
+        return y
+    }
+
     /// Max over each window, and the flattened input index of the first maximum (int64), which counts
     /// from the start of the tensor: `(n · C + c) · plane + spatial index`.
-    func maximum<T: Comparable & TensorScalar>(_ x: Tensor, lowest: T, storageOrder: Int, threads: Int) throws -> [Tensor] {
+    func maximumWithIndices<T: Comparable & TensorScalar>(_ x: Tensor, lowest: T, storageOrder: Int, threads: Int) throws -> [Tensor] {
         var y = try Tensor(zeros: x.dtype, shape: outputShape)
         var indices = try Tensor(zeros: .int64, shape: outputShape)
         guard y.count > 0 else { return [y, indices] }
@@ -250,21 +334,41 @@ struct GlobalPoolKernel: Kernel {
         let isMax = kind == .max
         x.withUnsafeBufferPointer(as: T.self) { source in
             y.withUnsafeMutableBufferPointer(as: T.self) { target in
+                let input = source.baseAddress!
                 for plane in 0..<planes {
-                    let values = UnsafeBufferPointer(rebasing: source[(plane * size)..<((plane + 1) * size)])
+                    let values = input + plane * size
                     if isMax {
-                        var best = -T.infinity
-                        for value in values where value > best { best = value }
-                        target[plane] = size == 0 ? .nan : best
+                        target[plane] = size == 0 ? .nan : Self.fold(WindowMaximum<T>.self, values, count: size, initial: -.infinity)
                     } else {
-                        var sum: T = 0
-                        for value in values { sum += value }
-                        target[plane] = sum / T(size)
+                        target[plane] = Self.fold(WindowSum<T>.self, values, count: size, initial: 0) / T(size)
                     }
                 }
             }
         }
         return y
+    }
+}
+
+extension GlobalPoolKernel {
+    /// Folds `count` values in eight independent lanes (one running value would serialise on the add
+    /// latency), then folds the lanes.
+    static func fold<F: WindowFold>(_ fold: F.Type, _ values: UnsafePointer<F.Element>, count: Int,
+                                    initial: F.Element) -> F.Element {
+        var lanes = (initial, initial, initial, initial, initial, initial, initial, initial)
+        var i = 0
+        while i + 8 <= count {
+            lanes.0 = F.fold(lanes.0, values[i]); lanes.1 = F.fold(lanes.1, values[i + 1])
+            lanes.2 = F.fold(lanes.2, values[i + 2]); lanes.3 = F.fold(lanes.3, values[i + 3])
+            lanes.4 = F.fold(lanes.4, values[i + 4]); lanes.5 = F.fold(lanes.5, values[i + 5])
+            lanes.6 = F.fold(lanes.6, values[i + 6]); lanes.7 = F.fold(lanes.7, values[i + 7])
+            i += 8
+        }
+        while i < count {
+            lanes.0 = F.fold(lanes.0, values[i])
+            i += 1
+        }
+        let pairs = (F.fold(lanes.0, lanes.4), F.fold(lanes.1, lanes.5), F.fold(lanes.2, lanes.6), F.fold(lanes.3, lanes.7))
+        return F.fold(F.fold(pairs.0, pairs.2), F.fold(pairs.1, pairs.3))
     }
 }
 

@@ -466,8 +466,15 @@ enum ResizeExecution {
     ) throws -> Tensor {
         var current = x
         var shape = x.shape
-        for (axis, table) in tables.enumerated() {
-            guard let table else { continue }
+        // The passes commute; shrinking axes go first and, among equal ratios, later axes first, so the
+        // costly per-element pass along the last axis runs on the smaller tensor.
+        let order = tables.indices.filter { tables[$0] != nil }.sorted { a, b in
+            let ratioA = Double(tables[a]!.output) / Double(tables[a]!.input)
+            let ratioB = Double(tables[b]!.output) / Double(tables[b]!.input)
+            return ratioA != ratioB ? ratioA < ratioB : a > b
+        }
+        for axis in order {
+            let table = tables[axis]!
             var nextShape = shape
             nextShape[axis] = table.output
             var next = try Tensor(zeros: x.dtype, shape: nextShape)
@@ -475,26 +482,49 @@ enum ResizeExecution {
             let inner = shape[(axis + 1)...].reduce(1, *)
             let weights = table.weights.map { T($0) }
             let fill = T(extrapolation)
-            current.withUnsafeBufferPointer(as: T.self) { source in
-                next.withUnsafeMutableBufferPointer(as: T.self) { target in
-                    let input = source.baseAddress!, output = target.baseAddress!
-                    let taps = table.taps
-                    Parallel.forEach(outer, threads: outer * table.output * inner >= 1 << 15 ? threads : 1) { o in
-                        let src = input + o * table.input * inner
-                        let dst = output + o * table.output * inner
-                        for j in 0..<table.output {
-                            let row = dst + j * inner
-                            if table.extrapolated[j] {
-                                row.update(repeating: fill, count: inner)
-                                continue
-                            }
-                            let first = src + table.indices[j * taps] * inner
-                            let w0 = weights[j * taps]
-                            for i in 0..<inner { row[i] = w0 * first[i] }
-                            for t in 1..<taps {
-                                let tapRow = src + table.indices[j * taps + t] * inner
-                                let w = weights[j * taps + t]
-                                for i in 0..<inner { row[i] += w * tapRow[i] }
+            let (taps, inSize, outSize) = (table.taps, table.input, table.output)
+            let parallel = outer * outSize * inner >= 1 << 15 ? threads : 1
+            table.indices.withUnsafeBufferPointer { indices in
+                weights.withUnsafeBufferPointer { weights in
+                    table.extrapolated.withUnsafeBufferPointer { extrapolated in
+                        current.withUnsafeBufferPointer(as: T.self) { source in
+                            next.withUnsafeMutableBufferPointer(as: T.self) { target in
+                                let input = source.baseAddress!, output = target.baseAddress!
+                                Parallel.forEach(outer, threads: parallel) { o in
+                                    let src = input + o * inSize * inner
+                                    let dst = output + o * outSize * inner
+                                    if inner == 1 {
+                                        // The last axis: a short dot product per output.
+                                        for j in 0..<outSize {
+                                            if extrapolated[j] {
+                                                dst[j] = fill
+                                                continue
+                                            }
+                                            let base = j * taps
+                                            var sum: T = 0
+                                            for t in 0..<taps { sum += weights[base + t] * src[indices[base + t]] }
+                                            dst[j] = sum
+                                        }
+                                        return
+                                    }
+                                    // Inner axes: whole rows scaled and added, which vectorises.
+                                    for j in 0..<outSize {
+                                        let row = dst + j * inner
+                                        if extrapolated[j] {
+                                            row.update(repeating: fill, count: inner)
+                                            continue
+                                        }
+                                        let base = j * taps
+                                        let first = src + indices[base] * inner
+                                        let w0 = weights[base]
+                                        for i in 0..<inner { row[i] = w0 * first[i] }
+                                        for t in 1..<taps {
+                                            let tapRow = src + indices[base + t] * inner
+                                            let w = weights[base + t]
+                                            for i in 0..<inner { row[i] += w * tapRow[i] }
+                                        }
+                                    }
+                                }
                             }
                         }
                     }

@@ -3,7 +3,8 @@
 // SwiftQuant — low-bit quantization of ONNX models, and an integer CPU runtime to run them.
 //
 // Modules import only modules listed above them (DESIGN.md §3). Underscored targets are not API.
-// No unsafeFlags anywhere: ISA-specific code lives in `_CKernels`, one `__attribute__((target(...)))`
+// No unsafe compiler flags anywhere (they would stop other packages depending on this one): ISA-specific code
+// lives in `_CKernels`, one `__attribute__((target(...)))`
 // per function, chosen at run time from CPUID.
 
 import PackageDescription
@@ -20,6 +21,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.20"),
+        // Tests only: property-based checks of the quantization math.
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
     ],
     targets: [
         // MARK: - Public API (lowest first)
@@ -29,6 +32,10 @@ let package = Package(
             name: "Tensors",
             dependencies: [.product(name: "ZIPFoundation", package: "ZIPFoundation")]
         ),
+        /// Quantization math: types, parameters, quantize/dequantize, FP8/BF16, fixed-point requantization.
+        .target(name: "QuantCore", dependencies: ["Tensors"]),
+        /// Streaming, mergeable observers and histogram searches (entropy, percentile, MSE).
+        .target(name: "Calibration", dependencies: ["Tensors", "QuantCore"]),
         /// Graph IR: graphs, nodes, attributes, passes, shape inference.
         .target(
             name: "GraphIR",
@@ -52,10 +59,15 @@ let package = Package(
             name: "Runtime",
             dependencies: ["Tensors", "GraphIR", "_CKernels"]
         ),
+        /// Quantization policy and drivers: which tensors are observed and quantized, calibration runs.
+        .target(
+            name: "Quantization",
+            dependencies: ["Tensors", "QuantCore", "Calibration", "GraphIR", "Runtime"]
+        ),
         /// Umbrella module: `import SwiftQuant`.
         .target(
             name: "SwiftQuant",
-            dependencies: ["Tensors", "GraphIR", "ONNX", "Runtime"]
+            dependencies: ["Tensors", "QuantCore", "Calibration", "GraphIR", "ONNX", "Runtime", "Quantization"]
         ),
 
         // MARK: - Executables
@@ -92,8 +104,23 @@ let package = Package(
         // MARK: - Tests
 
         .testTarget(name: "TensorsTests", dependencies: ["Tensors", "_TestSupport"]),
+        .testTarget(
+            name: "QuantCoreTests",
+            dependencies: [
+                "QuantCore", "_TestSupport",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]
+        ),
+        .testTarget(
+            name: "CalibrationTests",
+            dependencies: [
+                "Calibration", "QuantCore", "_TestSupport",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]
+        ),
         .testTarget(name: "GraphIRTests", dependencies: ["GraphIR", "_TestSupport"]),
         .testTarget(name: "ONNXTests", dependencies: ["ONNX", "_TestSupport"]),
+        .testTarget(name: "QuantizationTests", dependencies: ["Quantization", "ONNX", "_TestSupport"]),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "ONNX", "_TestSupport"]),
     ]
 )

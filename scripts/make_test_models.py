@@ -61,9 +61,11 @@ class MixedCNN(nn.Module):
         x = F.relu(self.up(x))               # 12 x 16 x 16
         x = F.interpolate(x, scale_factor=0.5, mode="bilinear", align_corners=False)  # 12 x 8 x 8
         x = F.interpolate(x, scale_factor=2.0, mode="nearest")                        # 12 x 16 x 16
-        x = self.pool(F.leaky_relu(self.head(x), 0.1))                                # 8 x 8 x 8
-        x = F.max_pool2d(x, 2)                                                        # 8 x 4 x 4
-        return torch.log_softmax(self.fc(torch.flatten(x, 1)), dim=1)
+        features = F.leaky_relu(self.head(x), 0.1)                                    # 8 x 16 x 16
+        x = F.max_pool2d(self.pool(features), 2)                                      # 8 x 4 x 4
+        # The feature map is an output too: near-uniform log-probabilities of random weights alone
+        # would hide small errors in the convolutions.
+        return torch.log_softmax(self.fc(torch.flatten(x, 1)), dim=1), features
 
 
 class RecurrentNet(nn.Module):
@@ -128,7 +130,8 @@ def main():
     image = torch.randn(2, 3, 32, 32, generator=generator)
     cnn_path = os.path.join(OUT, "mixed-cnn.onnx")
     with torch.no_grad():
-        export(cnn, (image,), cnn_path, ["image"], ["log_probs"], {"image": {0: "batch"}, "log_probs": {0: "batch"}})
+        export(cnn, (image,), cnn_path, ["image"], ["log_probs", "features"],
+               {"image": {0: "batch"}, "log_probs": {0: "batch"}, "features": {0: "batch"}})
     np.savez(os.path.join(OUT, "mixed-cnn-input.npz"), image=image.numpy())
     initializers_to_constants(cnn_path, os.path.join(OUT, "mixed-cnn-constants.onnx"))
 

@@ -1,3 +1,4 @@
+import Dispatch
 import GraphIR
 import Tensors
 
@@ -14,14 +15,28 @@ public final class ValueScope: @unchecked Sendable {
     public func lookup(_ name: String) -> Tensor? { values[name] ?? parent?.lookup(name) }
 }
 
+/// Sees chosen intermediate values as a run produces them (calibration observers, debugging).
+public struct ValueObserver {
+    /// The values to report; graph inputs and node outputs of the main graph.
+    public var names: Set<String>
+    public var body: (_ name: String, _ value: Tensor) throws -> Void
+
+    public init(names: Set<String>, body: @escaping (_ name: String, _ value: Tensor) throws -> Void) {
+        self.names = names
+        self.body = body
+    }
+}
+
 /// A graph compiled into a flat plan: one kernel per node in topological order, values in numbered
 /// slots, and for each step the slots whose last reader it is (freed right after it runs).
 public struct CompiledGraph: Sendable {
     struct Step: Sendable {
         var kernel: any Kernel
         var label: String
+        var opType: String
         var inputs: [Int?]
         var outputs: [Int?]
+        var outputNames: [String]
         /// Outer-scope names the node's subgraphs capture, with their slots here.
         var captures: [(name: String, slot: Int)]
         var release: [Int]
@@ -103,9 +118,10 @@ public struct CompiledGraph: Sendable {
             }
             let captured = Graph.valuesRead(by: node).filter { !node.inputs.contains($0) }
             steps.append(Step(
-                kernel: kernel, label: node.label,
+                kernel: kernel, label: node.label, opType: node.opType,
                 inputs: node.inputs.map { $0.isEmpty ? nil : slot($0) },
                 outputs: node.outputs.map { $0.isEmpty ? nil : slot($0) },
+                outputNames: node.outputs,
                 captures: Array(Set(captured)).sorted().map { ($0, slot($0)) },
                 release: []))
         }
@@ -136,10 +152,18 @@ public struct CompiledGraph: Sendable {
     }
 
     /// Runs the plan. `inputs` are in `self.inputs` order; `scope` supplies captured outer values.
-    public func run(inputs feeds: [Tensor], threadCount: Int, scope: ValueScope?) throws -> [Tensor] {
+    public func run(
+        inputs feeds: [Tensor], threadCount: Int, scope: ValueScope?, profile: ExecutionProfile? = nil,
+        observer: ValueObserver? = nil
+    ) throws -> [Tensor] {
         var values = [Tensor?](repeating: nil, count: slotCount)
         for (slot, value) in constants { values[slot] = value }
         for (slot, value) in zip(inputSlots, feeds) { values[slot] = value }
+        if let observer {
+            for (info, value) in zip(inputs, feeds) where observer.names.contains(info.name) {
+                try observer.body(info.name, value)
+            }
+        }
         for (name, slot) in outerSlots {
             guard let value = scope?.lookup(name) else { throw RuntimeError.missingInput(name: name) }
             values[slot] = value
@@ -151,11 +175,20 @@ public struct CompiledGraph: Sendable {
                 for (name, slot) in step.captures { captured[name] = values[slot] }
                 stepScope = ValueScope(values: captured, parent: scope)
             }
+            let started = profile == nil ? 0 : DispatchTime.now().uptimeNanoseconds
             let produced = try Self.runStep(
                 step.kernel, label: step.label, inputs: step.inputs.map { $0.flatMap { values[$0] } },
                 context: ExecutionContext(threadCount: threadCount, scope: stepScope))
+            if let profile {
+                profile.record(opType: step.opType, nanoseconds: DispatchTime.now().uptimeNanoseconds - started)
+            }
             for (slot, value) in zip(step.outputs, produced) {
                 if let slot { values[slot] = value }
+            }
+            if let observer {
+                for (name, value) in zip(step.outputNames, produced) where observer.names.contains(name) {
+                    try observer.body(name, value)
+                }
             }
             for slot in step.release { values[slot] = nil }
         }

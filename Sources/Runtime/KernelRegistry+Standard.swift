@@ -3,6 +3,7 @@ extension KernelRegistry {
     public static let standard: KernelRegistry = {
         var registry = KernelRegistry()
         registry.registerConstantKernels()
+        registry.registerRoundingKernels()
         registry.registerElementwiseFamilyKernels()
         registry.registerShapeKernels()
         registry.registerDataMovementKernels()
@@ -16,6 +17,9 @@ extension KernelRegistry {
         registry.registerBatchNormKernels()
         registry.registerPoolingKernels()
         registry.registerResizeKernels()
+        registry.registerCastKernels()
+        registry.registerQuantizationKernels()
+        registry.registerQLinearKernels()
         return registry
     }()
 }

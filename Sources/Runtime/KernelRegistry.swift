@@ -1,4 +1,5 @@
 import GraphIR
+import Tensors
 
 /// Builds the kernel for one node.
 public typealias KernelFactory = @Sendable (KernelBuildContext) throws -> any Kernel
@@ -44,4 +45,20 @@ public struct KernelRegistry: Sendable {
     }
 
     private static func normalize(_ domain: String) -> String { domain == "ai.onnx" ? "" : domain }
+}
+
+extension Kernel {
+    /// This kernel behind a closure built where its concrete type is known. Kernels that are generic
+    /// types (`BinaryArithmeticKernel<AddOperation>`) must be registered this way: called only through
+    /// the `Kernel` existential, a generic type's `run` executes its unspecialised code, with a
+    /// value-witness call per element (many times slower).
+    public var specialized: any Kernel {
+        ClosureKernel { inputs, context in try self.run(inputs, context: context) }
+    }
+}
+
+/// A kernel that forwards to a closure (see `Kernel.specialized`).
+struct ClosureKernel: Kernel {
+    let body: @Sendable ([Tensor?], ExecutionContext) throws -> [Tensor]
+    func run(_ inputs: [Tensor?], context: ExecutionContext) throws -> [Tensor] { try body(inputs, context) }
 }

@@ -20,7 +20,7 @@ public struct SessionOptions: Sendable {
 /// with weights prepared once. `run` may be called repeatedly and from several threads.
 public final class Session: Sendable {
     /// Default-domain opsets this runtime implements.
-    public static let supportedOpsets: ClosedRange<Int> = 7...22
+    public static let supportedOpsets: ClosedRange<Int> = 1...22
 
     public let model: Model
     public let options: SessionOptions
@@ -42,7 +42,12 @@ public final class Session: Sendable {
     /// Runs the model on named inputs and returns every graph output by name.
     ///
     /// - Throws: `RuntimeError` naming the input or node at fault.
-    public func run(_ feeds: [String: Tensor]) throws -> [String: Tensor] {
+    /// - Parameters:
+    ///   - profile: collects time per operator type when given.
+    ///   - observer: sees the named intermediate values as they are produced.
+    public func run(
+        _ feeds: [String: Tensor], profile: ExecutionProfile? = nil, observer: ValueObserver? = nil
+    ) throws -> [String: Tensor] {
         for name in feeds.keys where !plan.inputs.contains(where: { $0.name == name }) {
             throw RuntimeError.unknownInput(name: name)
         }
@@ -52,7 +57,8 @@ public final class Session: Sendable {
             try Self.validate(value, against: info)
             ordered.append(value)
         }
-        let outputs = try plan.run(inputs: ordered, threadCount: options.threadCount, scope: nil)
+        let outputs = try plan.run(inputs: ordered, threadCount: options.threadCount, scope: nil, profile: profile,
+                                   observer: observer)
         return Dictionary(zip(plan.outputNames, outputs), uniquingKeysWith: { first, _ in first })
     }
 

@@ -28,6 +28,9 @@ struct Bench: ParsableCommand {
     @Flag(help: "Print one JSON object instead of text.")
     var json = false
 
+    @Flag(help: "Also print the time per operator type over the timed runs.")
+    var profile = false
+
     func run() throws {
         try reportingErrors {
             let loaded = try Model(contentsOf: URL(fileURLWithPath: model))
@@ -35,8 +38,12 @@ struct Bench: ParsableCommand {
             if let threads { options.threadCount = max(1, threads) }
             let session = try Session(model: loaded, options: options)
             let feeds = try benchmarkFeeds(session)
+            let timing = ExecutionProfile()
             let result = try LatencyBenchmark.measure(warmup: warmup, iterations: max(1, iterations)) {
                 _ = try session.run(feeds)
+            }
+            if profile {
+                for _ in 0..<max(1, iterations) { _ = try session.run(feeds, profile: timing) }
             }
             if json {
                 let object: [String: Any] = [
@@ -50,6 +57,14 @@ struct Bench: ParsableCommand {
                 print(String(format: "%@: median %.3f ms, p90 %.3f ms, min %.3f ms over %d runs, %d threads, peak RSS %.1f MB",
                              model, result.median * 1e3, result.p90 * 1e3, result.minimum * 1e3,
                              result.samples.count, options.threadCount, LatencyBenchmark.peakResidentMegabytes()))
+            }
+            if profile {
+                let runs = Double(max(1, iterations))
+                for entry in timing.entries {
+                    let name = entry.opType.padding(toLength: max(24, entry.opType.count), withPad: " ", startingAt: 0)
+                    print("  " + name + String(format: " %6d calls/run  %9.3f ms/run",
+                                               Int(Double(entry.calls) / runs), entry.seconds * 1e3 / runs))
+                }
             }
         }
     }

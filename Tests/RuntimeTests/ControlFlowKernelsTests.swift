@@ -6,6 +6,8 @@ import Testing
 import _TestSupport
 
 @Suite struct ControlFlowKernelsTests {
+    typealias H = ShapeKernelHarness
+
     /// If whose then-branch transposes the outer `x` and whose else-branch concatenates it with a
     /// branch-local constant; expected outputs from ONNX Runtime (scripts/make_recurrent_fixtures.py).
     @Test func ifRunsTheChosenBranchWithCapturedValues() throws {
@@ -62,22 +64,22 @@ import _TestSupport
     @Test func loopCarriesValuesAndStacksScanOutputs() throws {
         let session = try loopSession()
         let feeds: [String: Tensor] = ["M": Tensor(scalar: Int64(3)), "cond": Tensor(scalar: true),
-                                       "v0": floats([1], [1]), "x": floats([1], [5])]
+                                       "v0": H.floats([1], [1]), "x": H.floats([1], [5])]
         let outputs = try session.run(feeds)
-        #expect(outputs["v"] == floats([4], [1, 5, 5, 5]))
+        #expect(outputs["v"] == H.floats([4], [1, 5, 5, 5]))
         #expect(outputs["shapes"] == (try Tensor(shape: [3, 1], scalars: [Int64(2), 3, 4])))
     }
 
     @Test func loopThatNeverRunsReturnsTheInitialValues() throws {
         let session = try loopSession()
         var feeds: [String: Tensor] = ["M": Tensor(scalar: Int64(3)), "cond": Tensor(scalar: false),
-                                       "v0": floats([1], [1]), "x": floats([1], [5])]
+                                       "v0": H.floats([1], [1]), "x": H.floats([1], [5])]
         let stopped = try session.run(feeds)
-        #expect(stopped["v"] == floats([1], [1]))
+        #expect(stopped["v"] == H.floats([1], [1]))
         #expect(stopped["shapes"]?.shape == [0] && stopped["shapes"]?.dtype == .int64)
         feeds["cond"] = Tensor(scalar: true)
         feeds["M"] = Tensor(scalar: Int64(0))
-        #expect(try session.run(feeds)["v"] == floats([1], [1]))
+        #expect(try session.run(feeds)["v"] == H.floats([1], [1]))
         feeds["M"] = Tensor(scalar: Float(2))
         #expect(throws: RuntimeError.self) { try session.run(feeds) }
     }

@@ -74,6 +74,8 @@ struct RecurrentFixture: Decodable {
 }
 
 @Suite struct RecurrentKernelsTests {
+    typealias H = ShapeKernelHarness
+
     /// ONNX Runtime approximates sigmoid and tanh; a few ulps of float32 per step add up.
     static let tolerance: Float = 2e-5
 

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import Tensors
+@testable import Tensors
 import _TestSupport
 
 /// Fixtures come from scripts/make_npy_fixtures.py (numpy); the values below repeat what it saved.
@@ -101,6 +101,25 @@ import _TestSupport
         #expect(v2.shape == [] && v2.scalars(as: UInt16.self) == [257])
     }
 
+    @Test func decodesStreamsFedInArbitraryChunks() throws {
+        // Zip extraction hands the decoder chunks of any size; splitting inside the magic, the length
+        // field, the header text or an element must not matter.
+        let data = try Data(contentsOf: Self.fixture("fortran_float32_2x3x4.npy"))
+        for chunkSize in [1, 3, 7, 64, 100, data.count] {
+            var decoder = NPYDecoder(streamLength: data.count)
+            var offset = 0
+            while offset < data.count {
+                let end = min(offset + chunkSize, data.count)
+                try data[offset..<end].withUnsafeBytes { try decoder.consume($0) }
+                offset = end
+            }
+            let tensor = try decoder.finish()
+            #expect(tensor.shape == [2, 3, 4] && tensor.scalars(as: Float.self) == (0..<24).map(Float.init), "\(chunkSize)")
+        }
+        var early = NPYDecoder(streamLength: 100)
+        #expect(throws: NPYFailure.self) { try [UInt8](repeating: 0x50, count: 3).withUnsafeBytes { try early.consume($0) } }
+    }
+
     // MARK: Writing
 
     @Test func writesTheBytesNumpyWrites() throws {
@@ -137,10 +156,13 @@ import _TestSupport
                 let count = shape.reduce(1, *)
                 let values = (0..<count).map { Float($0 % 7) - 3 }
                 let tensor = try Tensor(shape: shape, scalars: values).converted(to: dtype)
-                let url = directory.appendingPathComponent("\(dtype)-\(shape.count).npy")
-                try tensor.writeNPY(to: url)
-                #expect(try Tensor(npyFile: url) == tensor, "\(dtype) \(shape)")
-                #expect(try Tensor(npyData: tensor.npyData(), source: "memory") == tensor)
+                #expect(try Tensor(npyData: tensor.npyData(), source: "memory") == tensor, "\(dtype) \(shape)")
+                // Files are synced to disk on write, which is slow: one shape per dtype is enough there.
+                if shape == [2, 3] {
+                    let url = directory.appendingPathComponent("\(dtype).npy")
+                    try tensor.writeNPY(to: url)
+                    #expect(try Tensor(npyFile: url) == tensor, "\(dtype) file")
+                }
             }
         }
         // Writing replaces an existing file and leaves no temporary files behind.

@@ -49,8 +49,10 @@ public struct ConstantFolding: GraphPass {
     public func run(on graph: inout Graph, context: PassContext) throws -> Bool {
         var constants = graph.constantValues
         let graphOutputs = graph.outputNames
+        // Shape inference here only serves folding; a contradiction it finds is not this pass's to
+        // report (ShapeInference.infer does), so shapes simply stay unknown then.
         let types: [String: InferredType] = foldsStaticShapes
-            ? try ShapeInference.inferredTypes(of: graph, opsetImports: context.opsetImports, outerScope: context.outerScope)
+            ? (try? ShapeInference.inferredTypes(of: graph, opsetImports: context.opsetImports, outerScope: context.outerScope)) ?? [:]
             : [:]
         var folded = Set<Int>()
         for index in try graph.topologicalOrder(outerScope: context.outerScope) {

@@ -98,12 +98,28 @@ extension Dim {
         return count
     }
 
+    /// The symbol for `min(s, bound)`: what `x[0:s]` gives on an axis of known length `bound` — e.g.
+    /// the position ids a BERT export slices from a `[1, 512]` table with the sequence length.
+    static func minimum(of symbol: String, _ bound: Int) -> Dim { .symbol("min(\(symbol),\(bound))") }
+
+    /// `(s, bound)` when this dim is a `minimum(of:_:)` symbol.
+    var minimumParts: (symbol: String, bound: Int)? {
+        guard case .symbol(let name) = self, name.hasPrefix("min("), name.hasSuffix(")"),
+              let comma = name.lastIndex(of: ",") else { return nil }
+        let symbol = String(name[name.index(name.startIndex, offsetBy: 4)..<comma])
+        guard let bound = Int(name[name.index(after: comma)..<name.index(before: name.endIndex)]) else { return nil }
+        return (symbol, bound)
+    }
+
     /// The numpy broadcast of two dims, or nil when they cannot broadcast.
     ///
     /// A symbol broadcast with 1 stays the symbol; a symbol with a number n ≠ 1 gives n (the symbol must
     /// be n or 1 at run time); two different symbols, or anything with an unknown dim, give unknown
-    /// unless a number other than 1 settles it.
+    /// unless a number other than 1 settles it. `s` with `min(s, n)` (n ≥ 1) gives `s`: when s ≤ n they
+    /// are equal, and when s > n the broadcast is only valid if n is 1.
     static func broadcast(_ a: Dim, _ b: Dim) -> Dim? {
+        if case .symbol(let x) = a, let clamp = b.minimumParts, clamp.symbol == x, clamp.bound >= 1 { return a }
+        if case .symbol(let y) = b, let clamp = a.minimumParts, clamp.symbol == y, clamp.bound >= 1 { return b }
         switch (a, b) {
         case (.value(let x), .value(let y)):
             if x == y || y == 1 { return a }
@@ -198,18 +214,22 @@ extension Dim {
         return .unknown
     }
 
-    /// 1 when equal, 0 when different, unknown when it cannot tell.
+    /// 1 when equal, 0 when different, unknown when it cannot tell. Symbols stand for sizes, so a
+    /// symbol never equals a negative number (the `-1` placeholders of exported shape arithmetic).
     static func equal(_ a: Dim, _ b: Dim) -> Dim {
-        if case .value(let x) = a, case .value(let y) = b { return .value(x == y ? 1 : 0) }
-        if case .symbol(let x) = a, case .symbol(let y) = b, x == y { return .value(1) }
-        return .unknown
+        compare(a, b, whenEqual: true, ==)
     }
 
-    /// Compares two dims with `order`; for equal symbols `whenEqual` decides.
+    /// Compares two dims with `order`; for equal symbols `whenEqual` decides. A symbol (a size, ≥ 0)
+    /// against a negative number compares as 0 would: every size lies on the same side.
     static func compare(_ a: Dim, _ b: Dim, whenEqual: Bool, _ order: (Int, Int) -> Bool) -> Dim {
-        if case .value(let x) = a, case .value(let y) = b { return .value(order(x, y) ? 1 : 0) }
-        if case .symbol(let x) = a, case .symbol(let y) = b, x == y { return .value(whenEqual ? 1 : 0) }
-        return .unknown
+        switch (a, b) {
+        case (.value(let x), .value(let y)): return .value(order(x, y) ? 1 : 0)
+        case (.symbol(let x), .symbol(let y)) where x == y: return .value(whenEqual ? 1 : 0)
+        case (.symbol, .value(let y)) where y < 0: return .value(order(0, y) ? 1 : 0)
+        case (.value(let x), .symbol) where x < 0: return .value(order(x, 0) ? 1 : 0)
+        default: return .unknown
+        }
     }
 }
 
@@ -260,29 +280,11 @@ struct SymbolicProduct: Equatable {
 }
 
 extension DType {
-    /// The element type for an ONNX `TensorProto.DataType` code; nil for codes without a `DType`
-    /// (string, complex, the FNUZ float8 variants, …).
+    /// The element type for an ONNX data-type code held in an `Int` attribute (the shared table lives in
+    /// Tensors as `DType(onnxCode: Int32)`).
     init?(onnxCode code: Int) {
-        switch code {
-        case 1: self = .float32
-        case 2: self = .uint8
-        case 3: self = .int8
-        case 4: self = .uint16
-        case 5: self = .int16
-        case 6: self = .int32
-        case 7: self = .int64
-        case 9: self = .bool
-        case 10: self = .float16
-        case 11: self = .float64
-        case 12: self = .uint32
-        case 13: self = .uint64
-        case 16: self = .bfloat16
-        case 17: self = .float8e4m3fn
-        case 19: self = .float8e5m2
-        case 21: self = .uint4
-        case 22: self = .int4
-        default: return nil
-        }
+        guard let narrow = Int32(exactly: code) else { return nil }
+        self.init(onnxCode: narrow)
     }
 
     /// The inclusive range of an integer type that fits in `Int`; nil for other types.

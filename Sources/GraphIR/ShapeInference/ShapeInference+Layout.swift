@@ -307,7 +307,8 @@ extension NodeInference {
                     sizes = Array(repeating: .value(total / parts), count: parts)
                 } else if opset >= 18 {
                     let chunk = total / parts + 1
-                    let last = total - chunk * (parts - 1)
+                    let (used, overflow) = chunk.multipliedReportingOverflow(by: parts - 1)
+                    let last = overflow ? -1 : total - used
                     guard last > 0 else { throw mismatch("dimension \(total) cannot be split into \(parts) parts") }
                     sizes = Array(repeating: .value(chunk), count: parts - 1) + [.value(last)]
                 } else {
@@ -378,6 +379,17 @@ extension NodeInference {
                 output[axis] = .unknown
             }
         }
+        // `[0:s]` with a symbolic end s: all of an axis of length s, or min(s, n) of one of length n.
+        if opset >= 10, let endDims = elements(2), endDims.count == count {
+            for (i, axis) in normalizedAxes.enumerated() where ends?[i] == nil {
+                guard starts?[i] == 0, (steps?[i] ?? 1) == 1, case .symbol(let symbol) = endDims[i] else { continue }
+                if shape[axis] == endDims[i] {
+                    output[axis] = shape[axis]
+                } else if let size = shape[axis].intValue, size >= 1 {
+                    output[axis] = .minimum(of: symbol, size)
+                }
+            }
+        }
         var result = InferredType(dtype: data.dtype, shape: output)
         if shape.count == 1, let elements = data.value, let length = output[0].intValue {
             if let range = ranges.first {
@@ -401,7 +413,8 @@ extension NodeInference {
         let first = min(max(shifted(start), 0), size - 1)
         let last = min(max(shifted(end), -1), size - 1)
         let span = first - last
-        return (first, span <= 0 ? 0 : (span - 1) / (-step) + 1)
+        // `magnitude` because -Int.min does not exist.
+        return (first, span <= 0 ? 0 : Int(UInt(span - 1) / step.magnitude) + 1)
     }
 
     func pad(opset: Int) throws -> InferredType {
@@ -510,11 +523,13 @@ extension NodeInference {
         }
         guard let shape = data.shape else { return InferredType(dtype: data.dtype, shape: Array(repeating: .unknown, count: 4)) }
         guard shape.count == 4 else { throw mismatch("expects a rank-4 input, got rank \(shape.count)") }
-        let square = Dim.value(blockSize * blockSize)
+        let (squared, overflow) = blockSize.multipliedReportingOverflow(by: blockSize)
+        guard !overflow else { throw invalidAttribute("blocksize", "is too large") }
+        let square = Dim.value(squared)
         let block = Dim.value(blockSize)
         if node.opType == "DepthToSpace" {
-            if let channels = shape[1].intValue, channels % (blockSize * blockSize) != 0 {
-                throw mismatch("\(channels) channels do not divide by blocksize² = \(blockSize * blockSize)")
+            if let channels = shape[1].intValue, channels % squared != 0 {
+                throw mismatch("\(channels) channels do not divide by blocksize² = \(squared)")
             }
             return InferredType(dtype: data.dtype, shape: [
                 shape[0], Dim.divide(shape[1], square), Dim.multiply(shape[2], block), Dim.multiply(shape[3], block),

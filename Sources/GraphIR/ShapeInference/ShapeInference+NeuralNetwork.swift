@@ -2,6 +2,13 @@ import Tensors
 
 /// Layers: convolutions, pooling, normalisation, matrix products, resizing, recurrent cells, reductions.
 extension NodeInference {
+    /// The value of an overflow-reporting operation; an overflow (sizes from a hostile file) is a shape
+    /// error, not a trap.
+    func checked(_ result: (partialValue: Int, overflow: Bool)) throws -> Int {
+        guard !result.overflow else { throw mismatch("a size computation overflows") }
+        return result.partialValue
+    }
+
     // MARK: Sliding windows
 
     /// Window geometry shared by convolutions and pooling, one entry per spatial axis.
@@ -52,20 +59,23 @@ extension NodeInference {
                 return stride == 1 ? spatial[i] : .unknown
             }
             guard let kernel = window.kernel?[i] else { return .unknown }
-            let effectiveKernel = (kernel - 1) * window.dilations[i] + 1
+            let effectiveKernel = try checked(try checked((kernel - 1).multipliedReportingOverflow(by: window.dilations[i])).addingReportingOverflow(1))
             let padBegin = window.autoPad == "VALID" ? 0 : window.pads[i]
             let padEnd = window.autoPad == "VALID" ? 0 : window.pads[i + count]
-            let slack = padBegin + padEnd - effectiveKernel
+            let padded = try checked(padBegin.addingReportingOverflow(padEnd))
+            let slack = padded - effectiveKernel  // both non-negative: cannot overflow
             guard let size = spatial[i].intValue else {
                 return stride == 1 && slack == -1 ? spatial[i] : .unknown
             }
-            let span = size + slack
+            let span = try checked(size.addingReportingOverflow(slack))
             guard span >= 0 else {
-                throw mismatch("window of \(effectiveKernel) exceeds padded input \(size + padBegin + padEnd) on spatial axis \(i)")
+                throw mismatch("window of \(effectiveKernel) exceeds input \(size) padded by \(padded) on spatial axis \(i)")
             }
             guard ceilMode, window.autoPad == "NOTSET" else { return .value(span / stride + 1) }
-            var output = (span + stride - 1) / stride + 1
-            if (output - 1) * stride >= size + padBegin { output -= 1 }
+            var output = (span - 1) / stride + 2  // ⌈span / stride⌉ + 1 for span ≥ 1
+            if span == 0 { output = 1 }
+            let lastStart = try checked((output - 1).multipliedReportingOverflow(by: stride))
+            if lastStart >= size &+ padBegin { output -= 1 }
             return .value(output)
         }
     }
@@ -138,10 +148,11 @@ extension NodeInference {
                     continue
                 }
                 guard let kernel = window.kernel?[i] else { continue }
-                let padTotal = window.autoPad == "VALID" ? 0 : window.pads[i] + window.pads[i + spatialCount]
-                let extra = outputPadding[i] + (kernel - 1) * window.dilations[i] + 1 - padTotal
+                let padTotal = window.autoPad == "VALID" ? 0 : try checked(window.pads[i].addingReportingOverflow(window.pads[i + spatialCount]))
+                let reach = try checked((kernel - 1).multipliedReportingOverflow(by: window.dilations[i]))
+                let extra = try checked(try checked(outputPadding[i].addingReportingOverflow(reach)).addingReportingOverflow(1 - padTotal))
                 if let value = size.intValue {
-                    let computed = stride * (value - 1) + extra
+                    let computed = try checked(try checked(stride.multipliedReportingOverflow(by: value - 1)).addingReportingOverflow(extra))
                     guard computed >= 0 else { throw mismatch("computes a negative size on spatial axis \(i)") }
                     spatial[i] = .value(computed)
                 } else if stride == 1, extra == 1 {
@@ -275,7 +286,11 @@ extension NodeInference {
                 }
                 let ratios = zip(numbers, inputs).map { Double($0) / Double($1) }
                 let scale = policy == "not_larger" ? ratios.min()! : ratios.max()!
-                for (axis, size) in zip(axes, inputs) { output[axis] = .value(Int(scale * Double(size) + 0.5)) }
+                for (axis, size) in zip(axes, inputs) {
+                    let rounded = (scale * Double(size) + 0.5).rounded(.down)
+                    guard rounded.isFinite, rounded < Double(Int32.max) else { throw mismatch("sizes make axis \(axis) too large") }
+                    output[axis] = .value(Int(rounded))
+                }
             default:
                 throw invalidAttribute("keep_aspect_ratio_policy", "must be stretch, not_larger or not_smaller, not '\(policy)'")
             }

@@ -10,6 +10,10 @@ import Tensors
 /// unknown. Small integer tensors (shapes, axes, indices) are tracked element by element, symbols
 /// included, so that `Shape → Gather → Unsqueeze → Concat → Reshape` chains resolve.
 ///
+/// One derived symbol exists: slicing `[0:s]` from an axis of known length `n` (BERT exports slice
+/// position ids that way) gives `min(s,n)`, which broadcasts with `s` to `s` — any other outcome would
+/// fail at run time.
+///
 /// Rules follow the ONNX operator specifications at the model's opset (e.g. `axes` as an attribute or
 /// as an input). Subgraphs (`If` branches, `Loop`/`Scan` bodies) are inferred too, seeing the types of
 /// the values they capture. Operators of other domains, and default-domain ones without a rule, get
@@ -89,7 +93,9 @@ final class InferenceEngine {
                 type.shape = type.shape ?? tensor.shape.map { .value($0) }
             }
             if position < inputSeeds.count {
-                type = try refine(inputSeeds[position], declared: input.type, label: "input '\(input.name)' of graph '\(graph.name)'")
+                // Seeds only fill gaps: a body that declares its inputs differently keeps its declaration
+                // (the loop itself reports the mismatch at run time).
+                if let seeded = try? refine(inputSeeds[position], declared: input.type, label: graph.name) { type = seeded }
                 type.value = nil
             }
             types[input.name] = type

@@ -2,7 +2,8 @@ import GraphIR
 import Tensors
 
 // Activations: Relu, LeakyRelu, PRelu, Clip, HardSigmoid, HardSwish, Sigmoid, Tanh, Gelu, Elu, Selu,
-// Softplus. Attributes are read once when the node is compiled.
+// Softplus. Attributes are read once when the node is compiled. Versions 1–5 differ from 6 only by the
+// `consumed_inputs` memory hint, which does not change results, so one factory serves from opset 1.
 
 /// max(0, x); NaN stays NaN.
 struct ReluFunction: NumericFunction {
@@ -32,9 +33,10 @@ struct HardSwishFunction: FloatFunction {
     }
 }
 
-/// 1 / (1 + e^−x). For very negative x, e^−x overflows to +inf and the quotient is the correct 0.
+/// 1 / (1 + e^−x). For very negative x, e^−x overflows to +inf and the quotient is 0 (the exact value
+/// is below float32's normal range there).
 struct SigmoidFunction: FloatFunction {
-    @inline(__always) func apply<T: ElementwiseFloat>(_ x: T) -> T { 1 / (1 + T.exponential(-x)) }
+    @inline(__always) func apply<T: ElementwiseFloat>(_ x: T) -> T { 1 / (1 + T.vectorizableExponential(-x)) }
 }
 
 struct TanhFunction: FloatFunction {
@@ -155,42 +157,50 @@ struct ClipKernel: Kernel {
 
 extension KernelRegistry {
     mutating func registerActivationKernels() {
-        // Opset 14 gave Relu signed integer types; the float semantics are those of opset 6.
-        register("Relu", since: 6) { _ in NumericFunctionKernel(opType: "Relu", function: ReluFunction(), signedOnly: true) }
-        register("LeakyRelu", since: 6) { context in
-            FloatFunctionKernel(opType: "LeakyRelu", function: LeakyReluFunction(alpha: try context.float("alpha", default: 0.01)))
+        // Opset 14 gave Relu signed integer types; the float semantics are those of opset 1.
+        register("Relu", since: 1) { _ in
+            NumericFunctionKernel(opType: "Relu", function: ReluFunction(), signedOnly: true).specialized
         }
-        register("PRelu", since: 7) { _ in PReluKernel() }
-        register("HardSigmoid", since: 6) { context in
+        register("LeakyRelu", since: 1) { context in
+            let alpha = try context.float("alpha", default: 0.01)
+            return FloatFunctionKernel(opType: "LeakyRelu", function: LeakyReluFunction(alpha: alpha)).specialized
+        }
+        register("PRelu", since: 1) { _ in PReluKernel() }
+        register("HardSigmoid", since: 1) { context in
             FloatFunctionKernel(opType: "HardSigmoid", function: HardSigmoidFunction(
-                alpha: try context.float("alpha", default: 0.2), beta: try context.float("beta", default: 0.5)))
+                alpha: try context.float("alpha", default: 0.2), beta: try context.float("beta", default: 0.5))).specialized
         }
-        register("HardSwish", since: 14) { _ in FloatFunctionKernel(opType: "HardSwish", function: HardSwishFunction()) }
-        register("Sigmoid", since: 6) { _ in
-            FloatFunctionKernel(opType: "Sigmoid", function: SigmoidFunction(), transcendental: true)
+        register("HardSwish", since: 14) { _ in
+            FloatFunctionKernel(opType: "HardSwish", function: HardSwishFunction()).specialized
         }
-        register("Tanh", since: 6) { _ in FloatFunctionKernel(opType: "Tanh", function: TanhFunction(), transcendental: true) }
+        register("Sigmoid", since: 1) { _ in
+            FloatFunctionKernel(opType: "Sigmoid", function: SigmoidFunction(), transcendental: true).specialized
+        }
+        register("Tanh", since: 1) { _ in
+            FloatFunctionKernel(opType: "Tanh", function: TanhFunction(), transcendental: true).specialized
+        }
         register("Gelu", since: 20) { context in
             let approximate = try context.string("approximate", default: "none")
             switch approximate {
-            case "none": return FloatFunctionKernel(opType: "Gelu", function: GeluFunction(), transcendental: true)
-            case "tanh": return FloatFunctionKernel(opType: "Gelu", function: TanhGeluFunction(), transcendental: true)
-            default: throw KernelError.invalidAttribute("approximate", "must be \"none\" or \"tanh\", got \"\(approximate)\"")
+            case "none": return FloatFunctionKernel(opType: "Gelu", function: GeluFunction(), transcendental: true).specialized
+            case "tanh": return FloatFunctionKernel(opType: "Gelu", function: TanhGeluFunction(), transcendental: true).specialized
+            default:
+                throw KernelError.invalidAttribute("approximate", "must be \"none\" or \"tanh\", got \"\(approximate)\"")
             }
         }
-        register("Elu", since: 6) { context in
+        register("Elu", since: 1) { context in
             FloatFunctionKernel(opType: "Elu", function: EluFunction(alpha: try context.float("alpha", default: 1)),
-                                transcendental: true)
+                                transcendental: true).specialized
         }
-        register("Selu", since: 6) { context in
+        register("Selu", since: 1) { context in
             FloatFunctionKernel(opType: "Selu", function: SeluFunction(
                 alpha: try context.float("alpha", default: 1.67326319217681884765625),
-                gamma: try context.float("gamma", default: 1.05070102214813232421875)), transcendental: true)
+                gamma: try context.float("gamma", default: 1.05070102214813232421875)), transcendental: true).specialized
         }
         register("Softplus", since: 1) { _ in
-            FloatFunctionKernel(opType: "Softplus", function: SoftplusFunction(), transcendental: true)
+            FloatFunctionKernel(opType: "Softplus", function: SoftplusFunction(), transcendental: true).specialized
         }
-        register("Clip", since: 6) { context in
+        register("Clip", since: 1) { context in
             ClipKernel(attributeBounds: (try context.float("min", default: -Float.greatestFiniteMagnitude),
                                          try context.float("max", default: Float.greatestFiniteMagnitude)))
         }

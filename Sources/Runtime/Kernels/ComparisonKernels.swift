@@ -90,7 +90,9 @@ struct NotMapping: UnaryMapping {
 struct NotKernel: Kernel {
     func run(_ inputs: [Tensor?], context: ExecutionContext) throws -> [Tensor] {
         let x = try required(inputs, 0)
-        guard x.dtype == .bool else { throw KernelError.invalidInput(index: 0, reason: "Not needs a bool tensor, got \(x.dtype)") }
+        guard x.dtype == .bool else {
+            throw KernelError.invalidInput(index: 0, reason: "Not needs a bool tensor, got \(x.dtype)")
+        }
         return [try mapUnary(x, NotMapping(), context: context)]
     }
 }
@@ -143,7 +145,8 @@ struct WhereKernel: Kernel {
             throw KernelError.invalidInput(index: 0, reason: "Where condition must be bool, got \(condition.dtype)")
         }
         guard x.dtype == y.dtype else {
-            throw KernelError.invalidInput(index: 2, reason: "Where needs X and Y of one dtype, got \(x.dtype) and \(y.dtype)")
+            throw KernelError.invalidInput(
+                index: 2, reason: "Where needs X and Y of one dtype, got \(x.dtype) and \(y.dtype)")
         }
         let layout = try BroadcastLayout(shapes: [condition.shape, x.shape, y.shape])
         switch x.dtype.bitWidth {
@@ -195,16 +198,22 @@ struct WhereKernel: Kernel {
 
 extension KernelRegistry {
     mutating func registerComparisonKernels() {
-        register("Equal", since: 7) { _ in ComparisonKernel<EqualComparison>(opType: "Equal", allowsBool: true) }
-        register("Greater", since: 7) { _ in ComparisonKernel<GreaterComparison>(opType: "Greater") }
-        register("Less", since: 7) { _ in ComparisonKernel<LessComparison>(opType: "Less") }
-        register("GreaterOrEqual", since: 12) { _ in
-            ComparisonKernel<GreaterOrEqualComparison>(opType: "GreaterOrEqual")
+        let binaries: [(String, @Sendable () -> any Kernel)] = [
+            ("Equal", { ComparisonKernel<EqualComparison>(opType: "Equal", allowsBool: true).specialized }),
+            ("Greater", { ComparisonKernel<GreaterComparison>(opType: "Greater").specialized }),
+            ("Less", { ComparisonKernel<LessComparison>(opType: "Less").specialized }),
+            ("And", { LogicKernel<AndOperation>(opType: "And").specialized }),
+            ("Or", { LogicKernel<OrOperation>(opType: "Or").specialized }),
+            ("Xor", { LogicKernel<XorOperation>(opType: "Xor").specialized }),
+        ]
+        for (opType, make) in binaries {
+            registerLegacyBroadcasting(opType, make)
+            register(opType, since: 7) { _ in make() }
         }
-        register("LessOrEqual", since: 12) { _ in ComparisonKernel<LessOrEqualComparison>(opType: "LessOrEqual") }
-        register("And", since: 7) { _ in LogicKernel<AndOperation>(opType: "And") }
-        register("Or", since: 7) { _ in LogicKernel<OrOperation>(opType: "Or") }
-        register("Xor", since: 7) { _ in LogicKernel<XorOperation>(opType: "Xor") }
+        register("GreaterOrEqual", since: 12) { _ in
+            ComparisonKernel<GreaterOrEqualComparison>(opType: "GreaterOrEqual").specialized
+        }
+        register("LessOrEqual", since: 12) { _ in ComparisonKernel<LessOrEqualComparison>(opType: "LessOrEqual").specialized }
         register("Not", since: 1) { _ in NotKernel() }
         register("IsNaN", since: 9) { _ in FloatClassKernel(infinities: nil) }
         register("IsInf", since: 10) { context in

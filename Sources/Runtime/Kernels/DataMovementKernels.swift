@@ -396,6 +396,10 @@ struct PadKernel: Kernel {
         }
         var outputShape = data.shape
         for axis in 0..<rank {
+            // Cropping more than the whole axis is meaningless (and keeps -pad representable below).
+            guard before[axis] >= -data.shape[axis], after[axis] >= -data.shape[axis] else {
+                throw KernelError.invalid("Pad of axis \(axis) (extent \(data.shape[axis])) by \(before[axis]), \(after[axis]) crops more than the axis")
+            }
             let (grown, o1) = data.shape[axis].addingReportingOverflow(before[axis])
             let (total, o2) = grown.addingReportingOverflow(after[axis])
             guard !o1, !o2, total >= 0 else {

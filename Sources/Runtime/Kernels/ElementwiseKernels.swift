@@ -79,12 +79,21 @@ struct VariadicArithmeticKernel<Operation: ArithmeticOperation>: Kernel {
     let opType: String
     let floatOnly: Bool
     let averages: Bool
+    /// Opsets before 8 do not broadcast: every input must have the first one's shape.
+    var equalShapesOnly = false
 
     func run(_ inputs: [Tensor?], context: ExecutionContext) throws -> [Tensor] {
         if let result = try ReducedPrecision.run(inputs, { try run($0, context: context) }) { return result }
-        guard !inputs.isEmpty else { throw KernelError.invalidInput(index: 0, reason: "\(opType) needs at least one input") }
+        guard !inputs.isEmpty else {
+            throw KernelError.invalidInput(index: 0, reason: "\(opType) needs at least one input")
+        }
         let operands = try inputs.indices.map { try required(inputs, $0) }
         try ElementwiseChecks.sameDType(operands, opType: opType)
+        if equalShapesOnly, let mismatch = operands.firstIndex(where: { $0.shape != operands[0].shape }) {
+            throw KernelError.invalidInput(
+                index: mismatch, reason: "\(opType) before opset 8 needs equal shapes, got \(operands[mismatch].shape) "
+                    + "and \(operands[0].shape)")
+        }
         var result = operands[0]
         if operands.count == 1 {
             // Still reject types the operator does not take.
@@ -188,12 +197,19 @@ struct PowKernel: Kernel {
     }
 
     func run(_ inputs: [Tensor?], context: ExecutionContext) throws -> [Tensor] {
-        if let result = try ReducedPrecision.run(inputs, { try run($0, context: context) }) { return result }
-        let base = try required(inputs, 0), exponent = try required(inputs, 1)
+        var base = try required(inputs, 0), exponent = try required(inputs, 1)
+        // The output has the base's type, so only a half-precision base is narrowed back.
+        if ReducedPrecision.isReduced(exponent.dtype) { exponent = try ReducedPrecision.widen(exponent) }
+        if ReducedPrecision.isReduced(base.dtype) {
+            let wide = try run([try ReducedPrecision.widen(base), exponent], context: context)[0]
+            return [try ReducedPrecision.narrow(wide, to: base.dtype)]
+        }
         let result: Tensor?
         switch base.dtype {
-        case .float32: result = try FloatBaseVisitor<Float>(base: base, exponent: exponent, context: context).dispatch(exponent.dtype)
-        case .float64: result = try FloatBaseVisitor<Double>(base: base, exponent: exponent, context: context).dispatch(exponent.dtype)
+        case .float32:
+            result = try FloatBaseVisitor<Float>(base: base, exponent: exponent, context: context).dispatch(exponent.dtype)
+        case .float64:
+            result = try FloatBaseVisitor<Double>(base: base, exponent: exponent, context: context).dispatch(exponent.dtype)
         case .int8: result = try IntegerBaseVisitor<Int8>(base: base, exponent: exponent).dispatch(exponent.dtype)
         case .int16: result = try IntegerBaseVisitor<Int16>(base: base, exponent: exponent).dispatch(exponent.dtype)
         case .int32: result = try IntegerBaseVisitor<Int32>(base: base, exponent: exponent).dispatch(exponent.dtype)
@@ -208,6 +224,55 @@ struct PowKernel: Kernel {
             throw KernelError.invalidInput(index: 1, reason: "Pow exponent of dtype \(exponent.dtype) is not supported")
         }
         return [result]
+    }
+}
+
+// MARK: - Opsets 1–6
+
+/// The binary operators before opset 7 broadcast only when `broadcast=1`, and then B's shape must match a
+/// contiguous run of A's dimensions starting at `axis` (the trailing ones when `axis` is absent);
+/// otherwise the shapes must be equal. This places B's dimensions at `axis` and runs the opset-7 kernel,
+/// whose numpy broadcasting then gives the legacy result.
+struct LegacyBroadcastKernel: Kernel {
+    let opType: String
+    let modern: any Kernel
+    let broadcasts: Bool
+    let axis: Int?
+
+    func run(_ inputs: [Tensor?], context: ExecutionContext) throws -> [Tensor] {
+        let a = try required(inputs, 0), b = try required(inputs, 1)
+        guard broadcasts else {
+            guard a.shape == b.shape else {
+                throw KernelError.invalid(
+                    "\(opType): shapes \(a.shape) and \(b.shape) differ and broadcast is 0 (before opset 7 "
+                        + "operands broadcast only when asked)")
+            }
+            return try modern.run(inputs, context: context)
+        }
+        let start: Int?
+        if let axis { start = Shape.normalizedAxis(axis, rank: a.rank) } else { start = a.rank - b.rank }
+        guard let start, b.rank == 0 || (start >= 0 && start + b.rank <= a.rank) else {
+            throw KernelError.invalid("\(opType): B of shape \(b.shape) cannot be placed in A's shape \(a.shape) "
+                                      + "at axis \(axis.map(String.init) ?? "(trailing)")")
+        }
+        let placed = b.rank == 0 ? b.shape
+            : Array(repeating: 1, count: start) + b.shape + Array(repeating: 1, count: a.rank - start - b.rank)
+        guard Shape.broadcast(a.shape, placed) == a.shape else {
+            throw KernelError.invalid(
+                "\(opType): B of shape \(b.shape) does not match A's shape \(a.shape) at axis \(start)")
+        }
+        return try modern.run([a, try b.reshaped(placed)], context: context)
+    }
+}
+
+extension KernelRegistry {
+    /// Registers the opset 1–6 form of a binary operator around its opset-7 kernel.
+    mutating func registerLegacyBroadcasting(_ opType: String, _ modern: @escaping @Sendable () -> any Kernel) {
+        register(opType, since: 1) { context in
+            LegacyBroadcastKernel(opType: opType, modern: modern(),
+                                  broadcasts: try context.int("broadcast", default: 0) != 0,
+                                  axis: context.has("axis") ? try context.int("axis") : nil)
+        }
     }
 }
 
@@ -228,23 +293,31 @@ extension KernelRegistry {
     }
 
     mutating func registerArithmeticKernels() {
-        register("Add", since: 7) { _ in BinaryArithmeticKernel<AddOperation>(opType: "Add") }
-        register("Sub", since: 7) { _ in BinaryArithmeticKernel<SubtractOperation>(opType: "Sub") }
-        register("Mul", since: 7) { _ in BinaryArithmeticKernel<MultiplyOperation>(opType: "Mul") }
-        register("Div", since: 7) { _ in BinaryArithmeticKernel<DivideOperation>(opType: "Div") }
-        register("Pow", since: 7) { _ in PowKernel() }
+        let binaries: [(String, @Sendable () -> any Kernel)] = [
+            ("Add", { BinaryArithmeticKernel<AddOperation>(opType: "Add").specialized }),
+            ("Sub", { BinaryArithmeticKernel<SubtractOperation>(opType: "Sub").specialized }),
+            ("Mul", { BinaryArithmeticKernel<MultiplyOperation>(opType: "Mul").specialized }),
+            ("Div", { BinaryArithmeticKernel<DivideOperation>(opType: "Div").specialized }),
+            ("Pow", { PowKernel() }),
+        ]
+        for (opType, make) in binaries {
+            registerLegacyBroadcasting(opType, make)
+            register(opType, since: 7) { _ in make() }
+        }
         // Opset 8 added broadcasting to the variadic operators; opset 12 gave Max/Min integer types.
-        register("Max", since: 8) { _ in
-            VariadicArithmeticKernel<MaximumOperation>(opType: "Max", floatOnly: false, averages: false)
-        }
-        register("Min", since: 8) { _ in
-            VariadicArithmeticKernel<MinimumOperation>(opType: "Min", floatOnly: false, averages: false)
-        }
-        register("Sum", since: 8) { _ in
-            VariadicArithmeticKernel<AddOperation>(opType: "Sum", floatOnly: true, averages: false)
-        }
-        register("Mean", since: 8) { _ in
-            VariadicArithmeticKernel<AddOperation>(opType: "Mean", floatOnly: true, averages: true)
+        let variadics: [(String, @Sendable (Bool) -> any Kernel)] = [
+            ("Max", { VariadicArithmeticKernel<MaximumOperation>(opType: "Max", floatOnly: false, averages: false,
+                                                                   equalShapesOnly: $0).specialized }),
+            ("Min", { VariadicArithmeticKernel<MinimumOperation>(opType: "Min", floatOnly: false, averages: false,
+                                                                   equalShapesOnly: $0).specialized }),
+            ("Sum", { VariadicArithmeticKernel<AddOperation>(opType: "Sum", floatOnly: true, averages: false,
+                                                               equalShapesOnly: $0).specialized }),
+            ("Mean", { VariadicArithmeticKernel<AddOperation>(opType: "Mean", floatOnly: true, averages: true,
+                                                                equalShapesOnly: $0).specialized }),
+        ]
+        for (opType, make) in variadics {
+            register(opType, since: 1) { _ in make(true) }
+            register(opType, since: 8) { _ in make(false) }
         }
     }
 }

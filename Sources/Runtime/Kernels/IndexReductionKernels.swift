@@ -123,7 +123,8 @@ struct TopKKernel: Kernel {
             x.withUnsafeBufferPointer(as: T.self) { source in
             values.withUnsafeMutableBufferPointer(as: T.self) { valueBuffer in
             indices.withUnsafeMutableBufferPointer(as: Int64.self) { indexBuffer in
-                let input = source.baseAddress!, valueOut = valueBuffer.baseAddress!, indexOut = indexBuffer.baseAddress!
+                let input = source.baseAddress!
+                let valueOut = valueBuffer.baseAddress!, indexOut = indexBuffer.baseAddress!
                 let slices = outer * inner
                 let grain = outer * length * inner > ElementwiseParallel.cheapGrain / 4 ? 1 : slices
                 ElementwiseParallel.forRanges(slices, grain: grain, context: context) { range in
@@ -184,7 +185,8 @@ struct TopKKernel: Kernel {
         } else {
             let kTensor = try required(inputs, 1)
             guard kTensor.count == 1, kTensor.rank <= 1 else {
-                throw KernelError.invalidInput(index: 1, reason: "TopK K must hold one integer, got shape \(kTensor.shape)")
+                throw KernelError.invalidInput(
+                    index: 1, reason: "TopK K must hold one integer, got shape \(kTensor.shape)")
             }
             k = try kTensor.integerValues()[0]
         }
@@ -192,7 +194,8 @@ struct TopKKernel: Kernel {
             throw KernelError.invalidAttribute("axis", "\(self.axis) is out of range for rank \(x.rank)")
         }
         guard k >= 0, k <= x.shape[axis] else {
-            throw KernelError.invalid("TopK: k = \(k) must be in 0...\(x.shape[axis]) (axis \(axis) of shape \(x.shape))")
+            throw KernelError.invalid(
+                "TopK: k = \(k) must be in 0...\(x.shape[axis]) (axis \(axis) of shape \(x.shape))")
         }
         var outputShape = x.shape
         outputShape[axis] = k

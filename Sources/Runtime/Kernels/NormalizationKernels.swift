@@ -66,34 +66,50 @@ struct LayerNormalizationKernel: Kernel {
         let rows = split.outer, width = split.length * split.inner
         let epsilon = T(self.epsilon)
         guard width > 0 else { return [y, means, inverseDeviations] }
-        let zeroBias = [T](repeating: 0, count: width)
-        x.withUnsafeBufferPointer(as: T.self) { xBuffer in
-        scale.withUnsafeBufferPointer(as: T.self) { scaleBuffer in
-        zeroBias.withUnsafeBufferPointer { zeroBuffer in
-        (bias ?? x).withUnsafeBufferPointer(as: T.self) { biasBuffer in
-        y.withUnsafeMutableBufferPointer(as: T.self) { yBuffer in
-        means.withUnsafeMutableBufferPointer(as: T.self) { meanBuffer in
-        inverseDeviations.withUnsafeMutableBufferPointer(as: T.self) { inverseBuffer in
-            let gamma = scaleBuffer.baseAddress!
-            let beta = bias == nil ? zeroBuffer.baseAddress! : biasBuffer.baseAddress!
-            let xs = xBuffer.baseAddress!, ys = yBuffer.baseAddress!
-            let meanOut = meanBuffer.baseAddress!, inverseOut = inverseBuffer.baseAddress!
-            let total = rows * width
-            let grain = total > ElementwiseParallel.cheapGrain ? max(1, ElementwiseParallel.cheapGrain / width) : rows
-            ElementwiseParallel.forRanges(rows, grain: grain, context: context) { range in
-                for row in range {
-                    let input = xs + row * width, output = ys + row * width
-                    let mean = foldRow(input, width, SumFold.self, IdentityPrelude.self) / T(width)
-                    // Two passes: Σ(x − mean)² keeps precision where E[x²] − mean² would cancel.
-                    for i in 0..<width { output[i] = input[i] - mean }
-                    let variance = foldRow(UnsafePointer(output), width, SumFold.self, SquarePrelude.self) / T(width)
-                    let inverse = 1 / (variance + epsilon).squareRoot()
-                    for i in 0..<width { output[i] = output[i] * inverse * gamma[i] + beta[i] }
-                    meanOut[row] = mean
-                    inverseOut[row] = inverse
+        let gamma = scale.scalars(as: T.self)
+        let beta = bias?.scalars(as: T.self) ?? [T](repeating: 0, count: width)
+        let grain = ElementwiseParallel.rowGrain(rows: rows, rowLength: width)
+
+        /// Normalises `rows` of x into y and records each row's statistics.
+        func normalizeRows(_ rows: Range<Int>, x: UnsafePointer<T>, y: UnsafeMutablePointer<T>,
+                           gamma: UnsafePointer<T>, beta: UnsafePointer<T>,
+                           means: UnsafeMutablePointer<T>, inverses: UnsafeMutablePointer<T>) {
+            for row in rows {
+                let input = x + row * width, output = y + row * width
+                // Centre on the row's first element before summing: for rows with a large common offset the
+                // differences are exact and small, so neither the mean nor x − mean loses the digits that
+                // a plain float sum (and a mean rounded to float) would.
+                let pivot = input[0]
+                for i in 0..<width { output[i] = input[i] - pivot }
+                let shift = foldRow(UnsafePointer(output), width, SumFold.self, IdentityPrelude.self) / T(width)
+                let mean = pivot + shift
+                // Two passes: Σ(x − mean)² keeps precision where E[x²] − mean² would cancel.
+                for i in 0..<width { output[i] -= shift }
+                let variance = foldRow(UnsafePointer(output), width, SumFold.self, SquarePrelude.self) / T(width)
+                let inverse = 1 / (variance + epsilon).squareRoot()
+                for i in 0..<width { output[i] = output[i] * inverse * gamma[i] + beta[i] }
+                means[row] = mean
+                inverses[row] = inverse
+            }
+        }
+
+        x.withUnsafeBufferPointer(as: T.self) { xs in
+            y.withUnsafeMutableBufferPointer(as: T.self) { ys in
+                means.withUnsafeMutableBufferPointer(as: T.self) { meanOut in
+                    inverseDeviations.withUnsafeMutableBufferPointer(as: T.self) { inverseOut in
+                        gamma.withUnsafeBufferPointer { gamma in
+                            beta.withUnsafeBufferPointer { beta in
+                                ElementwiseParallel.forRanges(rows, grain: grain, context: context) { range in
+                                    normalizeRows(range, x: xs.baseAddress!, y: ys.baseAddress!,
+                                                  gamma: gamma.baseAddress!, beta: beta.baseAddress!,
+                                                  means: meanOut.baseAddress!, inverses: inverseOut.baseAddress!)
+                                }
+                            }
+                        }
+                    }
                 }
             }
-        }}}}}}}
+        }
         return [y, means, inverseDeviations]
     }
 }

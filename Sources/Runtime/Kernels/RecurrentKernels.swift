@@ -3,8 +3,9 @@ import GraphIR
 import Tensors
 
 // LSTM and GRU. Both project every time step's input at once (X·Wᵀ as one matrix multiply), then walk
-// the sequence with one small multiply per step for the recurrence. Arithmetic is float32; float16,
-// bfloat16 and float64 tensors are converted on the way in and out.
+// the sequence with one small multiply per step for the recurrence; W and R are packed once for the
+// shared SGEMM. Arithmetic is float32; float16, bfloat16 and float64 tensors are converted on the way
+// in and out.
 
 extension KernelRegistry {
     mutating func registerRecurrentKernels() {
@@ -13,75 +14,6 @@ extension KernelRegistry {
         register("LSTM", since: 14) { try LSTMKernel(context: $0, acceptsLayout: true) }
         register("GRU", since: 7) { try GRUKernel(context: $0, acceptsLayout: false) }
         register("GRU", since: 14) { try GRUKernel(context: $0, acceptsLayout: true) }
-    }
-}
-
-// MARK: - Matrix multiply
-
-/// `C[m×n] = A[m×k] · B[k×n]` (or `C += A·B` when `accumulate`), all row-major with leading
-/// dimensions `lda`, `ldb`, `ldc`.
-///
-/// Blocked over column panels and the reduction; four rows of A share each load of a B row, and the
-/// innermost loop runs over contiguous columns of B and C so it vectorises. Large products split their
-/// columns over threads. (A stop-gap until the shared SGEMM lands.)
-func blockedSgemm(
-    m: Int, n: Int, k: Int,
-    a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, threads: Int
-) {
-    guard m > 0, n > 0 else { return }
-    let work = m &* n &* max(k, 1)
-    let parts = work >= 1 << 20 && n >= 128 ? min(threads, n / 64) : 1
-    Parallel.forEach(max(parts, 1), threads: threads) { part in
-        let j0 = part * n / max(parts, 1), j1 = (part + 1) * n / max(parts, 1)
-        sgemmPanel(m: m, columns: j0..<j1, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, accumulate: accumulate)
-    }
-}
-
-private func sgemmPanel(
-    m: Int, columns: Range<Int>, k: Int,
-    a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
-) {
-    if !accumulate {
-        for i in 0..<m { (c + i &* ldc + columns.lowerBound).update(repeating: 0, count: columns.count) }
-    }
-    let columnBlock = 512, depthBlock = 256
-    var jb = columns.lowerBound
-    while jb < columns.upperBound {
-        let width = min(columnBlock, columns.upperBound - jb)
-        var pb = 0
-        while pb < k {
-            let depth = min(depthBlock, k - pb)
-            var i = 0
-            while i + 4 <= m {
-                let c0 = c + i &* ldc + jb, c1 = c0 + ldc, c2 = c1 + ldc, c3 = c2 + ldc
-                for p in pb..<(pb + depth) {
-                    let a0 = a[i &* lda + p], a1 = a[(i + 1) &* lda + p]
-                    let a2 = a[(i + 2) &* lda + p], a3 = a[(i + 3) &* lda + p]
-                    let row = b + p &* ldb + jb
-                    for j in 0..<width {
-                        let value = row[j]
-                        c0[j] += a0 * value
-                        c1[j] += a1 * value
-                        c2[j] += a2 * value
-                        c3[j] += a3 * value
-                    }
-                }
-                i += 4
-            }
-            while i < m {
-                let c0 = c + i &* ldc + jb
-                for p in pb..<(pb + depth) {
-                    let a0 = a[i &* lda + p]
-                    let row = b + p &* ldb + jb
-                    for j in 0..<width { c0[j] += a0 * row[j] }
-                }
-                i += 1
-            }
-            pb += depth
-        }
-        jb += width
     }
 }
 
@@ -225,21 +157,22 @@ func recurrentTensor(_ values: [Float], dtype: DType, shape: [Int]) throws -> Te
     }
 }
 
-/// W and R of every direction transposed for the projection multiplies, and the two biases.
+/// W and R of every direction packed for SGEMM, and the two biases.
 struct RecurrentWeights: Sendable {
     let directions: Int
     let gateRows: Int
     let inputSize: Int
     let hiddenSize: Int
-    /// Per direction: Wᵀ `[inputSize, gateRows]`.
-    let inputWeights: [[Float]]
-    /// Per direction: Rᵀ `[hiddenSize, gateRows]`.
-    let recurrentWeights: [[Float]]
+    /// Per direction: Wᵀ, `[inputSize, gateRows]`.
+    let inputWeights: [SGEMM.PackedMatrix]
+    /// Per direction: Rᵀ cut into column blocks of `recurrentBlocks` gates each (`[hiddenSize, g·hidden]`).
+    let recurrentWeights: [[SGEMM.PackedMatrix]]
     /// Per direction: Wb and Rb, `gateRows` each (zeros when B is omitted).
     let inputBias: [[Float]]
     let recurrentBias: [[Float]]
 
-    init(w: Tensor, r: Tensor, b: Tensor?, gates: Int, attributes: RecurrentAttributes) throws {
+    /// - Parameter recurrentBlocks: gates per block of Rᵀ, e.g. [2, 1] to multiply z, r and h apart.
+    init(w: Tensor, r: Tensor, b: Tensor?, gates: Int, recurrentBlocks: [Int], attributes: RecurrentAttributes) throws {
         let directions = attributes.directionCount
         guard r.rank == 3, r.shape[0] == directions, r.shape[2] > 0 else {
             throw KernelError.invalidInput(index: 2, reason: "R must have shape [\(directions), \(gates)·hidden, hidden], got \(r.shape)")
@@ -263,20 +196,28 @@ struct RecurrentWeights: Sendable {
         }
         let wValues = try recurrentFloats(w, index: 1), rValues = try recurrentFloats(r, index: 2)
         let bValues = try b.map { try recurrentFloats($0, index: 3) }
-        func transposed(_ values: [Float], direction: Int, rows: Int, columns: Int) -> [Float] {
-            var result = [Float](repeating: 0, count: rows * columns)
-            let base = direction * rows * columns
-            for row in 0..<rows {
-                for column in 0..<columns { result[column * rows + row] = values[base + row * columns + column] }
-            }
-            return result
-        }
         self.directions = directions
         self.gateRows = gateRows
         self.inputSize = inputSize
         self.hiddenSize = hidden
-        inputWeights = (0..<directions).map { transposed(wValues, direction: $0, rows: gateRows, columns: inputSize) }
-        recurrentWeights = (0..<directions).map { transposed(rValues, direction: $0, rows: gateRows, columns: hidden) }
+        // W[d] is [gateRows, inputSize] row-major: packing it transposed gives Wᵀ.
+        inputWeights = (0..<directions).map { d in
+            wValues.withUnsafeBufferPointer {
+                SGEMM.PackedMatrix(k: inputSize, n: gateRows, b: $0.baseAddress! + d * gateRows * inputSize,
+                                   ldb: inputSize, transposed: true)
+            }
+        }
+        recurrentWeights = (0..<directions).map { d in
+            var firstGate = 0
+            return recurrentBlocks.map { count in
+                defer { firstGate += count }
+                return rValues.withUnsafeBufferPointer {
+                    SGEMM.PackedMatrix(k: hidden, n: count * hidden,
+                                       b: $0.baseAddress! + (d * gateRows + firstGate * hidden) * hidden,
+                                       ldb: hidden, transposed: true)
+                }
+            }
+        }
         inputBias = (0..<directions).map { d in
             bValues.map { Array($0[(2 * d * gateRows)..<((2 * d + 1) * gateRows)]) } ?? [Float](repeating: 0, count: gateRows)
         }
@@ -286,13 +227,15 @@ struct RecurrentWeights: Sendable {
     }
 
     /// Weights prepared when the node is compiled, if W, R (and B, when given) are constants.
-    static func prepareIfConstant(_ context: KernelBuildContext, gates: Int, attributes: RecurrentAttributes) throws -> RecurrentWeights? {
+    static func prepareIfConstant(
+        _ context: KernelBuildContext, gates: Int, recurrentBlocks: [Int], attributes: RecurrentAttributes
+    ) throws -> RecurrentWeights? {
         let inputs = context.node.inputs
         let hasBias = inputs.count > 3 && !inputs[3].isEmpty
         guard let w = context.constant(1), let r = context.constant(2) else { return nil }
         let b = context.constant(3)
         if hasBias && b == nil { return nil }
-        return try RecurrentWeights(w: w, r: r, b: b, gates: gates, attributes: attributes)
+        return try RecurrentWeights(w: w, r: r, b: b, gates: gates, recurrentBlocks: recurrentBlocks, attributes: attributes)
     }
 }
 
@@ -402,13 +345,14 @@ struct LSTMKernel: Kernel {
         attributes = try RecurrentAttributes(context: context, defaultActivations: [.sigmoid, .tanh, .tanh],
                                              acceptsLayout: acceptsLayout)
         inputForget = try context.int("input_forget", default: 0) != 0
-        prepared = try RecurrentWeights.prepareIfConstant(context, gates: 4, attributes: attributes)
+        prepared = try RecurrentWeights.prepareIfConstant(context, gates: 4, recurrentBlocks: [4], attributes: attributes)
         outputCount = context.node.outputs.count
     }
 
     func run(_ inputs: [Tensor?], context: ExecutionContext) throws -> [Tensor] {
         let weights = try prepared ?? RecurrentWeights(
-            w: required(inputs, 1), r: required(inputs, 2), b: optional(inputs, 3), gates: 4, attributes: attributes)
+            w: required(inputs, 1), r: required(inputs, 2), b: optional(inputs, 3), gates: 4, recurrentBlocks: [4],
+            attributes: attributes)
         let sequence = try RecurrentSequence(inputs: inputs, weights: weights, layout: attributes.layout)
         let hidden = weights.hiddenSize, directions = weights.directions, batch = sequence.batch
         let steps = sequence.steps, gateRows = weights.gateRows
@@ -433,8 +377,8 @@ struct LSTMKernel: Kernel {
             projectInputs(sequence.x, rows: steps * batch, weights: weights, direction: d, into: &projected,
                           bias: zip(weights.inputBias[d], weights.recurrentBias[d]).map(+), threads: context.threadCount)
             let stateRange = (d * batch * hidden)..<((d + 1) * batch * hidden)
+            let recurrent = weights.recurrentWeights[d][0]
             projected.withUnsafeBufferPointer { projected in
-            weights.recurrentWeights[d].withUnsafeBufferPointer { rT in
             initialH.withUnsafeMutableBufferPointer { allH in
             initialC.withUnsafeMutableBufferPointer { allC in
             gates.withUnsafeMutableBufferPointer { gates in
@@ -444,8 +388,8 @@ struct LSTMKernel: Kernel {
                 let cState = allC.baseAddress! + stateRange.lowerBound
                 let peephole = peepholes.map { Array($0[(3 * d * hidden)..<(3 * (d + 1) * hidden)]) }
                 for s in 0..<steps {
-                    blockedSgemm(m: batch, n: gateRows, k: hidden, a: hState, lda: hidden, b: rT.baseAddress!, ldb: gateRows,
-                                 c: gates.baseAddress!, ldc: gateRows, accumulate: false, threads: context.threadCount)
+                    SGEMM.multiply(m: batch, a: hState, lda: hidden, packedB: recurrent,
+                                   c: gates.baseAddress!, ldc: gateRows, threads: context.threadCount)
                     for b in 0..<batch where s < sequence.lengths[b] {
                         let t = reverse ? sequence.lengths[b] - 1 - s : s
                         let gate = gates.baseAddress! + b * gateRows
@@ -486,7 +430,7 @@ struct LSTMKernel: Kernel {
                     (hState + b * hidden).update(repeating: 0, count: hidden)
                     (cState + b * hidden).update(repeating: 0, count: hidden)
                 }
-            }}}}}}}
+            }}}}}}
         }
         return try sequence.outputs(y: y, states: [initialH, initialC], weights: weights,
                                     layout: attributes.layout, count: outputCount)
@@ -498,14 +442,12 @@ func projectInputs(_ x: [Float], rows: Int, weights: RecurrentWeights, direction
                    into projected: inout [Float], bias: [Float], threads: Int) {
     let gateRows = weights.gateRows
     x.withUnsafeBufferPointer { x in
-        weights.inputWeights[direction].withUnsafeBufferPointer { wT in
-            projected.withUnsafeMutableBufferPointer { out in
-                guard let base = out.baseAddress, rows > 0 else { return }
-                for row in 0..<rows { (base + row * gateRows).update(from: bias, count: gateRows) }
-                guard weights.inputSize > 0, let a = x.baseAddress, let b = wT.baseAddress else { return }
-                blockedSgemm(m: rows, n: gateRows, k: weights.inputSize, a: a, lda: weights.inputSize,
-                             b: b, ldb: gateRows, c: base, ldc: gateRows, accumulate: true, threads: threads)
-            }
+        projected.withUnsafeMutableBufferPointer { out in
+            guard let base = out.baseAddress, rows > 0 else { return }
+            for row in 0..<rows { (base + row * gateRows).update(from: bias, count: gateRows) }
+            guard weights.inputSize > 0, let a = x.baseAddress else { return }
+            SGEMM.multiply(m: rows, a: a, lda: weights.inputSize, packedB: weights.inputWeights[direction],
+                           beta: 1, c: base, ldc: gateRows, threads: threads)
         }
     }
 }
@@ -529,13 +471,19 @@ struct GRUKernel: Kernel {
         attributes = try RecurrentAttributes(context: context, defaultActivations: [.sigmoid, .tanh],
                                              acceptsLayout: acceptsLayout)
         linearBeforeReset = try context.int("linear_before_reset", default: 0) != 0
-        prepared = try RecurrentWeights.prepareIfConstant(context, gates: 3, attributes: attributes)
+        prepared = try RecurrentWeights.prepareIfConstant(
+            context, gates: 3, recurrentBlocks: Self.recurrentBlocks(linearBeforeReset), attributes: attributes)
         outputCount = context.node.outputs.count
     }
 
+    /// Rᵀ in one block when Ht-1·Rhᵀ is needed with z and r; otherwise z, r apart from h, since h then
+    /// multiplies r⊙Ht-1.
+    static func recurrentBlocks(_ linearBeforeReset: Bool) -> [Int] { linearBeforeReset ? [3] : [2, 1] }
+
     func run(_ inputs: [Tensor?], context: ExecutionContext) throws -> [Tensor] {
         let weights = try prepared ?? RecurrentWeights(
-            w: required(inputs, 1), r: required(inputs, 2), b: optional(inputs, 3), gates: 3, attributes: attributes)
+            w: required(inputs, 1), r: required(inputs, 2), b: optional(inputs, 3), gates: 3,
+            recurrentBlocks: Self.recurrentBlocks(linearBeforeReset), attributes: attributes)
         let sequence = try RecurrentSequence(inputs: inputs, weights: weights, layout: attributes.layout)
         let hidden = weights.hiddenSize, directions = weights.directions, batch = sequence.batch
         let steps = sequence.steps, gateRows = weights.gateRows
@@ -559,20 +507,19 @@ struct GRUKernel: Kernel {
             projectInputs(sequence.x, rows: steps * batch, weights: weights, direction: d, into: &projected,
                           bias: bias, threads: context.threadCount)
             let stateRange = (d * batch * hidden)..<((d + 1) * batch * hidden)
+            let recurrent = weights.recurrentWeights[d]
             projected.withUnsafeBufferPointer { projected in
-            weights.recurrentWeights[d].withUnsafeBufferPointer { rT in
             state.withUnsafeMutableBufferPointer { allH in
             gates.withUnsafeMutableBufferPointer { gates in
             resetHidden.withUnsafeMutableBufferPointer { resetHidden in
             candidate.withUnsafeMutableBufferPointer { candidate in
             y.withUnsafeMutableBufferPointer { y in
                 let hState = allH.baseAddress! + stateRange.lowerBound
-                let gateBase = gates.baseAddress!, rTBase = rT.baseAddress!
+                let gateBase = gates.baseAddress!
                 for s in 0..<steps {
                     // z and r (and with linear_before_reset also h) from Ht-1·Rᵀ.
-                    let recurrentColumns = linearBeforeReset ? gateRows : 2 * hidden
-                    blockedSgemm(m: batch, n: recurrentColumns, k: hidden, a: hState, lda: hidden, b: rTBase, ldb: gateRows,
-                                 c: gateBase, ldc: gateRows, accumulate: false, threads: context.threadCount)
+                    SGEMM.multiply(m: batch, a: hState, lda: hidden, packedB: recurrent[0],
+                                   c: gateBase, ldc: gateRows, threads: context.threadCount)
                     for b in 0..<batch {
                         let resetRow = resetHidden.baseAddress! + b * hidden
                         guard s < sequence.lengths[b] else {
@@ -597,9 +544,8 @@ struct GRUKernel: Kernel {
                     }
                     if !linearBeforeReset {
                         // (r⊙Ht-1)·Rhᵀ for every row at once.
-                        blockedSgemm(m: batch, n: hidden, k: hidden, a: resetHidden.baseAddress!, lda: hidden,
-                                     b: rTBase + 2 * hidden, ldb: gateRows, c: candidate.baseAddress!, ldc: hidden,
-                                     accumulate: false, threads: context.threadCount)
+                        SGEMM.multiply(m: batch, a: resetHidden.baseAddress!, lda: hidden, packedB: recurrent[1],
+                                       c: candidate.baseAddress!, ldc: hidden, threads: context.threadCount)
                     }
                     for b in 0..<batch where s < sequence.lengths[b] {
                         let t = reverse ? sequence.lengths[b] - 1 - s : s
@@ -621,7 +567,7 @@ struct GRUKernel: Kernel {
                 for b in 0..<batch where sequence.lengths[b] == 0 {
                     (hState + b * hidden).update(repeating: 0, count: hidden)
                 }
-            }}}}}}}
+            }}}}}}
         }
         return try sequence.outputs(y: y, states: [state], weights: weights, layout: attributes.layout, count: outputCount)
     }

@@ -5,8 +5,9 @@ import Tensors
 //
 // Axes are an attribute before opset 18 (ReduceSum: before 13) and an optional input after, which also
 // brought `noop_with_empty_axes`. Reducing an empty set gives the fold's identity: 0 for sums, 1 for
-// products, −inf/+inf (integer min/max) for max/min, then the finishing step (so Mean gives NaN,
-// LogSum and LogSumExp −inf), as the ONNX reference does.
+// products, −inf/+inf (integer min/max) for max/min, then the finishing step, so LogSum and LogSumExp
+// give −inf and Mean NaN (the spec leaves Mean undefined; NaN is numpy's and the ONNX reference's
+// answer, ONNX Runtime returns 0).
 
 // MARK: - Folds
 
@@ -53,6 +54,12 @@ enum SquarePrelude: ReductionPrelude {
 func foldRow<T: ElementwiseNumeric, Fold: ReductionFold, Prelude: ReductionPrelude>(
     _ x: UnsafePointer<T>, _ count: Int, _: Fold.Type, _: Prelude.Type
 ) -> T {
+    // The NaN-propagating select of a float max does not vectorize on its own; these conditions are
+    // resolved when the function is specialised.
+    if T.self == Float.self, Fold.self == MaximumFold.self, Prelude.self == IdentityPrelude.self {
+        let maximum = float32RowMaximum(UnsafeRawPointer(x).assumingMemoryBound(to: Float.self), count)
+        return unsafeBitCast(maximum, to: T.self)
+    }
     let identity = Fold.identity(T.self)
     var a0 = identity, a1 = identity, a2 = identity, a3 = identity
     var a4 = identity, a5 = identity, a6 = identity, a7 = identity
@@ -74,6 +81,26 @@ func foldRow<T: ElementwiseNumeric, Fold: ReductionFold, Prelude: ReductionPrelu
     }
     return Fold.combine(Fold.combine(Fold.combine(a0, a1), Fold.combine(a2, a3)),
                         Fold.combine(Fold.combine(a4, a5), Fold.combine(a6, a7)))
+}
+
+/// The largest of `count` float32s (NaN if any is NaN, −inf for none), eight lanes at a time.
+func float32RowMaximum(_ x: UnsafePointer<Float>, _ count: Int) -> Float {
+    var lanes = SIMD8<Float>(repeating: -.infinity)
+    var sawNaN = SIMDMask<SIMD8<Int32>>(repeating: false)
+    var i = 0
+    while i + 8 <= count {
+        let values = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self)
+        lanes.replace(with: values, where: values .> lanes)
+        sawNaN .|= values .!= values
+        i += 8
+    }
+    if any(sawNaN) { return .nan }
+    var maximum = lanes.max()
+    while i < count {
+        if x[i] > maximum || x[i].isNaN { maximum = x[i] }
+        i += 1
+    }
+    return maximum
 }
 
 /// How the folded value becomes the output.
@@ -131,7 +158,8 @@ func permutedCopy(_ tensor: Tensor, permutation: [Int]) throws -> Tensor {
                 let source = sourceBytes.baseAddress!.assumingMemoryBound(to: Word.self)
                 let target = targetBytes.baseAddress!.assumingMemoryBound(to: Word.self)
                 // Walk the output in order, reading the source through permuted strides.
-                forEachRow(shape: shape, stridesA: permutedStrides, stridesB: permutedStrides) { start, offset, _, count, step, _ in
+                forEachRow(shape: shape, stridesA: permutedStrides, stridesB: permutedStrides) {
+                    start, offset, _, count, step, _ in
                     for i in 0..<count { target[start + i] = source[offset + i * step] }
                 }
             }
@@ -161,9 +189,8 @@ struct Reducer<T: ElementwiseNumeric, Fold: ReductionFold, Prelude: ReductionPre
         let total = outer * length * inner
         if inner == 1 {
             // Contiguous rows: MiniLM's reductions over the hidden size.
-            let grain = max(1, ElementwiseParallel.cheapGrain / max(length, 1))
-            ElementwiseParallel.forRanges(outer, grain: total > ElementwiseParallel.cheapGrain ? grain : outer,
-                                          context: context) { rows in
+            let grain = ElementwiseParallel.rowGrain(rows: outer, rowLength: length)
+            ElementwiseParallel.forRanges(outer, grain: grain, context: context) { rows in
                 for row in rows {
                     let value = foldRow(x + row * length, length, Fold.self, Prelude.self)
                     y[row] = finish.apply(value, count: length)
@@ -200,7 +227,9 @@ struct Reducer<T: ElementwiseNumeric, Fold: ReductionFold, Prelude: ReductionPre
 
 /// log Σ exp(x) over contiguous rows, shifted by the largest finite element for stability (as the ONNX
 /// reference does); a row with no finite element uses shift 0.
-func logSumExpRows<T: ElementwiseFloat>(_ x: UnsafePointer<T>, rows: Int, length: Int, into y: UnsafeMutablePointer<T>) {
+func logSumExpRows<T: ElementwiseFloat>(
+    _ x: UnsafePointer<T>, rows: Int, length: Int, into y: UnsafeMutablePointer<T>
+) {
     for row in 0..<rows {
         let values = x + row * length
         var shift = -T.infinity
@@ -218,8 +247,8 @@ struct ReduceKernel<Fold: ReductionFold, Prelude: ReductionPrelude>: Kernel {
     let finish: ReductionFinish
     /// Log-sum-exp instead of a fold (Fold/Prelude are then unused).
     var logSumExp = false
-    /// Only float element types (mean-free ops on ints are allowed otherwise).
-    var floatOnly = false
+    /// Bool data is accepted (ReduceMax/ReduceMin from opset 20).
+    var allowsBool = false
     let keepDimensions: Bool
     /// Axes from the attribute (nil when absent); unused when `axesFromInput`.
     let attributeAxes: [Int]?
@@ -229,32 +258,44 @@ struct ReduceKernel<Fold: ReductionFold, Prelude: ReductionPrelude>: Kernel {
     struct Visitor: NumericVisitor {
         let kernel: ReduceKernel, data: Tensor, axes: [Int], outputShape: [Int], context: ExecutionContext
         func visit<T: ElementwiseNumeric>(_ type: T.Type) throws -> Tensor {
-            if kernel.floatOnly && !T.isFloatingPointElement { throw ElementwiseChecks.unsupported(kernel.opType, T.dtype) }
-            return try kernel.reduce(data, T.self, axes: axes, outputShape: outputShape, context: context)
+            try kernel.reduce(data, T.self, axes: axes, outputShape: outputShape, context: context)
         }
     }
 
     func run(_ inputs: [Tensor?], context: ExecutionContext) throws -> [Tensor] {
         if let result = try ReducedPrecision.run(inputs, { try run($0, context: context) }) { return result }
         let data = try required(inputs, 0)
+        if data.dtype == .bool && allowsBool {
+            // Opset 20 bool max/min: any/all, computed on the same bytes read as uint8 (0 or 1).
+            let bytes = try data.withUnsafeBytes { try Tensor(dtype: .uint8, shape: data.shape, bytes: $0) }
+            var reduced = try run([bytes] + inputs.dropFirst(), context: context)[0]
+            // An empty ReduceMin yields 255 (uint8's max), which is `true`.
+            reduced.withUnsafeMutableBufferPointer(as: UInt8.self) { values in
+                for i in values.indices { values[i] = min(values[i], 1) }
+            }
+            return [try reduced.withUnsafeBytes { try Tensor(dtype: .bool, shape: reduced.shape, bytes: $0) }]
+        }
         var requested: [Int]? = attributeAxes
         if axesFromInput, let axesTensor = optional(inputs, 1) {
             guard axesTensor.rank <= 1 else {
-                throw KernelError.invalidInput(index: 1, reason: "\(opType) axes must be 1-D, got shape \(axesTensor.shape)")
+                throw KernelError.invalidInput(
+                    index: 1, reason: "\(opType) axes must be 1-D, got shape \(axesTensor.shape)")
             }
             requested = try axesTensor.integerValues()
         }
         var axes = try normalizedAxes(requested ?? [], rank: data.rank, opType: opType)
-        if axes.isEmpty {
-            if noopWithEmptyAxes { return [data] }
-            axes = Array(0..<data.rank)
-        }
+        // With noop_with_empty_axes, empty axes reduce each element on its own, so the shape stays and
+        // only the per-element steps apply (ReduceSumSquare squares, ReduceLogSum takes the log), as in
+        // the ONNX reference and ONNX Runtime.
+        if axes.isEmpty && !noopWithEmptyAxes { axes = Array(0..<data.rank) }
         let reduced = Set(axes)
         let outputShape = data.shape.indices.compactMap { axis -> Int? in
             reduced.contains(axis) ? (keepDimensions ? 1 : nil) : data.shape[axis]
         }
         let visitor = Visitor(kernel: self, data: data, axes: axes, outputShape: outputShape, context: context)
-        guard let result = try visitor.dispatch(data.dtype) else { throw ElementwiseChecks.unsupported(opType, data.dtype) }
+        guard let result = try visitor.dispatch(data.dtype) else {
+            throw ElementwiseChecks.unsupported(opType, data.dtype)
+        }
         return [result]
     }
 
@@ -278,34 +319,32 @@ struct ReduceKernel<Fold: ReductionFold, Prelude: ReductionPrelude>: Kernel {
             // Scattered axes: move the reduced ones last, then reduce contiguous rows.
             let kept = significant.filter { !reduced.contains($0) }
             let moved = significant.filter { reduced.contains($0) }
-            source = try permutedCopy(data, permutation: kept + moved + data.shape.indices.filter { data.shape[$0] == 1 })
+            let unit = data.shape.indices.filter { data.shape[$0] == 1 }
+            source = try permutedCopy(data, permutation: kept + moved + unit)
             split = AxisSplit(outer: kept.map { data.shape[$0] }.reduce(1, *),
                               length: moved.map { data.shape[$0] }.reduce(1, *), inner: 1)
         }
+        if split.length == 0 || source.count == 0 {
+            // An empty reduced set: the fold's identity, finished (or an empty output).
+            let value = logSumExp ? T.lowestValue : finish.apply(Fold.identity(T.self), count: 0)
+            output.withUnsafeMutableBufferPointer(as: T.self) { y in
+                for i in y.indices { y[i] = value }
+            }
+            return output
+        }
+        if logSumExp { return try logSumExpTensor(source, split: split, output: output) }
         // Size-1 reduced axes alone (or none) leave a length-1 fold, which `finish` still applies to.
         source.withUnsafeBufferPointer(as: T.self) { x in
             output.withUnsafeMutableBufferPointer(as: T.self) { y in
-                guard let yBase = y.baseAddress, !y.isEmpty else { return }
-                if split.length == 0 || x.isEmpty {
-                    // Empty reduced set: the fold's identity, finished.
-                    let value = logSumExp ? T.lowestValue : finish.apply(Fold.identity(T.self), count: 0)
-                    for i in 0..<y.count { yBase[i] = value }
-                    return
-                }
-                let xBase = x.baseAddress!
-                if logSumExp {
-                    // Float-only (checked by type constraints below); rows are made contiguous first.
-                    return
-                }
-                Reducer<T, Fold, Prelude>(finish: finish).reduce(xBase, split, into: yBase, context: context)
+                Reducer<T, Fold, Prelude>(finish: finish).reduce(x.baseAddress!, split, into: y.baseAddress!,
+                                                                 context: context)
             }
         }
-        if logSumExp { return try logSumExpTensor(source, split: split, output: output) }
         return output
     }
 
+    /// Log-sum-exp over the reduced block of a non-empty `source`.
     private func logSumExpTensor(_ source: Tensor, split: AxisSplit, output: Tensor) throws -> Tensor {
-        guard split.length > 0, source.count > 0 else { return output }
         // Contiguous rows: move the reduced block last when it is not already.
         var rows = source
         if split.inner != 1 {
@@ -323,9 +362,32 @@ struct ReduceKernel<Fold: ReductionFold, Prelude: ReductionPrelude>: Kernel {
         switch source.dtype {
         case .float32: compute(Float.self)
         case .float64: compute(Double.self)
-        default: throw ElementwiseChecks.unsupported(opType, source.dtype)
+        default:
+            // Integers (opsets before 28): computed in Double, truncated toward zero as ONNX Runtime does.
+            guard let integral = try IntegerLogSumExp(rows: rows, split: split, output: output).dispatch(source.dtype)
+            else { throw ElementwiseChecks.unsupported(opType, source.dtype) }
+            result = integral
         }
         return result
+    }
+
+    struct IntegerLogSumExp: NumericVisitor {
+        let rows: Tensor, split: AxisSplit, output: Tensor
+        func visit<T: ElementwiseNumeric>(_ type: T.Type) throws -> Tensor {
+            let values = rows.withUnsafeBufferPointer(as: T.self) { $0.map(\.doubleValue) }
+            var results = [Double](repeating: 0, count: split.outer * split.inner)
+            values.withUnsafeBufferPointer { x in
+                results.withUnsafeMutableBufferPointer { y in
+                    logSumExpRows(x.baseAddress!, rows: split.outer * split.inner, length: split.length,
+                                  into: y.baseAddress!)
+                }
+            }
+            var converted = output
+            converted.withUnsafeMutableBufferPointer(as: T.self) { target in
+                for i in target.indices { target[i] = T.exactlyConverted(results[i]) ?? T.lowestValue }
+            }
+            return converted
+        }
     }
 }
 
@@ -343,33 +405,33 @@ extension KernelRegistry {
     mutating func registerReductionKernels() {
         func add<Fold: ReductionFold, Prelude: ReductionPrelude>(
             _ opType: String, _: Fold.Type, _: Prelude.Type, finish: ReductionFinish = .none,
-            logSumExp: Bool = false, floatOnly: Bool = false, inputAxesSince: Int
+            logSumExp: Bool = false, allowsBool: Bool = false, inputAxesSince: Int
         ) {
             register(opType, since: 1) { context in
                 ReduceKernel<Fold, Prelude>(
-                    opType: opType, finish: finish, logSumExp: logSumExp, floatOnly: floatOnly,
+                    opType: opType, finish: finish, logSumExp: logSumExp, allowsBool: allowsBool,
                     keepDimensions: try context.int("keepdims", default: 1) != 0,
                     attributeAxes: context.has("axes") ? try context.ints("axes") : nil,
-                    axesFromInput: false, noopWithEmptyAxes: false)
+                    axesFromInput: false, noopWithEmptyAxes: false).specialized
             }
             register(opType, since: inputAxesSince) { context in
                 ReduceKernel<Fold, Prelude>(
-                    opType: opType, finish: finish, logSumExp: logSumExp, floatOnly: floatOnly,
+                    opType: opType, finish: finish, logSumExp: logSumExp, allowsBool: allowsBool,
                     keepDimensions: try context.int("keepdims", default: 1) != 0,
                     attributeAxes: nil, axesFromInput: true,
-                    noopWithEmptyAxes: try context.int("noop_with_empty_axes", default: 0) != 0)
+                    noopWithEmptyAxes: try context.int("noop_with_empty_axes", default: 0) != 0).specialized
             }
         }
         add("ReduceSum", SumFold.self, IdentityPrelude.self, inputAxesSince: 13)
         add("ReduceMean", SumFold.self, IdentityPrelude.self, finish: .mean, inputAxesSince: 18)
-        add("ReduceMax", MaximumFold.self, IdentityPrelude.self, inputAxesSince: 18)
-        add("ReduceMin", MinimumFold.self, IdentityPrelude.self, inputAxesSince: 18)
+        add("ReduceMax", MaximumFold.self, IdentityPrelude.self, allowsBool: true, inputAxesSince: 18)
+        add("ReduceMin", MinimumFold.self, IdentityPrelude.self, allowsBool: true, inputAxesSince: 18)
         add("ReduceProd", ProductFold.self, IdentityPrelude.self, inputAxesSince: 18)
         add("ReduceL1", SumFold.self, MagnitudePrelude.self, inputAxesSince: 18)
         add("ReduceL2", SumFold.self, SquarePrelude.self, finish: .squareRoot, inputAxesSince: 18)
         add("ReduceSumSquare", SumFold.self, SquarePrelude.self, inputAxesSince: 18)
         add("ReduceLogSum", SumFold.self, IdentityPrelude.self, finish: .logarithm, inputAxesSince: 18)
-        add("ReduceLogSumExp", SumFold.self, IdentityPrelude.self, logSumExp: true, floatOnly: true,
+        add("ReduceLogSumExp", SumFold.self, IdentityPrelude.self, logSumExp: true,
             inputAxesSince: 18)
     }
 }

@@ -283,7 +283,7 @@ struct RangeKernel: Kernel {
         guard steps.isFinite, steps < Double(maximumOutputBytes) else {
             throw KernelError.invalid("Range from \(start) to \(limit) by \(delta) has too many elements")
         }
-        let count = max(Int(steps), 0)
+        let count = steps > 0 ? Int(steps) : 0
         var output = try makeOutputTensor(T.dtype, shape: [count])
         output.withUnsafeMutableBufferPointer(as: T.self) { values in
             for i in 0..<count { values[i] = start + T(i) * delta }

@@ -51,7 +51,8 @@ struct SoftmaxKernel: Kernel {
         guard length > 0 else { return }
         let total = outer * length * inner
         if inner == 1 {
-            let grain = total > ElementwiseParallel.transcendentalGrain ? max(1, ElementwiseParallel.transcendentalGrain / length) : outer
+            let grain = ElementwiseParallel.rowGrain(rows: outer, rowLength: length,
+                                                     elements: ElementwiseParallel.transcendentalGrain)
             ElementwiseParallel.forRanges(outer, grain: grain, context: context) { rows in
                 for row in rows { normalizeRow(x + row * length, y + row * length, length) }
             }
@@ -79,7 +80,7 @@ struct SoftmaxKernel: Kernel {
                     for l in 0..<length {
                         let row = x + base + l * inner, out = y + base + l * inner
                         for j in 0..<width {
-                            let e = T.exponential(row[j] - maxima[j])
+                            let e = T.vectorizableExponential(row[j] - maxima[j])
                             out[j] = e
                             sums[j] += e
                         }
@@ -104,12 +105,9 @@ struct SoftmaxKernel: Kernel {
     @inline(__always)
     private func normalizeRow<T: ElementwiseFloat>(_ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, _ length: Int) {
         let maximum = foldRow(x, length, MaximumFold.self, IdentityPrelude.self)
-        var sum: T = 0
-        for i in 0..<length {
-            let e = T.exponential(x[i] - maximum)
-            y[i] = e
-            sum += e
-        }
+        // Exponentials first (a loop that vectorizes), then their sum.
+        for i in 0..<length { y[i] = T.vectorizableExponential(x[i] - maximum) }
+        let sum = foldRow(UnsafePointer(y), length, SumFold.self, IdentityPrelude.self)
         if logarithmic {
             let logSum = T.naturalLog(sum)
             for i in 0..<length { y[i] = x[i] - maximum - logSum }

@@ -1,8 +1,8 @@
 import Tensors
 
 // Unary math: Sqrt, Exp, Log, Erf, Reciprocal, Floor, Ceil (float types) and Neg, Abs, Sign (numeric
-// types). Semantics have not changed since opset 6 (Erf and Sign arrived in 9); later versions only
-// added bfloat16.
+// types). Semantics have not changed since opset 1 (Erf and Sign arrived in 9): opset 6 dropped the
+// `consumed_inputs` memory hint, which never affected results, and later versions only added types.
 
 /// A function of one float element, generic over float32/float64.
 protocol FloatFunction: Sendable {
@@ -42,9 +42,8 @@ struct FloatFunctionKernel<Function: FloatFunction>: Kernel {
         if let result = try ReducedPrecision.run(inputs, { try run($0, context: context) }) { return result }
         let x = try required(inputs, 0)
         let grain = transcendental ? ElementwiseParallel.transcendentalGrain : ElementwiseParallel.cheapGrain
-        guard let result = try Visitor(x: x, function: function, grain: grain, context: context).dispatch(x.dtype) else {
-            throw ElementwiseChecks.unsupported(opType, x.dtype)
-        }
+        let visitor = Visitor(x: x, function: function, grain: grain, context: context)
+        guard let result = try visitor.dispatch(x.dtype) else { throw ElementwiseChecks.unsupported(opType, x.dtype) }
         return [result]
     }
 }
@@ -111,19 +110,25 @@ struct SignFunction: NumericFunction {
 
 extension KernelRegistry {
     mutating func registerUnaryKernels() {
-        register("Sqrt", since: 6) { _ in FloatFunctionKernel(opType: "Sqrt", function: SquareRootFunction()) }
-        register("Exp", since: 6) { _ in
-            FloatFunctionKernel(opType: "Exp", function: ExponentialFunction(), transcendental: true)
+        register("Sqrt", since: 1) { _ in FloatFunctionKernel(opType: "Sqrt", function: SquareRootFunction()).specialized }
+        register("Exp", since: 1) { _ in
+            FloatFunctionKernel(opType: "Exp", function: ExponentialFunction(), transcendental: true).specialized
         }
-        register("Log", since: 6) { _ in
-            FloatFunctionKernel(opType: "Log", function: LogarithmFunction(), transcendental: true)
+        register("Log", since: 1) { _ in
+            FloatFunctionKernel(opType: "Log", function: LogarithmFunction(), transcendental: true).specialized
         }
-        register("Erf", since: 9) { _ in FloatFunctionKernel(opType: "Erf", function: ErrorFunction(), transcendental: true) }
-        register("Reciprocal", since: 6) { _ in FloatFunctionKernel(opType: "Reciprocal", function: ReciprocalFunction()) }
-        register("Floor", since: 6) { _ in FloatFunctionKernel(opType: "Floor", function: FloorFunction()) }
-        register("Ceil", since: 6) { _ in FloatFunctionKernel(opType: "Ceil", function: CeilFunction()) }
-        register("Neg", since: 6) { _ in NumericFunctionKernel(opType: "Neg", function: NegateFunction(), signedOnly: true) }
-        register("Abs", since: 6) { _ in NumericFunctionKernel(opType: "Abs", function: AbsoluteFunction()) }
-        register("Sign", since: 9) { _ in NumericFunctionKernel(opType: "Sign", function: SignFunction()) }
+        register("Erf", since: 9) { _ in
+            FloatFunctionKernel(opType: "Erf", function: ErrorFunction(), transcendental: true).specialized
+        }
+        register("Reciprocal", since: 1) { _ in
+            FloatFunctionKernel(opType: "Reciprocal", function: ReciprocalFunction()).specialized
+        }
+        register("Floor", since: 1) { _ in FloatFunctionKernel(opType: "Floor", function: FloorFunction()).specialized }
+        register("Ceil", since: 1) { _ in FloatFunctionKernel(opType: "Ceil", function: CeilFunction()).specialized }
+        register("Neg", since: 1) { _ in
+            NumericFunctionKernel(opType: "Neg", function: NegateFunction(), signedOnly: true).specialized
+        }
+        register("Abs", since: 1) { _ in NumericFunctionKernel(opType: "Abs", function: AbsoluteFunction()).specialized }
+        register("Sign", since: 9) { _ in NumericFunctionKernel(opType: "Sign", function: SignFunction()).specialized }
     }
 }

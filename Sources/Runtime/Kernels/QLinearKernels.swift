@@ -1,0 +1,354 @@
+import GraphIR
+import Tensors
+
+// Reference kernels for ONNX MatMulInteger (10), QLinearMatMul (10, 21), ConvInteger (10) and
+// QLinearConv (10). Integer products are exact; int32 accumulation wraps on overflow (ONNX: "the
+// accumulation may overflow if and only if in 32 bits"); requantization follows the ONNX reference
+// implementation (see `requantize`).
+
+extension KernelRegistry {
+    mutating func registerQLinearKernels() {
+        register("MatMulInteger", since: 10) { _ in MatMulIntegerKernel() }
+        register("QLinearMatMul", since: 10) { _ in QLinearMatMulKernel(version: 10) }
+        register("QLinearMatMul", since: 21) { _ in QLinearMatMulKernel(version: 21) }
+        register("ConvInteger", since: 10) { try ConvIntegerKernel(attributes: IntegerConvAttributes($0)) }
+        register("QLinearConv", since: 10) { try QLinearConvKernel(attributes: IntegerConvAttributes($0)) }
+    }
+}
+
+/// Checks that an 8-bit operand and its zero point have allowed, matching types.
+private func checkEightBit(_ value: Tensor, index: Int, zeroPoint: Tensor?, zeroPointIndex: Int) throws {
+    guard value.dtype == .int8 || value.dtype == .uint8 else {
+        throw KernelError.invalidInput(index: index, reason: "must be int8 or uint8, got \(value.dtype)")
+    }
+    if let zeroPoint, zeroPoint.dtype != value.dtype {
+        throw KernelError.invalidInput(
+            index: zeroPointIndex, reason: "zero point of \(zeroPoint.dtype) must have the operand's type \(value.dtype)")
+    }
+}
+
+/// A single-element tensor's value as Float (for scales) — ONNX per-tensor parameters may be any rank.
+private func singleScale(_ tensor: Tensor, index: Int, name: String) throws -> Float {
+    guard tensor.isSingleElement else {
+        throw KernelError.invalidInput(index: index, reason: "\(name) must be a scalar, got shape \(tensor.shape)")
+    }
+    return try tensor.quantizationScaleValues(input: index)[0]
+}
+
+// MARK: - MatMulInteger
+
+/// ONNX MatMulInteger: `Y = (A - a_zero_point) @ (B - b_zero_point)` in int32, numpy-matmul batching.
+/// Zero points are per tensor, per row of A, or per column of B.
+struct MatMulIntegerKernel: Kernel {
+    func run(_ inputs: [Tensor?], context: ExecutionContext) throws -> [Tensor] {
+        let a = try required(inputs, 0), b = try required(inputs, 1)
+        let aZero = optional(inputs, 2), bZero = optional(inputs, 3)
+        try checkEightBit(a, index: 0, zeroPoint: aZero, zeroPointIndex: 2)
+        try checkEightBit(b, index: 1, zeroPoint: bZero, zeroPointIndex: 3)
+        let shape = try IntegerMatMulShape(a: a.shape, b: b.shape)
+        let aZeros = try expandedZeroPoints(aZero, shape: shape, side: .rows, index: 2)
+        let bZeros = try expandedZeroPoints(bZero, shape: shape, side: .columns, index: 3)
+        var y = try Tensor(zeros: .int32, shape: shape.outputShape)
+        y.withUnsafeMutableBufferPointer(as: Int32.self) { output in
+            switch (a.dtype, b.dtype) {
+            case (.uint8, .uint8): run(a, UInt8.self, b, UInt8.self, shape, aZeros, bZeros, output.baseAddress, context)
+            case (.uint8, _): run(a, UInt8.self, b, Int8.self, shape, aZeros, bZeros, output.baseAddress, context)
+            case (_, .uint8): run(a, Int8.self, b, UInt8.self, shape, aZeros, bZeros, output.baseAddress, context)
+            default: run(a, Int8.self, b, Int8.self, shape, aZeros, bZeros, output.baseAddress, context)
+            }
+        }
+        return [y]
+    }
+
+    private func run<A: FixedWidthInteger & TensorScalar, B: FixedWidthInteger & TensorScalar>(
+        _ a: Tensor, _ aType: A.Type, _ b: Tensor, _ bType: B.Type, _ shape: IntegerMatMulShape,
+        _ aZeros: [Int32], _ bZeros: [Int32], _ output: UnsafeMutablePointer<Int32>?, _ context: ExecutionContext
+    ) {
+        guard let output else { return }
+        forEachIntegerMatMulRow(a: a, A.self, b: b, B.self, shape: shape, aZeros: aZeros, bZeros: bZeros,
+                                into: output, context: context) { _, _, _, _ in }
+    }
+}
+
+/// A zero point expanded to one value per (operand batch, row) or (operand batch, column); zeros when absent.
+private func expandedZeroPoints(
+    _ zeroPoint: Tensor?, shape: IntegerMatMulShape, side: IntegerMatMulShape.Side, index: Int
+) throws -> [Int32] {
+    guard let zeroPoint else {
+        // An empty shape is the per-tensor case: one index per (batch, row/column).
+        return try shape.parameterIndices([], side: side, input: index).map { _ in 0 }
+    }
+    let values = try zeroPoint.quantizedIntegerValues(input: index)
+    return try shape.parameterIndices(zeroPoint.shape, side: side, input: index).map { values[$0] }
+}
+
+/// A scale expanded like `expandedZeroPoints`.
+private func expandedScales(
+    _ scale: Tensor, shape: IntegerMatMulShape, side: IntegerMatMulShape.Side, index: Int
+) throws -> [Float] {
+    let values = try scale.quantizationScaleValues(input: index)
+    return try shape.parameterIndices(scale.shape, side: side, input: index).map { values[$0] }
+}
+
+// MARK: - QLinearMatMul
+
+/// ONNX QLinearMatMul: `y = saturate(round((a - a_zp) @ (b - b_zp) * (a_scale * b_scale / y_scale)) + y_zp)`.
+///
+/// The matmul accumulates in int32; requantization follows the ONNX reference (see `requantize`).
+/// `a_scale`/`a_zero_point` are per tensor or per row, `b_scale`/`b_zero_point` per tensor or per
+/// column, `y_scale`/`y_zero_point` per tensor. Opset 21 also allows float16/bfloat16 scales (the
+/// multiplier is then computed in that precision); its float8 operands are not supported.
+struct QLinearMatMulKernel: Kernel {
+    let version: Int
+
+    func run(_ inputs: [Tensor?], context: ExecutionContext) throws -> [Tensor] {
+        let a = try required(inputs, 0), aScale = try required(inputs, 1), aZero = try required(inputs, 2)
+        let b = try required(inputs, 3), bScale = try required(inputs, 4), bZero = try required(inputs, 5)
+        let yScale = try required(inputs, 6), yZero = try required(inputs, 7)
+        for (tensor, index) in [(a, 0), (b, 3), (yZero, 7)] where Float8Format(tensor.dtype) != nil {
+            throw KernelError.unsupported("QLinearMatMul with float8 input \(index) (\(tensor.dtype))")
+        }
+        try checkEightBit(a, index: 0, zeroPoint: aZero, zeroPointIndex: 2)
+        try checkEightBit(b, index: 3, zeroPoint: bZero, zeroPointIndex: 5)
+        guard yZero.dtype == .int8 || yZero.dtype == .uint8 else {
+            throw KernelError.invalidInput(index: 7, reason: "must be int8 or uint8, got \(yZero.dtype)")
+        }
+        let scaleTypes: Set<DType> = version >= 21 ? [.float32, .float16, .bfloat16] : [.float32]
+        guard scaleTypes.contains(aScale.dtype), bScale.dtype == aScale.dtype, yScale.dtype == aScale.dtype else {
+            throw KernelError.invalidInput(
+                index: 1, reason: "scales must share one type from \(scaleTypes.map(\.rawValue).sorted()), got "
+                    + "\(aScale.dtype), \(bScale.dtype), \(yScale.dtype)")
+        }
+        let shape = try IntegerMatMulShape(a: a.shape, b: b.shape)
+        let aZeros = try expandedZeroPoints(aZero, shape: shape, side: .rows, index: 2)
+        let bZeros = try expandedZeroPoints(bZero, shape: shape, side: .columns, index: 5)
+        let aScales = try expandedScales(aScale, shape: shape, side: .rows, index: 1)
+        let bScales = try expandedScales(bScale, shape: shape, side: .columns, index: 4)
+        let outputScale = try singleScale(yScale, index: 6, name: "y_scale")
+        guard yZero.isSingleElement else {
+            throw KernelError.invalidInput(index: 7, reason: "y_zero_point must be a scalar, got shape \(yZero.shape)")
+        }
+        let requant = Requantization(
+            zeroPoint: Double(try yZero.quantizedIntegerValues(input: 7)[0]),
+            range: quantizedIntegerRange(yZero.dtype) ?? 0...255, outputScale: outputScale)
+
+        var y = try Tensor(zeros: yZero.dtype, shape: shape.outputShape)
+        switch (a.dtype, b.dtype) {
+        case (.uint8, .uint8): try run(a, UInt8.self, b, UInt8.self, shape, aZeros, bZeros, aScales, bScales, requant, aScale.dtype, &y, context)
+        case (.uint8, _): try run(a, UInt8.self, b, Int8.self, shape, aZeros, bZeros, aScales, bScales, requant, aScale.dtype, &y, context)
+        case (_, .uint8): try run(a, Int8.self, b, UInt8.self, shape, aZeros, bZeros, aScales, bScales, requant, aScale.dtype, &y, context)
+        default: try run(a, Int8.self, b, Int8.self, shape, aZeros, bZeros, aScales, bScales, requant, aScale.dtype, &y, context)
+        }
+        return [y]
+    }
+
+    private func run<A: FixedWidthInteger & TensorScalar, B: FixedWidthInteger & TensorScalar>(
+        _ a: Tensor, _ aType: A.Type, _ b: Tensor, _ bType: B.Type, _ shape: IntegerMatMulShape,
+        _ aZeros: [Int32], _ bZeros: [Int32], _ aScales: [Float], _ bScales: [Float], _ requant: Requantization,
+        _ scaleType: DType, _ y: inout Tensor, _ context: ExecutionContext
+    ) throws {
+        switch (scaleType, y.dtype) {
+        case (.float16, .uint8): run(a, A.self, b, B.self, shape, aZeros, bZeros, aScales, bScales, requant, Float16.self, UInt8.self, &y, context)
+        case (.float16, _): run(a, A.self, b, B.self, shape, aZeros, bZeros, aScales, bScales, requant, Float16.self, Int8.self, &y, context)
+        case (.bfloat16, .uint8): run(a, A.self, b, B.self, shape, aZeros, bZeros, aScales, bScales, requant, BFloat16.self, UInt8.self, &y, context)
+        case (.bfloat16, _): run(a, A.self, b, B.self, shape, aZeros, bZeros, aScales, bScales, requant, BFloat16.self, Int8.self, &y, context)
+        case (_, .uint8): run(a, A.self, b, B.self, shape, aZeros, bZeros, aScales, bScales, requant, Float.self, UInt8.self, &y, context)
+        default: run(a, A.self, b, B.self, shape, aZeros, bZeros, aScales, bScales, requant, Float.self, Int8.self, &y, context)
+        }
+    }
+
+    private func run<A: FixedWidthInteger & TensorScalar, B: FixedWidthInteger & TensorScalar,
+                     S: QuantizationFloatElement, Y: FixedWidthInteger & TensorScalar>(
+        _ a: Tensor, _ aType: A.Type, _ b: Tensor, _ bType: B.Type, _ shape: IntegerMatMulShape,
+        _ aZeros: [Int32], _ bZeros: [Int32], _ aScales: [Float], _ bScales: [Float], _ requant: Requantization,
+        _ scaleType: S.Type, _ outputType: Y.Type, _ y: inout Tensor, _ context: ExecutionContext
+    ) {
+        let rows = shape.rows, columns = shape.columns
+        y.withUnsafeMutableBufferPointer(as: Y.self) { output in
+            guard let outputBase = output.baseAddress else { return }
+            aScales.withUnsafeBufferPointer { aScales in
+            bScales.withUnsafeBufferPointer { bScales in
+                forEachIntegerMatMulRow(a: a, A.self, b: b, B.self, shape: shape, aZeros: aZeros, bZeros: bZeros,
+                                        into: nil, context: context) { row, aBatch, bBatch, accumulators in
+                    let rowScale = aScales[aBatch * rows + row % rows]
+                    let columnScales = bScales.baseAddress! + bBatch * columns
+                    let target = outputBase + row * columns
+                    for n in 0..<columns {
+                        let multiplier = requantizationMultiplier(rowScale, columnScales[n], requant.outputScale, as: S.self)
+                        target[n] = Y(truncatingIfNeeded: requantize(
+                            accumulators[n], multiplier: multiplier, zeroPoint: requant.zeroPoint,
+                            lower: requant.lower, upper: requant.upper))
+                    }
+                }
+            }}
+        }
+    }
+}
+
+/// Output-side requantization parameters.
+struct Requantization: Sendable {
+    let zeroPoint: Double
+    let lower: Double
+    let upper: Double
+    let outputScale: Float
+
+    init(zeroPoint: Double, range: ClosedRange<Int32>, outputScale: Float) {
+        self.zeroPoint = zeroPoint
+        self.lower = Double(range.lowerBound)
+        self.upper = Double(range.upperBound)
+        self.outputScale = outputScale
+    }
+}
+
+// MARK: - ConvInteger and QLinearConv
+
+/// Zero-point-adjusted int32 copies of conv operands: `x - x_zp` and `w[m] - w_zp[m]`.
+private func adjustedConvOperands(
+    x: Tensor, xZero: Tensor?, w: Tensor, wZero: Tensor?, geometry: IntegerConvGeometry,
+    xZeroIndex: Int, wZeroIndex: Int
+) throws -> (x: [Int32], w: [Int32]) {
+    var xOffset: Int32 = 0
+    if let xZero {
+        guard xZero.isSingleElement else {
+            throw KernelError.invalidInput(index: xZeroIndex, reason: "x zero point must be a scalar, got shape \(xZero.shape)")
+        }
+        xOffset = try xZero.quantizedIntegerValues(input: xZeroIndex)[0]
+    }
+    var wOffsets = [Int32](repeating: 0, count: geometry.outputChannels)
+    if let wZero {
+        let values = try wZero.quantizedIntegerValues(input: wZeroIndex)
+        if values.count == 1 {
+            wOffsets = [Int32](repeating: values[0], count: geometry.outputChannels)
+        } else if wZero.rank == 1, values.count == geometry.outputChannels {
+            wOffsets = values
+        } else {
+            throw KernelError.invalidInput(
+                index: wZeroIndex,
+                reason: "w zero point must be a scalar or 1-D of \(geometry.outputChannels) (output channels), got shape \(wZero.shape)")
+        }
+    }
+    let xValues = try x.quantizedIntegerValues(input: 0).map { $0 &- xOffset }
+    var wValues = try w.quantizedIntegerValues(input: 1)
+    let perChannel = geometry.outputChannels == 0 ? 0 : wValues.count / geometry.outputChannels
+    for m in 0..<geometry.outputChannels {
+        let offset = wOffsets[m]
+        for i in (m * perChannel)..<((m + 1) * perChannel) { wValues[i] = wValues[i] &- offset }
+    }
+    return (xValues, wValues)
+}
+
+/// Runs the int32 convolution of adjusted operands into a new `[N, M, O…]` int32 tensor.
+private func convolve(_ operands: (x: [Int32], w: [Int32]), geometry: IntegerConvGeometry,
+                      context: ExecutionContext) throws -> Tensor {
+    var y = try Tensor(zeros: .int32, shape: geometry.outputShape)
+    y.withUnsafeMutableBufferPointer(as: Int32.self) { output in
+        operands.x.withUnsafeBufferPointer { x in
+            operands.w.withUnsafeBufferPointer { w in
+                integerConvolution(x: x, w: w, geometry: geometry, output: output, context: context)
+            }
+        }
+    }
+    return y
+}
+
+/// ONNX ConvInteger: `y = conv(x - x_zero_point, w - w_zero_point)` in int32, with Conv's `auto_pad`,
+/// `pads`, `strides`, `dilations` and `group`. `x_zero_point` is per tensor; `w_zero_point` per tensor
+/// or per output channel.
+struct ConvIntegerKernel: Kernel {
+    let attributes: IntegerConvAttributes
+
+    func run(_ inputs: [Tensor?], context: ExecutionContext) throws -> [Tensor] {
+        let x = try required(inputs, 0), w = try required(inputs, 1)
+        let xZero = optional(inputs, 2), wZero = optional(inputs, 3)
+        try checkEightBit(x, index: 0, zeroPoint: xZero, zeroPointIndex: 2)
+        try checkEightBit(w, index: 1, zeroPoint: wZero, zeroPointIndex: 3)
+        let geometry = try IntegerConvGeometry(x: x.shape, w: w.shape, attributes: attributes)
+        let operands = try adjustedConvOperands(x: x, xZero: xZero, w: w, wZero: wZero, geometry: geometry,
+                                                xZeroIndex: 2, wZeroIndex: 3)
+        return [try convolve(operands, geometry: geometry, context: context)]
+    }
+}
+
+/// ONNX QLinearConv: `y = saturate(round((conv(x - x_zp, w - w_zp) + B) * (x_scale * w_scale / y_scale)) + y_zp)`.
+///
+/// `w_scale`/`w_zero_point` are per tensor or per output channel, the others per tensor. The optional
+/// bias is int32 (scale `x_scale * w_scale`, zero point 0) and is added with wrapping, like the
+/// accumulator. Requantization follows the ONNX reference (see `requantize`).
+struct QLinearConvKernel: Kernel {
+    let attributes: IntegerConvAttributes
+
+    func run(_ inputs: [Tensor?], context: ExecutionContext) throws -> [Tensor] {
+        let x = try required(inputs, 0), xScale = try required(inputs, 1), xZero = try required(inputs, 2)
+        let w = try required(inputs, 3), wScale = try required(inputs, 4), wZero = try required(inputs, 5)
+        let yScale = try required(inputs, 6), yZero = try required(inputs, 7)
+        let bias = optional(inputs, 8)
+        try checkEightBit(x, index: 0, zeroPoint: xZero, zeroPointIndex: 2)
+        try checkEightBit(w, index: 3, zeroPoint: wZero, zeroPointIndex: 5)
+        guard yZero.dtype == .int8 || yZero.dtype == .uint8 else {
+            throw KernelError.invalidInput(index: 7, reason: "must be int8 or uint8, got \(yZero.dtype)")
+        }
+        for (tensor, index) in [(xScale, 1), (wScale, 4), (yScale, 6)] where tensor.dtype != .float32 {
+            throw KernelError.invalidInput(index: index, reason: "scale must be float32, got \(tensor.dtype)")
+        }
+        let geometry = try IntegerConvGeometry(x: x.shape, w: w.shape, attributes: attributes)
+        let channels = geometry.outputChannels
+        let inputScale = try singleScale(xScale, index: 1, name: "x_scale")
+        let outputScale = try singleScale(yScale, index: 6, name: "y_scale")
+        let weightScales = try wScale.quantizationScaleValues(input: 4)
+        guard weightScales.count == 1 || (wScale.rank == 1 && weightScales.count == channels) else {
+            throw KernelError.invalidInput(
+                index: 4, reason: "w_scale must be a scalar or 1-D of \(channels) (output channels), got shape \(wScale.shape)")
+        }
+        guard yZero.isSingleElement else {
+            throw KernelError.invalidInput(index: 7, reason: "y_zero_point must be a scalar, got shape \(yZero.shape)")
+        }
+        var biases = [Int32](repeating: 0, count: channels)
+        if let bias {
+            guard bias.dtype == .int32, bias.rank == 1, bias.count == channels else {
+                throw KernelError.invalidInput(
+                    index: 8, reason: "bias must be int32 of shape [\(channels)], got \(bias.dtype) \(bias.shape)")
+            }
+            biases = bias.scalars(as: Int32.self)
+        }
+        let operands = try adjustedConvOperands(x: x, xZero: xZero, w: w, wZero: wZero, geometry: geometry,
+                                                xZeroIndex: 2, wZeroIndex: 5)
+        let accumulators = try convolve(operands, geometry: geometry, context: context)
+
+        // One multiplier per output channel, computed in float32 as the reference does.
+        let multipliers = (0..<channels).map { m in
+            requantizationMultiplier(inputScale, weightScales[weightScales.count == 1 ? 0 : m], outputScale, as: Float.self)
+        }
+        let requant = Requantization(
+            zeroPoint: Double(try yZero.quantizedIntegerValues(input: 7)[0]),
+            range: quantizedIntegerRange(yZero.dtype) ?? 0...255, outputScale: outputScale)
+        var y = try Tensor(zeros: yZero.dtype, shape: geometry.outputShape)
+        if yZero.dtype == .uint8 {
+            write(accumulators, into: &y, UInt8.self, biases: biases, multipliers: multipliers, requant: requant, geometry: geometry)
+        } else {
+            write(accumulators, into: &y, Int8.self, biases: biases, multipliers: multipliers, requant: requant, geometry: geometry)
+        }
+        return [y]
+    }
+
+    private func write<Y: FixedWidthInteger & TensorScalar>(
+        _ accumulators: Tensor, into y: inout Tensor, _ type: Y.Type, biases: [Int32], multipliers: [Double],
+        requant: Requantization, geometry: IntegerConvGeometry
+    ) {
+        let positions = geometry.outputPlaneSize
+        let channels = geometry.outputChannels
+        accumulators.withUnsafeBufferPointer(as: Int32.self) { source in
+            y.withUnsafeMutableBufferPointer(as: Y.self) { target in
+                for plane in 0..<(geometry.batch * channels) {
+                    let m = plane % channels
+                    let bias = biases[m], multiplier = multipliers[m]
+                    let base = plane * positions
+                    for p in base..<(base + positions) {
+                        target[p] = Y(truncatingIfNeeded: requantize(
+                            source[p] &+ bias, multiplier: multiplier, zeroPoint: requant.zeroPoint,
+                            lower: requant.lower, upper: requant.upper))
+                    }
+                }
+            }
+        }
+    }
+}

@@ -7,8 +7,8 @@ and `output_<i>`. Expected outputs come from the ONNX reference evaluator (onnx.
 executable form of the spec. ONNX Runtime stands in where the reference does not implement a case
 (Resize-10, linear Upsample, BatchNormalization-7 spatial=0, tf_half_pixel_for_nn) or gets it wrong
 (grouped ConvTranspose with C != M, a cropping output_shape, GlobalMaxPool on 1-D,
-unit-stride MaxPool Indices, SAME_LOWER MaxPool sizes, BatchNormalization-9 inference); each
-such case says why. The cases aim at what the ONNX node tests leave out: groups, depthwise with
+unit-stride MaxPool Indices, SAME_LOWER MaxPool sizes, BatchNormalization-9 inference, AveragePool-1
+padding); each such case says why. The cases aim at what the ONNX node tests leave out: groups, depthwise with
 channel multipliers, dilations, every auto_pad, ConvTranspose output_padding/output_shape, pools in
 ceil_mode with indices, the Resize modes, and the MatMul/Gemm broadcasting rules. Re-run only to
 regenerate (SWIFTQUANT_ORACLE_DIFF=1 also reports where the two oracles disagree):
@@ -35,8 +35,10 @@ def rand(*shape, dtype=np.float32):
     return RNG.uniform(-1, 1, size=shape).astype(dtype)
 
 
-def case(name, op, inputs, attrs=None, opset=17, constants=(), outputs=1, oracle="reference"):
-    """inputs: list of arrays (None = omitted optional input). constants: indices stored as initializers."""
+def case(name, op, inputs, attrs=None, opset=17, constants=(), outputs=1, oracle="reference", oracle_opset=None):
+    """inputs: list of arrays (None = omitted optional input). constants: indices stored as initializers.
+    oracle_opset: run the oracle on the same node at this opset instead (for versions with equal semantics
+    that the oracles mishandle)."""
     names = [("" if a is None else f"in{i}") for i, a in enumerate(inputs)]
     node = helper.make_node(op, names, [f"out{i}" for i in range(outputs)], **(attrs or {}))
     graph_inputs, initializers, feeds = [], [], {}
@@ -54,10 +56,14 @@ def case(name, op, inputs, attrs=None, opset=17, constants=(), outputs=1, oracle
                                for i in range(outputs)], initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 8
+    oracle_model = model
+    if oracle_opset is not None:
+        oracle_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", oracle_opset)])
+        oracle_model.ir_version = 8
     if oracle == "reference":
-        results = ReferenceEvaluator(model).run(None, feeds)
+        results = ReferenceEvaluator(oracle_model).run(None, feeds)
     else:
-        results = ort.InferenceSession(model.SerializeToString()).run(None, feeds)
+        results = ort.InferenceSession(oracle_model.SerializeToString()).run(None, feeds)
     if VERBOSE:
         try:
             other = (ort.InferenceSession(model.SerializeToString()).run(None, feeds) if oracle == "reference"
@@ -215,6 +221,19 @@ def matmul_gemm_cases():
                                   rand(3, 2, dtype=np.float64)], dict(alpha=0.25, beta=3.0))
 
 
+def legacy_opset_cases():
+    """Opsets below 7 (added after the others, so their random draws leave the earlier fixtures unchanged)."""
+    case("gemm_opset6_broadcast", "Gemm", [rand(3, 4), rand(4, 5), rand(1, 5)], dict(broadcast=1, beta=2.0), opset=6)
+    case("gemm_opset6_full_c", "Gemm", [rand(3, 4), rand(4, 5), rand(3, 5)], {}, opset=6)
+    stats = [rand(3), rand(3), rand(3), RNG.uniform(0.1, 2, 3).astype(np.float32)]
+    case("batchnorm_opset6_is_test", "BatchNormalization", [rand(2, 3, 4, 2)] + stats, dict(is_test=1, epsilon=1e-4),
+         opset=6)
+    # AveragePool-1 means AveragePool-7 with count_include_pad = 0; the reference evaluator's opset-1
+    # path reads 2-D pads in the wrong order and counts the padding.
+    case("averagepool_opset1", "AveragePool", [rand(1, 2, 5, 6)], dict(kernel_shape=[2, 3], pads=[1, 1, 0, 1]),
+         opset=1, oracle_opset=7)
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     conv_cases()
@@ -223,6 +242,7 @@ def main():
     resize_cases()
     batchnorm_cases()
     matmul_gemm_cases()
+    legacy_opset_cases()
 
 
 if __name__ == "__main__":

@@ -194,6 +194,9 @@ import _CKernels
         }
         try expectFailure("required before opset 11") { _ = try runNode("Gemm", [m, n], opset: 9) }
         try expectFailure("op(B)") { _ = try runNode("Gemm", [m, m]) }
+        try expectFailure("without broadcast = 1") {
+            _ = try runNode("Gemm", [m, n, try Tensor(zeros: .float32, shape: [4])], opset: 6)
+        }
     }
 
     @Test func poolsBatchNormAndResizeRejectBadInput() throws {
@@ -211,6 +214,9 @@ import _CKernels
         try expectFailure("training") {
             _ = try runNode("BatchNormalization", [x, stats, stats, stats, stats],
                             attributes: ["training_mode": .int(1)], opset: 15)
+        }
+        try expectFailure("is_test = 0") {
+            _ = try runNode("BatchNormalization", [x, stats, stats, stats, stats], opset: 6)
         }
         try expectFailure("shape") {
             _ = try runNode("BatchNormalization", [x, stats, stats, stats, try Tensor(zeros: .float32, shape: [3])])

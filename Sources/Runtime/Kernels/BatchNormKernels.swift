@@ -1,14 +1,14 @@
 import GraphIR
 import Tensors
 
-/// BatchNormalization in inference mode (opsets 7, 9, 14, 15):
+/// BatchNormalization in inference mode (opsets 1, 6, 7, 9, 14, 15):
 ///
 ///     Y = (X − mean) / √(var + epsilon) · scale + B
 ///
 /// per channel (axis 1), folded once per run into `Y = X · a + b` with `a = scale / √(var + ε)` and
 /// `b = B − mean · a` (computed in Double). Opset 7's `spatial = 0` takes statistics per
-/// (channel, position). Training (opset 14+ `training_mode = 1`, or the extra running-statistics
-/// outputs before 14) is reported as unsupported. From 15 scale/B and mean/var may each have their own
+/// (channel, position). Training (`is_test = 0` before opset 7, opset 14+ `training_mode = 1`, or the
+/// extra running-statistics outputs before 14) is reported as unsupported. From 15 scale/B and mean/var may each have their own
 /// floating type.
 struct BatchNormKernel: Kernel {
     let epsilon: Double
@@ -20,6 +20,9 @@ struct BatchNormKernel: Kernel {
         epsilon = Double(try context.float("epsilon", default: 1e-5))
         let version = context.opsetVersion
         mixedTypes = version >= 15
+        if version < 7, try context.int("is_test", default: 0) == 0 {
+            throw KernelError.unsupported("BatchNormalization with is_test = 0 (training is not supported)")
+        }
         if version < 9 {
             spatial = try context.int("spatial", default: 1) != 0
         } else {
@@ -117,8 +120,9 @@ struct BatchNormKernel: Kernel {
 
 extension KernelRegistry {
     mutating func registerBatchNormKernels() {
-        // 7: `spatial`; 9: spatial removed; 14: training_mode; 15: separate types for scale/B and mean/var.
-        for version in [7, 9, 14, 15] {
+        // 1 and 6: `is_test`; 7: `spatial`; 9: spatial removed; 14: training_mode; 15: separate types for
+        // scale/B and mean/var.
+        for version in [1, 6, 7, 9, 14, 15] {
             register("BatchNormalization", since: version) { context in try BatchNormKernel(context) }
         }
     }

@@ -1,15 +1,18 @@
 import GraphIR
 import Tensors
 
-/// Gemm (opsets 7, 9, 11, 13): `Y = alpha · A' · B' + beta · C`, with A' = transA ? Aᵀ : A (M × K) and
-/// B' = transB ? Bᵀ : B (K × N). C broadcasts unidirectionally to M × N; it is required before opset 11
-/// and optional from 11 on. A constant float32 B is packed once when the session is built.
+/// Gemm (opsets 1, 6, 7, 9, 11, 13): `Y = alpha · A' · B' + beta · C`, with A' = transA ? Aᵀ : A (M × K)
+/// and B' = transB ? Bᵀ : B (K × N). C broadcasts unidirectionally to M × N (before opset 7 only with
+/// `broadcast = 1`); it is required before opset 11 and optional from 11 on. A constant float32 B is
+/// packed once when the session is built.
 struct GemmKernel: Kernel {
     let alpha: Float
     let beta: Float
     let transposeA: Bool
     let transposeB: Bool
     let requiresC: Bool
+    /// Opsets 1 and 6 without `broadcast = 1`: C must already be M × N.
+    let requiresFullC: Bool
     let packedB: SGEMM.PackedMatrix?
 
     init(_ context: KernelBuildContext) throws {
@@ -18,6 +21,8 @@ struct GemmKernel: Kernel {
         transposeA = try context.int("transA", default: 0) != 0
         transposeB = try context.int("transB", default: 0) != 0
         requiresC = context.opsetVersion < 11
+        let broadcast = try context.int("broadcast", default: 0)
+        requiresFullC = context.opsetVersion < 7 && broadcast == 0
         if let b = context.constant(1), b.dtype == .float32, b.rank == 2, b.count > 0 {
             let transposed = transposeB
             let (k, n) = transposed ? (b.shape[1], b.shape[0]) : (b.shape[0], b.shape[1])
@@ -49,6 +54,9 @@ struct GemmKernel: Kernel {
             throw KernelError.invalid("Gemm: op(A) is \(m)×\(k) but op(B) is \(bk)×\(n)")
         }
         if let c {
+            if requiresFullC, c.shape != [m, n] {
+                throw KernelError.invalidInput(index: 2, reason: "C \(c.shape) must be [\(m), \(n)] without broadcast = 1")
+            }
             guard c.rank <= 2, Shape.broadcast([m, n], c.shape) == [m, n] else {
                 throw KernelError.invalidInput(index: 2, reason: "C \(c.shape) does not broadcast to [\(m), \(n)]")
             }
@@ -145,8 +153,9 @@ struct GemmKernel: Kernel {
 
 extension KernelRegistry {
     mutating func registerGemmKernels() {
-        // 7: C required and broadcast; 9: more types; 11: C optional; 13: bfloat16.
-        for version in [7, 9, 11, 13] {
+        // 1 and 6: C broadcast only with `broadcast = 1`; 7: always broadcast; 9: more types; 11: C optional;
+        // 13: bfloat16.
+        for version in [1, 6, 7, 9, 11, 13] {
             register("Gemm", since: version) { context in try GemmKernel(context) }
         }
     }

@@ -385,7 +385,7 @@ extension KernelRegistry {
             register("MaxPool", since: version) { context in try PoolKernel(context, kind: .max) }
         }
         // AveragePool: 7 count_include_pad, 10 ceil_mode, 11 pads wording, 19 dilations, 22 bfloat16.
-        for version in [7, 10, 11, 19, 22] {
+        for version in [1, 7, 10, 11, 19, 22] {
             register("AveragePool", since: version) { context in try PoolKernel(context, kind: .average) }
         }
         for version in [1, 22] {

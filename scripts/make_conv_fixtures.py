@@ -6,9 +6,9 @@ Each case is one .npz holding `model` (the serialized one-node ONNX model as uin
 and `output_<i>`. Expected outputs come from the ONNX reference evaluator (onnx.reference), the
 executable form of the spec. ONNX Runtime stands in where the reference does not implement a case
 (Resize-10, linear Upsample, BatchNormalization-7 spatial=0, tf_half_pixel_for_nn) or gets it wrong
-(grouped ConvTranspose with C != M, a cropping output_shape, GlobalMaxPool on 1-D,
-unit-stride MaxPool Indices, SAME_LOWER MaxPool sizes, BatchNormalization-9 inference, AveragePool-1
-padding); each such case says why. The cases aim at what the ONNX node tests leave out: groups, depthwise with
+(grouped ConvTranspose with C != M, a cropping output_shape, GlobalMaxPool on 1-D, unit-stride MaxPool
+Indices, SAME_LOWER MaxPool sizes, BatchNormalization-9 inference); AveragePool-1 is checked against the
+reference at opset 7, which has the same meaning. Each such case says why. The cases aim at what the ONNX node tests leave out: groups, depthwise with
 channel multipliers, dilations, every auto_pad, ConvTranspose output_padding/output_shape, pools in
 ceil_mode with indices, the Resize modes, and the MatMul/Gemm broadcasting rules. Re-run only to
 regenerate (SWIFTQUANT_ORACLE_DIFF=1 also reports where the two oracles disagree):

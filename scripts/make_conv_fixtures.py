@@ -8,10 +8,11 @@ executable form of the spec. ONNX Runtime stands in where the reference does not
 (Resize-10, linear Upsample, BatchNormalization-7 spatial=0, tf_half_pixel_for_nn) or gets it wrong
 (grouped ConvTranspose with C != M, a cropping output_shape, GlobalMaxPool on 1-D, unit-stride MaxPool
 Indices, SAME_LOWER MaxPool sizes, BatchNormalization-9 inference); AveragePool-1 is checked against the
-reference at opset 7, which has the same meaning. Each such case says why. The cases aim at what the ONNX node tests leave out: groups, depthwise with
-channel multipliers, dilations, every auto_pad, ConvTranspose output_padding/output_shape, pools in
-ceil_mode with indices, the Resize modes, and the MatMul/Gemm broadcasting rules. Re-run only to
-regenerate (SWIFTQUANT_ORACLE_DIFF=1 also reports where the two oracles disagree):
+reference at opset 7, which has the same meaning. Each such case says why. The cases aim at what the
+ONNX node tests leave out: groups, depthwise with channel multipliers, dilations, every auto_pad,
+ConvTranspose output_padding/output_shape, pools in ceil_mode with indices, the Resize modes, and the
+MatMul/Gemm broadcasting rules. Re-run only to regenerate (SWIFTQUANT_ORACLE_DIFF=1 also reports where
+the two oracles disagree):
 
     python3 scripts/make_conv_fixtures.py      # needs numpy, onnx, onnxruntime
 """

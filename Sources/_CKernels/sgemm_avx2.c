@@ -9,6 +9,7 @@
 #include <immintrin.h>
 
 #define MR 6
+#define PREFETCH_ROWS 64
 #define TARGET __attribute__((target("avx2,fma")))
 
 /// Lane masks for a partial 8-float store: entries [8 - n, 16 - n) have n leading -1s.
@@ -36,6 +37,8 @@ static inline __attribute__((always_inline)) TARGET void tile(
         if (r < rows) { acc0[r] = _mm256_setzero_ps(); acc1[r] = _mm256_setzero_ps(); }
     }
     for (size_t k = 0; k < kc; k++) {
+        // Fetch packed B 64 rows ahead (see the AVX-512 kernel).
+        _mm_prefetch((const char *)(b + (k + PREFETCH_ROWS) * SQ_SGEMM_PANEL), _MM_HINT_T0);
         __m256 vb0 = _mm256_loadu_ps(b + k * SQ_SGEMM_PANEL);
         __m256 vb1 = _mm256_loadu_ps(b + k * SQ_SGEMM_PANEL + 8);
 #pragma clang loop unroll(full)

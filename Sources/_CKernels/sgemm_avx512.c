@@ -7,6 +7,7 @@
 #include <immintrin.h>
 
 #define MR 12
+#define PREFETCH_ROWS 64
 #define TARGET __attribute__((target("avx512f")))
 
 static inline __attribute__((always_inline)) TARGET void tile(
@@ -19,6 +20,10 @@ static inline __attribute__((always_inline)) TARGET void tile(
     }
     const float *b1 = b + SQ_SGEMM_PANEL * kc;
     for (size_t k = 0; k < kc; k++) {
+        // Packed weights of a large model come from memory, not cache: fetch 64 rows (4 KB) ahead. A
+        // prefetch past the panel's end is harmless (prefetches never fault).
+        _mm_prefetch((const char *)(b + (k + PREFETCH_ROWS) * SQ_SGEMM_PANEL), _MM_HINT_T0);
+        if (wide) _mm_prefetch((const char *)(b1 + (k + PREFETCH_ROWS) * SQ_SGEMM_PANEL), _MM_HINT_T0);
         __m512 vb0 = _mm512_loadu_ps(b + k * SQ_SGEMM_PANEL);
         __m512 vb1 = wide ? _mm512_loadu_ps(b1 + k * SQ_SGEMM_PANEL) : _mm512_setzero_ps();
 #pragma clang loop unroll(full)

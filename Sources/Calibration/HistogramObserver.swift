@@ -7,7 +7,7 @@ import Tensors
 /// internal bins whose range grows with the data without losing counts; searches read a resampled view of `bins`
 /// bins (2048 by default). Memory is O(bins × parameters), whatever the number of batches. Merging is
 /// exact. NaN and ±Inf are skipped and counted.
-public struct HistogramObserver: Observer, Equatable {
+public struct HistogramObserver: LayoutBackedObserver, Equatable {
     /// How the range is chosen from the histogram.
     public enum Search: String, Codable, Sendable, CaseIterable {
         /// TensorRT's KL-divergence search. Symmetric schemes: on the histogram of `|x|` over
@@ -35,9 +35,9 @@ public struct HistogramObserver: Observer, Equatable {
     public let percentile: Double
     /// Internal bins per view bin (each parameter keeps `resolution · bins` power-of-two-grid bins).
     public let resolution: Int
-    public private(set) var statistics = ObservationStatistics()
+    public internal(set) var statistics = ObservationStatistics()
     public private(set) var histograms: [StreamingHistogram] = []
-    private var layout: ParameterLayout?
+    var layout: ParameterLayout?
 
     /// - Parameters:
     ///   - bins: bins of the searched view (≥ 2); the observer keeps `4 · bins` internal bins per parameter.
@@ -104,17 +104,7 @@ public struct HistogramObserver: Observer, Equatable {
             throw CalibrationError.configurationMismatch(
                 "cannot merge histogram observers with different settings (search, bins, percentile, resolution, granularity)")
         }
-        guard let otherLayout = other.layout else { statistics.merge(other.statistics); return }
-        guard let layout else {
-            let mine = statistics
-            self = other
-            statistics.merge(mine)
-            return
-        }
-        guard layout.parameterShape == otherLayout.parameterShape || granularity == .perTensor else {
-            throw CalibrationError.shapeMismatch(expected: layout.parameterShape, actual: otherLayout.parameterShape,
-                                                 granularity: granularity)
-        }
+        guard try prepareMerge(with: other) != nil else { return }
         for p in histograms.indices { histograms[p].merge(other.histograms[p]) }
         statistics.merge(other.statistics)
     }

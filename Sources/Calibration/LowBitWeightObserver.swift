@@ -10,18 +10,18 @@ import Tensors
 /// - log2: `s = 2^round(log2 max|w|)` (exact).
 ///
 /// Integer and FP types get `[−max|w|, max|w|]` through the shared math. NaN and ±Inf are skipped.
-public struct LowBitWeightObserver: Observer, Equatable {
+public struct LowBitWeightObserver: LayoutBackedObserver, Equatable {
     public let granularity: Granularity
     /// Internal bins of each `|w|` histogram.
     public let bins: Int
     /// The ternary threshold factor (0.7 in TWN).
     public let thresholdFactor: Float
-    public private(set) var statistics = ObservationStatistics()
+    public internal(set) var statistics = ObservationStatistics()
     private var absoluteSums: [Double] = []
     private var counts: [Int] = []
     private var maxima: [Float] = []
     private var magnitudes: [StreamingHistogram] = []
-    private var layout: ParameterLayout?
+    var layout: ParameterLayout?
 
     public init(granularity: Granularity = .perTensor, bins: Int = 2048, thresholdFactor: Float = 0.7) throws {
         guard bins >= 2, bins <= 1 << 20 else {
@@ -81,17 +81,7 @@ public struct LowBitWeightObserver: Observer, Equatable {
         guard other.granularity == granularity, other.bins == bins, other.thresholdFactor == thresholdFactor else {
             throw CalibrationError.configurationMismatch("cannot merge low-bit weight observers with different settings")
         }
-        guard let otherLayout = other.layout else { statistics.merge(other.statistics); return }
-        guard let layout else {
-            let mine = statistics
-            self = other
-            statistics.merge(mine)
-            return
-        }
-        guard layout.parameterShape == otherLayout.parameterShape || granularity == .perTensor else {
-            throw CalibrationError.shapeMismatch(expected: layout.parameterShape, actual: otherLayout.parameterShape,
-                                                 granularity: granularity)
-        }
+        guard let layout = try prepareMerge(with: other) else { return }
         for p in 0..<layout.parameterCount {
             absoluteSums[p] += other.absoluteSums[p]
             counts[p] += other.counts[p]

@@ -6,12 +6,12 @@ import Tensors
 /// `min ← min(min, min(X))`, `max ← max(max, max(X))` over the finite elements of each batch `X`.
 /// Merging is exact: observing A then B equals observing A and B apart and merging.
 /// The range is non-saturating (nothing clips); use `Saturation` on the result for a fixed threshold.
-public struct MinMaxObserver: Observer, Equatable {
+public struct MinMaxObserver: LayoutBackedObserver, Equatable {
     public let granularity: Granularity
-    public private(set) var statistics = ObservationStatistics()
+    public internal(set) var statistics = ObservationStatistics()
     public private(set) var minimum: [Float] = []
     public private(set) var maximum: [Float] = []
-    private var layout: ParameterLayout?
+    var layout: ParameterLayout?
 
     public init(granularity: Granularity = .perTensor) {
         self.granularity = granularity
@@ -40,17 +40,7 @@ public struct MinMaxObserver: Observer, Equatable {
         guard other.granularity == granularity else {
             throw CalibrationError.configurationMismatch("cannot merge \(other.granularity) min/max into \(granularity)")
         }
-        guard let otherLayout = other.layout else { statistics.merge(other.statistics); return }
-        guard let layout else {
-            let mine = statistics
-            self = other
-            statistics.merge(mine)
-            return
-        }
-        guard layout.parameterShape == otherLayout.parameterShape || granularity == .perTensor else {
-            throw CalibrationError.shapeMismatch(expected: layout.parameterShape, actual: otherLayout.parameterShape,
-                                                 granularity: granularity)
-        }
+        guard try prepareMerge(with: other) != nil else { return }
         for i in minimum.indices {
             minimum[i] = Swift.min(minimum[i], other.minimum[i])
             maximum[i] = Swift.max(maximum[i], other.maximum[i])
@@ -85,16 +75,16 @@ public struct MinMaxObserver: Observer, Equatable {
 /// The average depends on batch order, so no merge reproduces sequential observation: merging takes the
 /// mean of the two averages weighted by how many batches each folded in (what data-parallel calibration
 /// wants), computed in double.
-public struct MovingAverageMinMaxObserver: Observer, Equatable {
+public struct MovingAverageMinMaxObserver: LayoutBackedObserver, Equatable {
     public let granularity: Granularity
     /// The averaging constant `c` in (0, 1].
     public let averagingConstant: Float
-    public private(set) var statistics = ObservationStatistics()
+    public internal(set) var statistics = ObservationStatistics()
     public private(set) var minimum: [Float] = []
     public private(set) var maximum: [Float] = []
     /// Batches that updated each parameter.
     private var updates: [Int] = []
-    private var layout: ParameterLayout?
+    var layout: ParameterLayout?
 
     /// - Parameter averagingConstant: `c` in (0, 1]; PyTorch's default is 0.01.
     public init(averagingConstant: Float = 0.01, granularity: Granularity = .perTensor) throws {
@@ -138,17 +128,7 @@ public struct MovingAverageMinMaxObserver: Observer, Equatable {
                 "cannot merge a moving average (c = \(other.averagingConstant), \(other.granularity)) into "
                     + "one with c = \(averagingConstant), \(granularity)")
         }
-        guard let otherLayout = other.layout else { statistics.merge(other.statistics); return }
-        guard let layout else {
-            let mine = statistics
-            self = other
-            statistics.merge(mine)
-            return
-        }
-        guard layout.parameterShape == otherLayout.parameterShape || granularity == .perTensor else {
-            throw CalibrationError.shapeMismatch(expected: layout.parameterShape, actual: otherLayout.parameterShape,
-                                                 granularity: granularity)
-        }
+        guard try prepareMerge(with: other) != nil else { return }
         for i in minimum.indices where other.updates[i] > 0 {
             if updates[i] == 0 {
                 minimum[i] = other.minimum[i]

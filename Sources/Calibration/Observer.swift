@@ -191,3 +191,32 @@ func finiteRange(minimum: [Float], maximum: [Float], parameterShape: [Int]) thro
     }
     return try QuantRange(minimum: lo, maximum: hi, parameterShape: parameterShape)
 }
+
+/// An observer whose per-parameter state is laid out by a `ParameterLayout`, set by its first batch.
+protocol LayoutBackedObserver: Observer {
+    var layout: ParameterLayout? { get }
+    var statistics: ObservationStatistics { get set }
+}
+
+extension LayoutBackedObserver {
+    /// The part of `merge` every layout-backed observer shares. When either side has seen no batch, the
+    /// merge is finished here (the empty side only adds its statistics) and nil is returned; otherwise
+    /// both sides must have the same parameter shape, and the layout to fold into is returned.
+    mutating func prepareMerge(with other: Self) throws -> ParameterLayout? {
+        guard let otherLayout = other.layout else {
+            statistics.merge(other.statistics)
+            return nil
+        }
+        guard let layout else {
+            let mine = statistics
+            self = other
+            statistics.merge(mine)
+            return nil
+        }
+        guard layout.parameterShape == otherLayout.parameterShape || granularity == .perTensor else {
+            throw CalibrationError.shapeMismatch(expected: layout.parameterShape, actual: otherLayout.parameterShape,
+                                                 granularity: granularity)
+        }
+        return layout
+    }
+}

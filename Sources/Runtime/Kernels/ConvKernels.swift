@@ -39,23 +39,38 @@ struct ConvKernel: Kernel {
             }
         }
         let problem = try ConvProblem(x: x.shape, w: w.shape, bias: bias?.shape, group: group, window: window)
+        return try problem.run(inputs, x: x, w: w, bias: bias, constantWeights: constantWeights, context: context)
+    }
+}
+
+/// A validated convolution-like problem (Conv, ConvTranspose) with a float32 fast path and a direct
+/// reference loop; `run` picks the path by dtype, the same way for both.
+protocol FloatConvolutionProblem {
+    func runFloat(x: Tensor, w: Tensor, bias: Tensor?, threads: Int) throws -> Tensor
+    func runDirect<T: BinaryFloatingPoint & TensorScalar>(x: Tensor, w: Tensor, bias: Tensor?, as type: T.Type) throws -> Tensor
+}
+
+extension FloatConvolutionProblem {
+    /// float32 on the fast path (with prepared constant weights when given), float64 on the direct loop,
+    /// float16/bfloat16 widened to float32 and rounded back.
+    func run(_ inputs: [Tensor?], x: Tensor, w: Tensor, bias: Tensor?, constantWeights: Tensor?,
+             context: ExecutionContext) throws -> [Tensor] {
         switch x.dtype {
         case .float32:
-            return [try problem.runFloat(x: x, w: constantWeights ?? w, bias: bias, threads: context.threadCount)]
+            return [try runFloat(x: x, w: constantWeights ?? w, bias: bias, threads: context.threadCount)]
         case .float64:
-            return [try problem.runDirect(x: x, w: w, bias: bias, as: Double.self)]
+            return [try runDirect(x: x, w: w, bias: bias, as: Double.self)]
         default:
-            let weights = constantWeights
             return try ReducedPrecision.bridged(inputs, dtype: x.dtype) { wide in
-                [try problem.runFloat(x: wide[0]!, w: weights ?? wide[1]!, bias: wide.count > 2 ? wide[2] : nil,
-                                      threads: context.threadCount)]
+                [try runFloat(x: wide[0]!, w: constantWeights ?? wide[1]!, bias: wide.count > 2 ? wide[2] : nil,
+                              threads: context.threadCount)]
             }
         }
     }
 }
 
 /// One convolution's shapes, validated, with the spatial axes lifted to three.
-struct ConvProblem {
+struct ConvProblem: FloatConvolutionProblem {
     var batch: Int
     var channels: Int
     var outputChannels: Int

@@ -42,22 +42,11 @@ struct ConvTransposeKernel: Kernel {
         let problem = try ConvTransposeProblem(
             x: x.shape, w: w.shape, bias: bias?.shape, group: group, window: window,
             outputPadding: outputPadding, outputShape: outputShape)
-        switch x.dtype {
-        case .float32:
-            return [try problem.runFloat(x: x, w: constantWeights ?? w, bias: bias, threads: context.threadCount)]
-        case .float64:
-            return [try problem.runDirect(x: x, w: w, bias: bias, as: Double.self)]
-        default:
-            let weights = constantWeights
-            return try ReducedPrecision.bridged(inputs, dtype: x.dtype) { wide in
-                [try problem.runFloat(x: wide[0]!, w: weights ?? wide[1]!, bias: wide.count > 2 ? wide[2] : nil,
-                                      threads: context.threadCount)]
-            }
-        }
+        return try problem.run(inputs, x: x, w: w, bias: bias, constantWeights: constantWeights, context: context)
     }
 }
 
-struct ConvTransposeProblem {
+struct ConvTransposeProblem: FloatConvolutionProblem {
     var batch: Int
     var channels: Int
     var outputChannels: Int

@@ -64,10 +64,17 @@ let package = Package(
             name: "Quantization",
             dependencies: ["Tensors", "QuantCore", "Calibration", "GraphIR", "Runtime"]
         ),
+        /// Evaluation metrics (fidelity, accuracy, size, latency, integer share) and JSON/HTML reports.
+        .target(
+            name: "Reports",
+            dependencies: ["Tensors", "GraphIR", "ONNX", "Runtime", "Quantization"]
+        ),
         /// Umbrella module: `import SwiftQuant`.
         .target(
             name: "SwiftQuant",
-            dependencies: ["Tensors", "QuantCore", "Calibration", "GraphIR", "ONNX", "Runtime", "Quantization"]
+            dependencies: [
+                "Tensors", "QuantCore", "Calibration", "GraphIR", "ONNX", "Runtime", "Quantization", "Reports",
+            ]
         ),
 
         // MARK: - Executables
@@ -122,5 +129,6 @@ let package = Package(
         .testTarget(name: "ONNXTests", dependencies: ["ONNX", "_TestSupport"]),
         .testTarget(name: "QuantizationTests", dependencies: ["Quantization", "ONNX", "_TestSupport"]),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "ONNX", "_TestSupport"]),
+        .testTarget(name: "ReportsTests", dependencies: ["Reports", "ONNX", "_TestSupport"]),
     ]
 )

@@ -4,5 +4,6 @@
 @_exported import ONNX
 @_exported import QuantCore
 @_exported import Quantization
+@_exported import Reports
 @_exported import Runtime
 @_exported import Tensors

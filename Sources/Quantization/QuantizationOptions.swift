@@ -1,0 +1,97 @@
+import Calibration
+import QuantCore
+
+/// What a quantization run produces.
+public enum QuantizationMode: String, Codable, Sendable, CaseIterable {
+    /// Weights and activations in integers with scales fixed by a calibration set.
+    case `static` = "static"
+    /// Weights quantized offline; activation scales computed at run time from each input.
+    case dynamic = "dynamic"
+    /// Weights stored low-bit per group along the reduction axis; activations stay float.
+    case weightOnly = "weight-only"
+    /// Weights and activations in float16; operators that need float32 keep it behind Cast nodes.
+    case fp16 = "fp16"
+}
+
+/// How quantized operators are written in ONNX.
+public enum QuantizedFormat: String, Codable, Sendable, CaseIterable {
+    /// QuantizeLinear/DequantizeLinear pairs around float operators (what ONNX Runtime and TensorRT fuse).
+    case qdq = "qdq"
+    /// Integer operators: QLinearConv, QLinearMatMul, MatMulInteger, ConvInteger, …
+    case qoperator = "qoperator"
+}
+
+/// Every option of `swiftquant quantize`, typed. The defaults are the ones that must keep accuracy on
+/// real models without tuning (DESIGN.md §5).
+public struct QuantizationOptions: Sendable, Codable, Equatable {
+    public var mode: QuantizationMode
+    /// Calibration method for static mode.
+    public var method: CalibrationMethod
+    /// Weight type; `nil` picks the mode's default (int8; int4 for weight-only).
+    public var weightType: QuantType?
+    /// Activation type for static mode.
+    public var activationType: QuantType
+    /// One scale per output channel for weights (per group when `groupSize` is set).
+    public var perChannel: Bool
+    /// Weight group size along the reduction axis; `nil` picks the mode's default (32 for weight-only,
+    /// none otherwise).
+    public var groupSize: Int?
+    /// Symmetric weights (zero point 0). Weight-only mode may store asymmetric groups when false.
+    public var symmetricWeights: Bool
+    /// Symmetric activation ranges (zero point 0 or mid-range).
+    public var symmetricActivations: Bool
+    public var format: QuantizedFormat
+    /// Operator types to quantize; `nil` means the policy's default set.
+    public var operatorTypes: Set<String>?
+    /// Node names left in float.
+    public var excludedNodes: Set<String>
+    /// Per-node overrides, e.g. from `swiftquant analyze`.
+    public var plan: QuantizationPlan?
+    /// Samples per calibration run.
+    public var calibrationBatchSize: Int
+    /// Calibration uses at most this many samples (the first ones); `nil` uses all.
+    public var calibrationLimit: Int?
+    /// Percentile for `method == .percentile`.
+    public var percentile: Double
+    /// Threads the runtime may use during calibration.
+    public var threadCount: Int?
+
+    public init(
+        mode: QuantizationMode = .static, method: CalibrationMethod = .minMax, weightType: QuantType? = nil,
+        activationType: QuantType = .uint8, perChannel: Bool = true, groupSize: Int? = nil,
+        symmetricWeights: Bool = true, symmetricActivations: Bool = false, format: QuantizedFormat = .qdq,
+        operatorTypes: Set<String>? = nil, excludedNodes: Set<String> = [], plan: QuantizationPlan? = nil,
+        calibrationBatchSize: Int = 16, calibrationLimit: Int? = nil, percentile: Double = 99.99,
+        threadCount: Int? = nil
+    ) {
+        self.mode = mode
+        self.method = method
+        self.weightType = weightType
+        self.activationType = activationType
+        self.perChannel = perChannel
+        self.groupSize = groupSize
+        self.symmetricWeights = symmetricWeights
+        self.symmetricActivations = symmetricActivations
+        self.format = format
+        self.operatorTypes = operatorTypes
+        self.excludedNodes = excludedNodes
+        self.plan = plan
+        self.calibrationBatchSize = calibrationBatchSize
+        self.calibrationLimit = calibrationLimit
+        self.percentile = percentile
+        self.threadCount = threadCount
+    }
+
+    /// The weight type this run uses.
+    public var resolvedWeightType: QuantType {
+        if let weightType { return weightType }
+        switch mode {
+        case .weightOnly: return .int4
+        case .fp16: return .float16
+        case .static, .dynamic: return .int8
+        }
+    }
+
+    /// The group size this run uses, if any.
+    public var resolvedGroupSize: Int? { groupSize ?? (mode == .weightOnly ? 32 : nil) }
+}

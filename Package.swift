@@ -79,13 +79,15 @@ let package = Package(
 
         // MARK: - Executables
 
-        /// The command-line tool; one file per subcommand, all work in the libraries.
+        /// The command-line tool; one file per subcommand, all work in the libraries. `Resources/demo` holds
+        /// the model and data `swiftquant demo` quantizes (made by scripts/make_digits_cnn.py).
         .executableTarget(
             name: "swiftquant",
             dependencies: [
                 "SwiftQuant",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
+            ],
+            resources: [.copy("Resources/demo")]
         ),
         /// Runs the ONNX backend node tests against our runtime and prints a per-operator table.
         .executableTarget(

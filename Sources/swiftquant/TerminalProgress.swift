@@ -15,6 +15,12 @@ struct TerminalProgress {
         FileHandle.standardError.write(Data("\r\(label): \(done)/\(total) (\(percent)%)".utf8))
     }
 
+    /// Shows which step runs (e.g. a quantization mode), replacing the line.
+    func status(_ step: String) {
+        guard enabled else { return }
+        FileHandle.standardError.write(Data("\r\u{1B}[K\(label): \(step)".utf8))
+    }
+
     func finish() {
         guard enabled else { return }
         FileHandle.standardError.write(Data("\n".utf8))

@@ -70,11 +70,13 @@ public struct DemoRun: Sendable {
     public var latencyIterations: Int
     /// Where to keep the quantized models (`<model name>-<variant>.onnx`); nil keeps none.
     public var outputDirectory: URL?
+    /// Evaluate on the first test rows only (quick runs); nil uses all.
+    public var rowLimit: Int?
 
     public init(model: URL, calibration: URL, test: URL, labelsKey: String = "label",
                 variants: [Variant] = DemoRun.standardVariants,
                 threadCount: Int = ProcessInfo.processInfo.activeProcessorCount, latencyIterations: Int = 50,
-                outputDirectory: URL? = nil) {
+                outputDirectory: URL? = nil, rowLimit: Int? = nil) {
         self.model = model
         self.calibration = calibration
         self.test = test
@@ -83,6 +85,7 @@ public struct DemoRun: Sendable {
         self.threadCount = threadCount
         self.latencyIterations = latencyIterations
         self.outputDirectory = outputDirectory
+        self.rowLimit = rowLimit
     }
 
     /// Runs every variant.
@@ -96,8 +99,9 @@ public struct DemoRun: Sendable {
         if let outputDirectory {
             try FileManager.default.createDirectory(at: outputDirectory, withIntermediateDirectories: true)
         }
-        var options = EvaluationOptions(labelsKey: labelsKey, threadCount: threadCount, measureLatency: false,
-                                        latencyIterations: latencyIterations, latencyWarmup: 5)
+        var options = EvaluationOptions(rowLimit: rowLimit, labelsKey: labelsKey, threadCount: threadCount,
+                                        measureLatency: false, latencyIterations: latencyIterations,
+                                        latencyWarmup: 5)
 
         // The float row: its accuracy and MACs from evaluating it against itself, its latency measured once
         // and reused as every mode's reference figure.

@@ -67,8 +67,9 @@ public enum FidelityMetrics {
         }
         if normA == 0 && normB == 0 { return 1 }
         if normA == 0 || normB == 0 { return 0 }
-        // Rounding can push |cos| a hair past 1.
-        return min(1, max(-1, dot / (normA.squareRoot() * normB.squareRoot())))
+        // One square root of the product: exact for identical or opposite vectors (sqrt(x·x) == |x|).
+        // Rounding can still push |cos| a hair past 1 elsewhere. Float inputs cannot overflow the Double product.
+        return min(1, max(-1, dot / (normA * normB).squareRoot()))
     }
 
     /// `10 · log10(signalPower / noisePower)`: +∞ without noise, −∞ with noise but no signal.

@@ -16,6 +16,9 @@ struct Demo: ParsableCommand {
     @Option(help: "Timed runs per model for latency.")
     var iterations = 50
 
+    @Option(help: "Evaluate on the first N test images only.")
+    var rows: Int?
+
     @Option(help: "Also write the table as JSON.")
     var json: String?
 
@@ -29,7 +32,8 @@ struct Demo: ParsableCommand {
                 throw CommandError("the bundled demo files are missing from \(Bundle.module.bundlePath)")
             }
             var demo = DemoRun(model: model, calibration: calibration, test: test, latencyIterations: max(1, iterations),
-                               outputDirectory: outputDir.map { URL(fileURLWithPath: $0, isDirectory: true) })
+                               outputDirectory: outputDir.map { URL(fileURLWithPath: $0, isDirectory: true) },
+                               rowLimit: rows.map { max(1, $0) })
             if let threads { demo.threadCount = max(1, threads) }
             let progress = TerminalProgress(label: "demo")
             let result = try demo.run { step in progress.status(step) }

@@ -7,6 +7,6 @@ struct SwiftQuantCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "swiftquant",
         abstract: "Quantize ONNX models to low-bit formats, run them, and measure what they lost.",
-        subcommands: [Inspect.self, Run.self, Calibrate.self, Bench.self]
+        subcommands: [Inspect.self, Run.self, Calibrate.self, Bench.self, BenchGEMM.self]
     )
 }

@@ -1,6 +1,7 @@
 import Tensors
 
-// Shapes, parameter expansion and the int32 row loop shared by MatMulInteger and QLinearMatMul.
+// Shapes, parameter expansion and the reference int32 row loop shared by MatMulInteger and QLinearMatMul
+// (the fast path is Int8/IntegerMatMul+GEMM.swift).
 
 /// The numpy-matmul view of two integer operands: 1-D `a` is a row `[1, K]` and 1-D `b` a column
 /// `[K, 1]` (their unit axis dropped from the output); leading batch axes broadcast.
@@ -117,13 +118,11 @@ func integerMatMulRow<A: FixedWidthInteger, B: FixedWidthInteger>(
     }
 }
 
-/// Runs `integerMatMulRow` for every output row, in parallel over rows. `rowBody` receives the flat row
-/// index (batch * M + m), the operand batch indices, and the int32 row to post-process (it is the
-/// output itself when `output` is given, otherwise a scratch row).
-func forEachIntegerMatMulRow<A: FixedWidthInteger & TensorScalar, B: FixedWidthInteger & TensorScalar>(
+/// The reference twin of the GEMM path: `integerMatMulRow` for every output row (batch · M rows of N
+/// int32 in `output`), in parallel over rows.
+func referenceIntegerMatMul<A: FixedWidthInteger & TensorScalar, B: FixedWidthInteger & TensorScalar>(
     a: Tensor, _ aType: A.Type, b: Tensor, _ bType: B.Type, shape: IntegerMatMulShape,
-    aZeros: [Int32], bZeros: [Int32], into output: UnsafeMutablePointer<Int32>?, context: ExecutionContext,
-    rowBody: (_ row: Int, _ aBatch: Int, _ bBatch: Int, _ values: UnsafeMutablePointer<Int32>) -> Void
+    aZeros: [Int32], bZeros: [Int32], into output: UnsafeMutablePointer<Int32>, context: ExecutionContext
 ) {
     let rows = shape.rows, depth = shape.depth, columns = shape.columns
     let totalRows = shape.batchCount * rows
@@ -137,14 +136,10 @@ func forEachIntegerMatMulRow<A: FixedWidthInteger & TensorScalar, B: FixedWidthI
                     context.parallelFor(totalRows) { row in
                         let batch = row / rows, m = row % rows
                         let aBatch = shape.aBatchIndex[batch], bBatch = shape.bBatchIndex[batch]
-                        let scratch = output == nil ? UnsafeMutablePointer<Int32>.allocate(capacity: columns) : nil
-                        defer { scratch?.deallocate() }
-                        guard let target = output.map({ $0 + row * columns }) ?? scratch else { return }
                         integerMatMulRow(
                             aRow: aBase + (aBatch * rows + m) * depth, aZero: aZeroBuffer[aBatch * rows + m],
                             b: bBase + bBatch * depth * columns, bZero: bZeroBase + bBatch * columns,
-                            depth: depth, columns: columns, output: target)
-                        rowBody(row, aBatch, bBatch, target)
+                            depth: depth, columns: columns, output: output + row * columns)
                     }
                 }
             }

@@ -122,10 +122,17 @@ private func convAttributes(_ attributes: [String: Attribute]) throws -> Integer
         ([2, 4, 9, 8], [6, 4, 3, 2], ["strides": .ints([2, 1]), "pads": .ints([0, 1, 2, 0])]),
         ([1, 6, 10, 10], [4, 3, 3, 3], ["group": .int(2), "dilations": .ints([2, 2]), "pads": .ints([2, 1, 0, 2])]),
         ([1, 8, 7, 7], [8, 1, 3, 3], ["group": .int(8), "pads": .ints([1, 1, 1, 1]), "strides": .ints([2, 2])]),
-        ([1, 17, 6, 5], [33, 17, 1, 1], [:]),
+        ([1, 17, 6, 5], [33, 17, 1, 1], ["strides": .ints([2, 1])]),
         ([2, 5, 13], [7, 5, 4], ["auto_pad": .string(Array("SAME_UPPER".utf8)), "strides": .ints([3])]),
         ([1, 3, 4, 5, 6], [4, 3, 2, 3, 2], ["pads": .ints([1, 0, 1, 0, 1, 1])]),
         ([1, 40, 5, 5], [79, 40, 3, 3], ["pads": .ints([1, 1, 1, 1])]),
+        // Depthwise (one input channel per output channel): multiplier 2, dilation, 1-D, one channel.
+        ([2, 6, 9, 11], [12, 1, 3, 3], ["group": .int(6), "pads": .ints([1, 2, 0, 1])]),
+        ([1, 4, 12, 10], [4, 1, 3, 2], ["group": .int(4), "dilations": .ints([2, 3]), "strides": .ints([1, 2]), "pads": .ints([2, 2, 2, 2])]),
+        ([1, 3, 20], [3, 1, 5], ["group": .int(3), "auto_pad": .string(Array("SAME_LOWER".utf8))]),
+        ([1, 1, 7, 6], [5, 1, 2, 3], ["pads": .ints([0, 1, 1, 0])]),
+        // 1 x 1 with unit strides: the channels-last input is multiplied without im2col.
+        ([2, 19, 4, 9], [23, 19, 1, 1], [:]),
     ]
 
     @Test(arguments: Int8GEMMLevel.allCases)
@@ -199,6 +206,31 @@ private func convAttributes(_ attributes: [String: Attribute]) throws -> Integer
                 let fast = try QLinearConvKernel(attributes: parsed, constantW: w, level: level).run(inputs, context: context)[0]
                 #expect(fast == expected, "\(level) \(xDType) x \(wDType) case \(index) -> \(yDType)")
             }
+        }
+    }
+
+    /// `requantize` rounds with the 1.5 · 2^52 trick; it must equal `rounded(.toNearestOrEven)` everywhere,
+    /// including ties, huge products, ±inf and NaN (which saturates to the lower bound).
+    @Test func requantizeEqualsHalfEvenRounding() {
+        func expected(_ accumulator: Int32, _ multiplier: Double, _ zeroPoint: Double, _ lower: Double, _ upper: Double) -> Int32 {
+            let value = (Double(accumulator) * multiplier).rounded(.toNearestOrEven) + zeroPoint
+            if value.isNaN { return Int32(lower) }
+            return Int32(min(max(value, lower), upper))
+        }
+        let multipliers: [Double] = [0.5, 0.25, 1.5, 0.0034426772, 1e-9, 3.7, 1e12, -0.5, 0, .infinity, -.infinity, .nan]
+        let accumulators: [Int32] = [0, 1, -1, 3, -3, 5, -5, 7, 255, -255, 33259, 1 << 20, Int32.max, Int32.min, -1_000_001]
+        for multiplier in multipliers {
+            for accumulator in accumulators {
+                for (zeroPoint, lower, upper) in [(0.0, -128.0, 127.0), (128.0, 0.0, 255.0), (-3.0, -32768.0, 32767.0)] {
+                    #expect(requantize(accumulator, multiplier: multiplier, zeroPoint: zeroPoint, lower: lower, upper: upper)
+                            == expected(accumulator, multiplier, zeroPoint, lower, upper), "\(accumulator) x \(multiplier)")
+                }
+            }
+        }
+        // Every tie k + 0.5 for k in -300...300 rounds to the even neighbour.
+        for twice in -601...601 where twice % 2 != 0 {
+            let result = requantize(Int32(twice), multiplier: 0.5, zeroPoint: 0, lower: -1000, upper: 1000)
+            #expect(result % 2 == 0 && abs(Double(result) - Double(twice) / 2) == 0.5, "\(twice) / 2")
         }
     }
 }

@@ -1,14 +1,17 @@
 import Tensors
 
-// ConvInteger / QLinearConv accumulators as im2col + int8 GEMM. Per batch, group and chunk of output
-// positions, the window of every position becomes one uint8 row of K = C/group · kernel size bytes
-// (channel-major, then kernel taps, as the weights are laid out), padding taps hold the input zero point
-// (so they add nothing once corrected), and the rows are multiplied by the group's packed weights
-// (transposed: one column per output channel). As for MatMulInteger, int8 x is stored as x + 128 and uint8
-// w as w - 128, with their zero points shifted alike.
+// ConvInteger / QLinearConv on the int8 GEMM, or a direct loop for depthwise convolutions.
+//
+// GEMM path: per batch and group the input planes are first transposed to channels-last bytes, so the
+// window of an output position is a run of (kernel tap, channel) bytes, each tap one contiguous copy of
+// C/group channels (padding taps hold the input zero point and add nothing once corrected). Chunks of
+// positions become uint8 rows multiplied by the group's weights, packed once with K in the same
+// (tap, channel) order and one column per output channel. A 1 x 1 convolution with unit strides and no
+// padding multiplies the channels-last input directly. As for MatMulInteger, int8 x is stored as x + 128
+// and uint8 w as w - 128, with their zero points shifted alike.
 
-/// Conv weights `[M, C/group, k…]` packed for `Int8GEMM`, one K x (M/group) matrix per group; built once
-/// for constant weights when the session compiles the node.
+/// Conv weights `[M, C/group, k…]` packed for `Int8GEMM`: one K x (M/group) matrix per group, K ordered
+/// (kernel tap, channel) to match the channels-last im2col rows. Built once for constant weights.
 struct PackedConvWeights: Sendable {
     let shape: [Int]
     let dtype: DType
@@ -21,16 +24,28 @@ struct PackedConvWeights: Sendable {
     init?(_ w: Tensor, group: Int) {
         guard w.dtype == .int8 || w.dtype == .uint8, w.rank >= 3, group >= 1, w.shape[0] % group == 0 else { return nil }
         let channels = w.shape[0], perGroup = channels / group
-        let depth = channels == 0 ? 0 : w.count / channels
+        let inputs = w.shape[1], taps = w.shape[2...].reduce(1, *)
+        let depth = inputs * taps
         shape = w.shape
         dtype = w.dtype
         self.group = group
         groups = w.withUnsafeBytes { raw in
             (0..<group).map { g in
-                let slice = UnsafeRawBufferPointer(rebasing: raw[(g * perGroup * depth)..<((g + 1) * perGroup * depth)])
-                return w.dtype == .uint8
-                    ? PackedInt8Matrix(k: depth, n: perGroup, unsignedValues: slice.bindMemory(to: UInt8.self), transposed: true)
-                    : PackedInt8Matrix(k: depth, n: perGroup, values: slice.bindMemory(to: Int8.self), transposed: true)
+                // Row m of the group, reordered from (channel, tap) to (tap, channel).
+                var reordered = [UInt8](repeating: 0, count: perGroup * depth)
+                for m in 0..<perGroup {
+                    let source = (g * perGroup + m) * depth
+                    for c in 0..<inputs {
+                        for q in 0..<taps { reordered[m * depth + q * inputs + c] = raw[source + c * taps + q] }
+                    }
+                }
+                return reordered.withUnsafeBufferPointer { bytes in
+                    w.dtype == .uint8
+                        ? PackedInt8Matrix(k: depth, n: perGroup, unsignedValues: bytes, transposed: true)
+                        : bytes.withMemoryRebound(to: Int8.self) {
+                            PackedInt8Matrix(k: depth, n: perGroup, values: $0, transposed: true)
+                        }
+                }
             }
         }
     }
@@ -41,105 +56,239 @@ struct PackedConvWeights: Sendable {
     }
 }
 
-/// Bytes of one im2col chunk: rows of a chunk stay in L2 together with the group's weights.
+/// Receives finished int32 sums: output channel `channel` of batch `batch` at output positions
+/// `positions`, the value for position `positions.lowerBound + i` at `values[i * stride]`. Called from
+/// several threads at once, always for disjoint outputs.
+typealias ConvolutionSink = (_ batch: Int, _ channel: Int, _ positions: Range<Int>, _ values: UnsafePointer<Int32>,
+                             _ stride: Int) -> Void
+
+/// Bytes of one im2col chunk: a chunk's rows stay in L2 together with the group's weights.
 private let im2colChunkBytes = 96 * 1024
 
-/// `conv(x - xZero, w - wZeros[m])` as an int32 `[N, M, O…]` tensor: im2col + `Int8GEMM` at `level`, or
-/// the direct loop of `integerConvolution` (the reference twin) at `.reference`.
-func integerConvolutionAccumulators(
+/// `conv(x - xZero, w - wZeros[m])` in int32, handed to `sink` per output channel and chunk of positions:
+/// the int8 GEMM (or the depthwise loop) at `level`, or the direct loop of `integerConvolution` (the
+/// reference twin) at `.reference`. Every output is handed over exactly once.
+func integerConvolution(
     x: Tensor, xZero: Int32, w: Tensor, wZeros: [Int32], geometry g: IntegerConvGeometry,
-    prepacked: PackedConvWeights?, level: Int8GEMMLevel, context: ExecutionContext
-) throws -> Tensor {
-    var y = try Tensor(zeros: .int32, shape: g.outputShape)
+    prepacked: PackedConvWeights?, level: Int8GEMMLevel, context: ExecutionContext, sink: ConvolutionSink
+) throws {
     let positions = g.outputPlaneSize
     let groupInputs = g.inputChannels / g.group, groupOutputs = g.outputChannels / g.group
-    let depth = groupInputs * g.kernelSize
-    guard positions > 0, g.batch > 0, groupOutputs > 0, depth > 0 else { return y }
-    guard level != .reference, let packed = prepacked?.matching(w, group: g.group) ?? PackedConvWeights(w, group: g.group) else {
-        let xValues = try x.quantizedIntegerValues(input: 0).map { $0 &- xZero }
-        var wValues = try w.quantizedIntegerValues(input: 1)
-        for m in 0..<g.outputChannels {
-            for i in (m * depth)..<((m + 1) * depth) { wValues[i] = wValues[i] &- wZeros[m] }
-        }
-        y.withUnsafeMutableBufferPointer(as: Int32.self) { output in
-            xValues.withUnsafeBufferPointer { xValues in
-                wValues.withUnsafeBufferPointer { wValues in
-                    integerConvolution(x: xValues, w: wValues, geometry: g, output: output, context: context)
-                }
+    guard positions > 0, g.batch > 0, groupOutputs > 0 else { return }
+    guard groupInputs > 0, g.kernelSize > 0 else {
+        // No input channels: every sum is empty.
+        let zeros = [Int32](repeating: 0, count: positions)
+        zeros.withUnsafeBufferPointer { zeros in
+            for plane in 0..<(g.batch * g.outputChannels) {
+                sink(plane / g.outputChannels, plane % g.outputChannels, 0..<positions, zeros.baseAddress!, 1)
             }
         }
-        return y
+        return
     }
-
+    if level == .reference {
+        try referenceConvolution(x: x, xZero: xZero, w: w, wZeros: wZeros, geometry: g, context: context, sink: sink)
+        return
+    }
     let flip: UInt8 = x.dtype == .int8 ? 0x80 : 0
-    let xZeroShifted = xZero &+ (x.dtype == .int8 ? 128 : 0)  // in 0...255: it is a stored byte value
-    let padding = UInt8(truncatingIfNeeded: xZeroShifted)
+    // The zero point as a stored byte (0...255 after the int8 shift): padding taps hold it.
+    let xZeroByte = xZero &+ (x.dtype == .int8 ? 128 : 0)
+    if groupInputs == 1, g.inputSpatial.count <= 2 {
+        try depthwiseConvolution(x: x, flip: flip, xZero: xZeroByte, w: w, wZeros: wZeros, geometry: g,
+                                 context: context, sink: sink)
+        return
+    }
+    guard let packed = prepacked?.matching(w, group: g.group) ?? PackedConvWeights(w, group: g.group) else {
+        throw KernelError.invalidInput(index: 1, reason: "weights \(w.dtype) \(w.shape) cannot be packed for group \(g.group)")
+    }
     let wZerosShifted = wZeros.map { $0 &+ packed.shift }
+    let depth = groupInputs * g.kernelSize
     let table = ConvWindowTable(g)
-    // Chunks of positions: small enough for L2, and enough of them to keep every thread busy.
     let planes = g.batch * g.group
+    let direct = g.kernelSize == 1 && g.strides.allSatisfy { $0 == 1 } && g.padsBegin.allSatisfy { $0 == 0 }
+        && g.outputSpatial == g.inputSpatial
+    // Chunks of positions: small enough for L2, and enough of them to keep every thread busy.
     let wanted = max(1, (context.threadCount + planes - 1) / planes)
     var rowsPerChunk = min(max(8, im2colChunkBytes / depth), (positions + wanted - 1) / wanted)
     rowsPerChunk = max(1, min(positions, (rowsPerChunk + 7) / 8 * 8))
     let chunks = (positions + rowsPerChunk - 1) / rowsPerChunk
-    let rowZeros = [Int32](repeating: xZeroShifted, count: rowsPerChunk)
+    let rowZeros = [Int32](repeating: xZeroByte, count: rowsPerChunk)
 
-    x.withUnsafeBytes { xRaw in
-    y.withUnsafeMutableBufferPointer(as: Int32.self) { output in
+    // Channels-last input, per (batch, group): plane size x C/group bytes.
+    let channelsLast = UnsafeMutablePointer<UInt8>.allocate(capacity: planes * g.planeSize * groupInputs)
+    defer { channelsLast.deallocate() }
+    x.withUnsafeBytes { raw in
+        let source = raw.bindMemory(to: UInt8.self).baseAddress!
+        context.parallelFor(planes) { plane in
+            transposeToChannelsLast(source + plane * groupInputs * g.planeSize, channels: groupInputs, pixels: g.planeSize,
+                                    flip: flip, into: channelsLast + plane * g.planeSize * groupInputs)
+        }
+    }
     wZerosShifted.withUnsafeBufferPointer { wZeros in
     rowZeros.withUnsafeBufferPointer { rowZeros in
-        let xBase = xRaw.bindMemory(to: UInt8.self).baseAddress!, yBase = output.baseAddress!
         context.parallelFor(planes * chunks) { item in
             let plane = item / chunks, n = plane / g.group, group = plane % g.group
             let first = item % chunks * rowsPerChunk
             let rows = min(rowsPerChunk, positions - first)
             let matrix = packed.groups[group]
-            let im2col = UnsafeMutablePointer<UInt8>.allocate(capacity: rows * depth)
+            let input = channelsLast + plane * g.planeSize * groupInputs
+            let im2col = direct ? nil : UnsafeMutablePointer<UInt8>.allocate(capacity: rows * depth)
             let sums = UnsafeMutablePointer<Int32>.allocate(capacity: rows)
             let products = UnsafeMutablePointer<Int32>.allocate(capacity: rows * groupOutputs)
-            defer { im2col.deallocate(); sums.deallocate(); products.deallocate() }
-            let xGroup = xBase + (n * g.inputChannels + group * groupInputs) * g.planeSize
-            fillIm2col(x: xGroup, channels: groupInputs, positions: first..<(first + rows), geometry: g, table: table,
-                       flip: flip, padding: padding, into: im2col)
-            Int8GEMM.rowSums(m: rows, k: depth, a: im2col, lda: depth, into: sums)
-            Int8GEMM.multiply(m: rows, a: im2col, lda: depth, b: matrix, c: products, ldc: groupOutputs,
+            defer { im2col?.deallocate(); sums.deallocate(); products.deallocate() }
+            let a: UnsafePointer<UInt8>
+            if let im2col {
+                fillIm2col(channelsLast: input, channels: groupInputs, positions: first..<(first + rows), geometry: g,
+                           table: table, padding: UInt8(truncatingIfNeeded: xZeroByte), into: im2col)
+                a = UnsafePointer(im2col)
+            } else {
+                a = UnsafePointer(input + first * groupInputs)
+            }
+            Int8GEMM.rowSums(m: rows, k: depth, a: a, lda: depth, into: sums)
+            Int8GEMM.multiply(m: rows, a: a, lda: depth, b: matrix, c: products, ldc: groupOutputs,
                               columns: 0..<groupOutputs, level: level)
             Int8GEMM.subtractZeroPoints(m: rows, c: products, ldc: groupOutputs, columns: 0..<groupOutputs, b: matrix,
                                         rowSums: sums, aZeros: rowZeros.baseAddress!,
                                         bZeros: wZeros.baseAddress! + group * groupOutputs)
-            // Rows are positions, columns output channels: write them back channel-major.
             for j in 0..<groupOutputs {
-                let target = yBase + (n * g.outputChannels + group * groupOutputs + j) * positions + first
-                for r in 0..<rows { target[r] = products[r * groupOutputs + j] }
+                sink(n, group * groupOutputs + j, first..<(first + rows), products + j, groupOutputs)
             }
         }
-    }}}}
-    return y
+    }}
 }
 
-/// Rows `positions` of the im2col matrix of one batch and group: row p holds, for each of the group's
-/// `channels` input planes (starting at `x`) and each kernel tap q, the byte at tap q of position p's
-/// window XOR `flip`, or `padding` where the tap lies outside the input.
+/// `channels` planes of `pixels` bytes → `pixels` rows of `channels` bytes, each byte XOR `flip`.
+/// Blocked by 64 pixels so reads and writes both stay within a few cache lines.
+private func transposeToChannelsLast(_ source: UnsafePointer<UInt8>, channels: Int, pixels: Int, flip: UInt8,
+                                     into target: UnsafeMutablePointer<UInt8>) {
+    let block = 64
+    for start in stride(from: 0, to: pixels, by: block) {
+        let end = min(pixels, start + block)
+        for c in 0..<channels {
+            let plane = source + c * pixels
+            for p in start..<end { target[p * channels + c] = plane[p] ^ flip }
+        }
+    }
+}
+
+/// Rows `positions` of the im2col matrix from a channels-last input: row p holds, for each kernel tap q,
+/// the `channels` bytes of the pixel under tap q of position p's window, or `padding` bytes where the tap
+/// lies outside the input.
 private func fillIm2col(
-    x: UnsafePointer<UInt8>, channels: Int, positions: Range<Int>, geometry g: IntegerConvGeometry,
-    table: ConvWindowTable, flip: UInt8, padding: UInt8, into rows: UnsafeMutablePointer<UInt8>
+    channelsLast input: UnsafePointer<UInt8>, channels: Int, positions: Range<Int>, geometry g: IntegerConvGeometry,
+    table: ConvWindowTable, padding: UInt8, into rows: UnsafeMutablePointer<UInt8>
 ) {
-    let taps = g.kernelSize, plane = g.planeSize
+    let taps = g.kernelSize
     var row = rows
     for p in positions {
-        let interior = table.interior[p], origin = table.originOffset[p]
-        for c in 0..<channels {
-            let xPlane = x + c * plane
-            let destination = row + c * taps
-            if interior {
-                let window = xPlane + origin
-                for q in 0..<taps { destination[q] = window[table.kernelOffset[q]] ^ flip }
-            } else {
-                for q in 0..<taps {
-                    destination[q] = table.borderOffset(position: p, tap: q, geometry: g).map { xPlane[$0] ^ flip } ?? padding
+        if table.interior[p] {
+            let origin = table.originOffset[p]
+            for q in 0..<taps {
+                (row + q * channels).update(from: input + (origin + table.kernelOffset[q]) * channels, count: channels)
+            }
+        } else {
+            for q in 0..<taps {
+                if let pixel = table.borderOffset(position: p, tap: q, geometry: g) {
+                    (row + q * channels).update(from: input + pixel * channels, count: channels)
+                } else {
+                    (row + q * channels).update(repeating: padding, count: channels)
                 }
             }
         }
-        row += channels * taps
+        row += taps * channels
+    }
+}
+
+/// Convolutions where each output channel reads one input channel (group = C, any channel multiplier),
+/// for 1-D and 2-D inputs: per output channel, the input plane is copied into a buffer padded with the
+/// zero point, so every window is interior; then, row by row,
+/// `acc[o] = Σ_taps w'[tap] · xpad[o · stride + tap offset] - xZero · Σ w'` with `w' = w - wZero`,
+/// which equals Σ over in-bounds taps of (x - xZero) · w' (padding bytes contribute (xZero - xZero) · w' = 0).
+private func depthwiseConvolution(
+    x: Tensor, flip: UInt8, xZero: Int32, w: Tensor, wZeros: [Int32], geometry g: IntegerConvGeometry,
+    context: ExecutionContext, sink: ConvolutionSink
+) throws {
+    // 1-D as 2-D with a height of one.
+    let twoD = g.inputSpatial.count == 2
+    let inputHeight = twoD ? g.inputSpatial[0] : 1, inputWidth = g.inputSpatial[twoD ? 1 : 0]
+    let outputHeight = twoD ? g.outputSpatial[0] : 1, outputWidth = g.outputSpatial[twoD ? 1 : 0]
+    let kernelHeight = twoD ? g.kernelSpatial[0] : 1, kernelWidth = g.kernelSpatial[twoD ? 1 : 0]
+    let strideY = twoD ? g.strides[0] : 1, strideX = g.strides[twoD ? 1 : 0]
+    let dilationY = twoD ? g.dilations[0] : 1, dilationX = g.dilations[twoD ? 1 : 0]
+    let padTop = twoD ? g.padsBegin[0] : 0, padLeft = g.padsBegin[twoD ? 1 : 0]
+    let paddedHeight = (outputHeight - 1) * strideY + (kernelHeight - 1) * dilationY + 1
+    let paddedWidth = (outputWidth - 1) * strideX + (kernelWidth - 1) * dilationX + 1
+    let multiplier = g.outputChannels / g.group
+    let taps = kernelHeight * kernelWidth
+    let weights = try w.quantizedIntegerValues(input: 1)
+    weights.withUnsafeBufferPointer { weights in
+    x.withUnsafeBytes { raw in
+        let source = raw.bindMemory(to: UInt8.self).baseAddress!
+        context.parallelFor(g.batch * g.outputChannels) { item in
+            let n = item / g.outputChannels, m = item % g.outputChannels
+            let inputPlane = source + (n * g.inputChannels + m / multiplier) * g.planeSize
+            let padded = UnsafeMutablePointer<UInt8>.allocate(capacity: paddedHeight * paddedWidth)
+            let accumulators = UnsafeMutablePointer<Int32>.allocate(capacity: outputWidth)
+            let tapWeights = UnsafeMutablePointer<Int32>.allocate(capacity: taps)
+            defer { padded.deallocate(); accumulators.deallocate(); tapWeights.deallocate() }
+            padded.update(repeating: UInt8(truncatingIfNeeded: xZero), count: paddedHeight * paddedWidth)
+            for row in 0..<paddedHeight {
+                let inputRow = row - padTop
+                guard inputRow >= 0, inputRow < inputHeight else { continue }
+                let first = max(0, padLeft), last = min(paddedWidth, inputWidth + padLeft)  // padded columns holding input
+                guard first < last else { continue }
+                let target = padded + row * paddedWidth, from = inputPlane + inputRow * inputWidth - padLeft
+                for column in first..<last { target[column] = from[column] ^ flip }
+            }
+            var weightSum: Int32 = 0
+            for q in 0..<taps {
+                tapWeights[q] = weights[m * taps + q] &- wZeros[m]
+                weightSum &+= tapWeights[q]
+            }
+            let correction = xZero &* weightSum
+            let out = UnsafeMutablePointer<Int32>.allocate(capacity: outputHeight * outputWidth)
+            defer { out.deallocate() }
+            for oh in 0..<outputHeight {
+                accumulators.update(repeating: 0, count: outputWidth)
+                for kh in 0..<kernelHeight {
+                    for kw in 0..<kernelWidth {
+                        let weight = tapWeights[kh * kernelWidth + kw]
+                        let row = padded + (oh * strideY + kh * dilationY) * paddedWidth + kw * dilationX
+                        if strideX == 1 {
+                            for ow in 0..<outputWidth { accumulators[ow] &+= weight &* Int32(row[ow]) }
+                        } else {
+                            for ow in 0..<outputWidth { accumulators[ow] &+= weight &* Int32(row[ow * strideX]) }
+                        }
+                    }
+                }
+                for ow in 0..<outputWidth { out[oh * outputWidth + ow] = accumulators[ow] &- correction }
+            }
+            sink(n, m, 0..<(outputHeight * outputWidth), out, 1)
+        }
+    }}
+}
+
+/// The reference twin: zero-point-adjusted int32 operands through the direct loop, then the sink.
+private func referenceConvolution(
+    x: Tensor, xZero: Int32, w: Tensor, wZeros: [Int32], geometry g: IntegerConvGeometry,
+    context: ExecutionContext, sink: ConvolutionSink
+) throws {
+    let depth = g.inputChannels / g.group * g.kernelSize
+    let xValues = try x.quantizedIntegerValues(input: 0).map { $0 &- xZero }
+    var wValues = try w.quantizedIntegerValues(input: 1)
+    for m in 0..<g.outputChannels {
+        for i in (m * depth)..<((m + 1) * depth) { wValues[i] = wValues[i] &- wZeros[m] }
+    }
+    let positions = g.outputPlaneSize
+    var sums = [Int32](repeating: 0, count: g.batch * g.outputChannels * positions)
+    sums.withUnsafeMutableBufferPointer { output in
+        xValues.withUnsafeBufferPointer { xValues in
+            wValues.withUnsafeBufferPointer { wValues in
+                integerConvolution(x: xValues, w: wValues, geometry: g, output: output, context: context)
+            }
+        }
+        let base = UnsafePointer(output.baseAddress!)
+        for plane in 0..<(g.batch * g.outputChannels) {
+            sink(plane / g.outputChannels, plane % g.outputChannels, 0..<positions, base + plane * positions, 1)
+        }
     }
 }

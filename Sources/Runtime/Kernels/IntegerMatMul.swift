@@ -154,9 +154,16 @@ func referenceIntegerMatMul<A: FixedWidthInteger & TensorScalar, B: FixedWidthIn
 /// Runtime instead multiplies in float32, so rare results next to a .5 boundary can differ by one from
 /// it (e.g. acc 33259, multiplier 0.0034426772: 115 here and in the ONNX reference, 114 in ORT).
 /// NaN results (a 0/0 scale) saturate to the lower bound, like QuantizeLinear.
+///
+/// Rounding adds and subtracts 1.5 · 2^52, which leaves a double rounded half to even (the default
+/// rounding mode) without a libm call, so the loops around it vectorize. That is exact for |x| < 2^51;
+/// larger products (and ±inf) are first clamped to ±2^40, far outside every 8- or 16-bit range.
 @inline(__always)
 func requantize(_ accumulator: Int32, multiplier: Double, zeroPoint: Double, lower: Double, upper: Double) -> Int32 {
-    let shifted = (Double(accumulator) * multiplier).rounded(.toNearestOrEven) + zeroPoint
+    let limit = 1_099_511_627_776.0, roundingShift = 6_755_399_441_055_744.0
+    let scaled = Double(accumulator) * multiplier
+    let bounded = scaled > limit ? limit : (scaled >= -limit ? scaled : -limit)  // NaN becomes -limit
+    let shifted = ((bounded + roundingShift) - roundingShift) + zeroPoint
     let clamped = shifted > upper ? upper : (shifted >= lower ? shifted : lower)
     return Int32(clamped)
 }

@@ -260,8 +260,17 @@ struct ConvIntegerKernel: Kernel {
         try checkEightBit(w, index: 1, zeroPoint: wZero, zeroPointIndex: 3)
         let geometry = try IntegerConvGeometry(x: x.shape, w: w.shape, attributes: attributes)
         let zeros = try convZeroPoints(xZero: xZero, wZero: wZero, geometry: geometry, xZeroIndex: 2, wZeroIndex: 3)
-        return [try integerConvolutionAccumulators(x: x, xZero: zeros.x, w: w, wZeros: zeros.w, geometry: geometry,
-                                                   prepacked: prepacked, level: level, context: context)]
+        var y = try Tensor(zeros: .int32, shape: geometry.outputShape)
+        try y.withUnsafeMutableBufferPointer(as: Int32.self) { output in
+            let base = output.baseAddress
+            let positions = geometry.outputPlaneSize, channels = geometry.outputChannels
+            try integerConvolution(x: x, xZero: zeros.x, w: w, wZeros: zeros.w, geometry: geometry, prepacked: prepacked,
+                                   level: level, context: context) { n, m, range, values, stride in
+                let target = base! + (n * channels + m) * positions
+                for i in 0..<range.count { target[range.lowerBound + i] = values[i * stride] }
+            }
+        }
+        return [y]
     }
 }
 
@@ -316,10 +325,6 @@ struct QLinearConvKernel: Kernel {
             biases = bias.scalars(as: Int32.self)
         }
         let zeros = try convZeroPoints(xZero: xZero, wZero: wZero, geometry: geometry, xZeroIndex: 2, wZeroIndex: 5)
-        let accumulators = try integerConvolutionAccumulators(
-            x: x, xZero: zeros.x, w: w, wZeros: zeros.w, geometry: geometry, prepacked: prepacked, level: level,
-            context: context)
-
         // One multiplier per output channel, computed in float32 as the reference does.
         let multipliers = (0..<channels).map { m in
             requantizationMultiplier(inputScale, weightScales[weightScales.count == 1 ? 0 : m], outputScale, as: Float.self)
@@ -328,33 +333,37 @@ struct QLinearConvKernel: Kernel {
             zeroPoint: Double(try yZero.quantizedIntegerValues(input: 7)[0]),
             range: quantizedIntegerRange(yZero.dtype) ?? 0...255, outputScale: outputScale)
         var y = try Tensor(zeros: yZero.dtype, shape: geometry.outputShape)
+        let parameters = (zeros: zeros, biases: biases, multipliers: multipliers, requant: requant)
         if yZero.dtype == .uint8 {
-            write(accumulators, into: &y, UInt8.self, biases: biases, multipliers: multipliers, requant: requant, geometry: geometry)
+            try run(x, w, geometry, parameters, into: &y, UInt8.self, context)
         } else {
-            write(accumulators, into: &y, Int8.self, biases: biases, multipliers: multipliers, requant: requant, geometry: geometry)
+            try run(x, w, geometry, parameters, into: &y, Int8.self, context)
         }
         return [y]
     }
 
-    private func write<Y: FixedWidthInteger & TensorScalar>(
-        _ accumulators: Tensor, into y: inout Tensor, _ type: Y.Type, biases: [Int32], multipliers: [Double],
-        requant: Requantization, geometry: IntegerConvGeometry
-    ) {
-        let positions = geometry.outputPlaneSize
-        let channels = geometry.outputChannels
-        accumulators.withUnsafeBufferPointer(as: Int32.self) { source in
-            y.withUnsafeMutableBufferPointer(as: Y.self) { target in
-                for plane in 0..<(geometry.batch * channels) {
-                    let m = plane % channels
-                    let bias = biases[m], multiplier = multipliers[m]
-                    let base = plane * positions
-                    for p in base..<(base + positions) {
-                        target[p] = Y(truncatingIfNeeded: requantize(
-                            source[p] &+ bias, multiplier: multiplier, zeroPoint: requant.zeroPoint,
-                            lower: requant.lower, upper: requant.upper))
-                    }
+    /// Convolves and requantizes each finished chunk of sums as it arrives: `requantize(sum + bias[m])`.
+    private func run<Y: FixedWidthInteger & TensorScalar>(
+        _ x: Tensor, _ w: Tensor, _ geometry: IntegerConvGeometry,
+        _ parameters: (zeros: (x: Int32, w: [Int32]), biases: [Int32], multipliers: [Double], requant: Requantization),
+        into y: inout Tensor, _ type: Y.Type, _ context: ExecutionContext
+    ) throws {
+        let positions = geometry.outputPlaneSize, channels = geometry.outputChannels
+        let requant = parameters.requant
+        try parameters.biases.withUnsafeBufferPointer { biases in
+        try parameters.multipliers.withUnsafeBufferPointer { multipliers in
+        try y.withUnsafeMutableBufferPointer(as: Y.self) { output in
+            let base = output.baseAddress
+            try integerConvolution(x: x, xZero: parameters.zeros.x, w: w, wZeros: parameters.zeros.w, geometry: geometry,
+                                   prepacked: prepacked, level: level, context: context) { n, m, range, values, stride in
+                let target = base! + (n * channels + m) * positions
+                let bias = biases[m], multiplier = multipliers[m]
+                for i in 0..<range.count {
+                    target[range.lowerBound + i] = Y(truncatingIfNeeded: requantize(
+                        values[i * stride] &+ bias, multiplier: multiplier, zeroPoint: requant.zeroPoint,
+                        lower: requant.lower, upper: requant.upper))
                 }
             }
-        }
+        }}}
     }
 }

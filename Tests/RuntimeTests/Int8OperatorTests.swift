@@ -212,16 +212,16 @@ private func convAttributes(_ attributes: [String: Attribute]) throws -> Integer
     /// `requantize` rounds with the 1.5 · 2^52 trick; it must equal `rounded(.toNearestOrEven)` everywhere,
     /// including ties, huge products, ±inf and NaN (which saturates to the lower bound).
     @Test func requantizeEqualsHalfEvenRounding() {
-        func expected(_ accumulator: Int32, _ multiplier: Double, _ zeroPoint: Double, _ lower: Double, _ upper: Double) -> Int32 {
-            let value = (Double(accumulator) * multiplier).rounded(.toNearestOrEven) + zeroPoint
-            if value.isNaN { return Int32(lower) }
-            return Int32(min(max(value, lower), upper))
+        func expected(_ accumulator: Int32, _ multiplier: Double, _ zeroPoint: Int32, _ lower: Int32, _ upper: Int32) -> Int32 {
+            let value = (Double(accumulator) * multiplier).rounded(.toNearestOrEven) + Double(zeroPoint)
+            if value.isNaN { return lower }
+            return Int32(min(max(value, Double(lower)), Double(upper)))
         }
         let multipliers: [Double] = [0.5, 0.25, 1.5, 0.0034426772, 1e-9, 3.7, 1e12, -0.5, 0, .infinity, -.infinity, .nan]
         let accumulators: [Int32] = [0, 1, -1, 3, -3, 5, -5, 7, 255, -255, 33259, 1 << 20, Int32.max, Int32.min, -1_000_001]
         for multiplier in multipliers {
             for accumulator in accumulators {
-                for (zeroPoint, lower, upper) in [(0.0, -128.0, 127.0), (128.0, 0.0, 255.0), (-3.0, -32768.0, 32767.0)] {
+                for (zeroPoint, lower, upper) in [(Int32(0), Int32(-128), Int32(127)), (128, 0, 255), (-3, -32768, 32767)] {
                     #expect(requantize(accumulator, multiplier: multiplier, zeroPoint: zeroPoint, lower: lower, upper: upper)
                             == expected(accumulator, multiplier, zeroPoint, lower, upper), "\(accumulator) x \(multiplier)")
                 }

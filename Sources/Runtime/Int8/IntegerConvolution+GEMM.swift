@@ -56,11 +56,28 @@ struct PackedConvWeights: Sendable {
     }
 }
 
-/// Receives finished int32 sums: output channel `channel` of batch `batch` at output positions
-/// `positions`, the value for position `positions.lowerBound + i` at `values[i * stride]`. Called from
-/// several threads at once, always for disjoint outputs.
-typealias ConvolutionSink = (_ batch: Int, _ channel: Int, _ positions: Range<Int>, _ values: UnsafePointer<Int32>,
-                             _ stride: Int) -> Void
+/// Receives a block of finished int32 sums of batch `batch`: the sum for output position
+/// `positions.lowerBound + r` and output channel `channels.lowerBound + j` is at `values[r * rowStride + j]`.
+/// Called from several threads at once, always for disjoint outputs.
+typealias ConvolutionSink = (_ batch: Int, _ channels: Range<Int>, _ positions: Range<Int>, _ values: UnsafePointer<Int32>,
+                             _ rowStride: Int) -> Void
+
+/// Copies a sink's block (position-major) into `[N, M, positions]` output planes (channel-major).
+@inline(__always)
+func storeChannelPlanes<T>(
+    _ values: UnsafePointer<T>, rowStride: Int, batch: Int, channels: Range<Int>, positions: Range<Int>,
+    into output: UnsafeMutablePointer<T>, outputChannels: Int, planeSize: Int
+) {
+    for j in 0..<channels.count {
+        let target = output + (batch * outputChannels + channels.lowerBound + j) * planeSize + positions.lowerBound
+        let source = values + j
+        if rowStride == 1 {
+            target.update(from: source, count: positions.count)
+        } else {
+            for r in 0..<positions.count { target[r] = source[r * rowStride] }
+        }
+    }
+}
 
 /// Bytes of one im2col chunk: a chunk's rows stay in L2 together with the group's weights.
 private let im2colChunkBytes = 96 * 1024
@@ -80,7 +97,8 @@ func integerConvolution(
         let zeros = [Int32](repeating: 0, count: positions)
         zeros.withUnsafeBufferPointer { zeros in
             for plane in 0..<(g.batch * g.outputChannels) {
-                sink(plane / g.outputChannels, plane % g.outputChannels, 0..<positions, zeros.baseAddress!, 1)
+                let m = plane % g.outputChannels
+                sink(plane / g.outputChannels, m..<(m + 1), 0..<positions, zeros.baseAddress!, 1)
             }
         }
         return
@@ -149,9 +167,7 @@ func integerConvolution(
             Int8GEMM.subtractZeroPoints(m: rows, c: products, ldc: groupOutputs, columns: 0..<groupOutputs, b: matrix,
                                         rowSums: sums, aZeros: rowZeros.baseAddress!,
                                         bZeros: wZeros.baseAddress! + group * groupOutputs)
-            for j in 0..<groupOutputs {
-                sink(n, group * groupOutputs + j, first..<(first + rows), products + j, groupOutputs)
-            }
+            sink(n, (group * groupOutputs)..<((group + 1) * groupOutputs), first..<(first + rows), products, groupOutputs)
         }
     }}
 }
@@ -262,7 +278,7 @@ private func depthwiseConvolution(
                 }
                 for ow in 0..<outputWidth { out[oh * outputWidth + ow] = accumulators[ow] &- correction }
             }
-            sink(n, m, 0..<(outputHeight * outputWidth), out, 1)
+            sink(n, m..<(m + 1), 0..<(outputHeight * outputWidth), out, 1)
         }
     }}
 }
@@ -288,7 +304,8 @@ private func referenceConvolution(
         }
         let base = UnsafePointer(output.baseAddress!)
         for plane in 0..<(g.batch * g.outputChannels) {
-            sink(plane / g.outputChannels, plane % g.outputChannels, 0..<positions, base + plane * positions, 1)
+            let m = plane % g.outputChannels
+            sink(plane / g.outputChannels, m..<(m + 1), 0..<positions, base + plane * positions, 1)
         }
     }
 }

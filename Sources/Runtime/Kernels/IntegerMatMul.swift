@@ -155,17 +155,20 @@ func referenceIntegerMatMul<A: FixedWidthInteger & TensorScalar, B: FixedWidthIn
 /// it (e.g. acc 33259, multiplier 0.0034426772: 115 here and in the ONNX reference, 114 in ORT).
 /// NaN results (a 0/0 scale) saturate to the lower bound, like QuantizeLinear.
 ///
-/// Rounding adds and subtracts 1.5 · 2^52, which leaves a double rounded half to even (the default
-/// rounding mode) without a libm call, so the loops around it vectorize. That is exact for |x| < 2^51;
-/// larger products (and ±inf) are first clamped to ±2^40, far outside every 8- or 16-bit range.
+/// Rounding adds 1.5 · 2^52: the sum lands in [2^52, 2^53), where doubles are spaced 1 apart, so the
+/// default rounding mode rounds half to even and the integer sits in the low bits of the sum's pattern.
+/// That avoids a libm call and a checked float-to-int conversion, so the loops around it vectorize. It is
+/// exact for |x| < 2^51; larger products (and ±inf) are first clamped to ±2^40, far outside any 8- or
+/// 16-bit range.
 @inline(__always)
-func requantize(_ accumulator: Int32, multiplier: Double, zeroPoint: Double, lower: Double, upper: Double) -> Int32 {
+func requantize(_ accumulator: Int32, multiplier: Double, zeroPoint: Int32, lower: Int32, upper: Int32) -> Int32 {
     let limit = 1_099_511_627_776.0, roundingShift = 6_755_399_441_055_744.0
     let scaled = Double(accumulator) * multiplier
     let bounded = scaled > limit ? limit : (scaled >= -limit ? scaled : -limit)  // NaN becomes -limit
-    let shifted = ((bounded + roundingShift) - roundingShift) + zeroPoint
-    let clamped = shifted > upper ? upper : (shifted >= lower ? shifted : lower)
-    return Int32(clamped)
+    let rounded = Int64(bitPattern: (bounded + roundingShift).bitPattern) &- Int64(bitPattern: roundingShift.bitPattern)
+    let shifted = rounded &+ Int64(zeroPoint)
+    let clamped = shifted > Int64(upper) ? Int64(upper) : (shifted >= Int64(lower) ? shifted : Int64(lower))
+    return Int32(truncatingIfNeeded: clamped)
 }
 
 /// `(a * b) / y` with each step rounded to the scale type `S`, as numpy evaluates the ONNX reference's

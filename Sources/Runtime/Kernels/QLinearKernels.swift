@@ -141,7 +141,7 @@ struct QLinearMatMulKernel: Kernel {
             throw KernelError.invalidInput(index: 7, reason: "y_zero_point must be a scalar, got shape \(yZero.shape)")
         }
         let requant = Requantization(
-            zeroPoint: Double(try yZero.quantizedIntegerValues(input: 7)[0]),
+            zeroPoint: try yZero.quantizedIntegerValues(input: 7)[0],
             range: quantizedIntegerRange(yZero.dtype) ?? 0...255, outputScale: outputScale)
 
         var accumulators = [Int32](repeating: 0, count: try Shape.elementCount(shape.outputShape))
@@ -195,15 +195,15 @@ struct QLinearMatMulKernel: Kernel {
 
 /// Output-side requantization parameters.
 struct Requantization: Sendable {
-    let zeroPoint: Double
-    let lower: Double
-    let upper: Double
+    let zeroPoint: Int32
+    let lower: Int32
+    let upper: Int32
     let outputScale: Float
 
-    init(zeroPoint: Double, range: ClosedRange<Int32>, outputScale: Float) {
+    init(zeroPoint: Int32, range: ClosedRange<Int32>, outputScale: Float) {
         self.zeroPoint = zeroPoint
-        self.lower = Double(range.lowerBound)
-        self.upper = Double(range.upperBound)
+        self.lower = range.lowerBound
+        self.upper = range.upperBound
         self.outputScale = outputScale
     }
 }
@@ -265,9 +265,9 @@ struct ConvIntegerKernel: Kernel {
             let base = output.baseAddress
             let positions = geometry.outputPlaneSize, channels = geometry.outputChannels
             try integerConvolution(x: x, xZero: zeros.x, w: w, wZeros: zeros.w, geometry: geometry, prepacked: prepacked,
-                                   level: level, context: context) { n, m, range, values, stride in
-                let target = base! + (n * channels + m) * positions
-                for i in 0..<range.count { target[range.lowerBound + i] = values[i * stride] }
+                                   level: level, context: context) { n, block, range, values, rowStride in
+                storeChannelPlanes(values, rowStride: rowStride, batch: n, channels: block, positions: range, into: base!,
+                                   outputChannels: channels, planeSize: positions)
             }
         }
         return [y]
@@ -330,7 +330,7 @@ struct QLinearConvKernel: Kernel {
             requantizationMultiplier(inputScale, weightScales[weightScales.count == 1 ? 0 : m], outputScale, as: Float.self)
         }
         let requant = Requantization(
-            zeroPoint: Double(try yZero.quantizedIntegerValues(input: 7)[0]),
+            zeroPoint: try yZero.quantizedIntegerValues(input: 7)[0],
             range: quantizedIntegerRange(yZero.dtype) ?? 0...255, outputScale: outputScale)
         var y = try Tensor(zeros: yZero.dtype, shape: geometry.outputShape)
         let parameters = (zeros: zeros, biases: biases, multipliers: multipliers, requant: requant)
@@ -355,14 +355,34 @@ struct QLinearConvKernel: Kernel {
         try y.withUnsafeMutableBufferPointer(as: Y.self) { output in
             let base = output.baseAddress
             try integerConvolution(x: x, xZero: parameters.zeros.x, w: w, wZeros: parameters.zeros.w, geometry: geometry,
-                                   prepacked: prepacked, level: level, context: context) { n, m, range, values, stride in
-                let target = base! + (n * channels + m) * positions
-                let bias = biases[m], multiplier = multipliers[m]
-                for i in 0..<range.count {
-                    target[range.lowerBound + i] = Y(truncatingIfNeeded: requantize(
-                        values[i * stride] &+ bias, multiplier: multiplier, zeroPoint: requant.zeroPoint,
-                        lower: requant.lower, upper: requant.upper))
+                                   prepacked: prepacked, level: level, context: context) { n, block, range, values, rowStride in
+                let rows = range.count, width = block.count
+                if width == 1 {
+                    // One channel: requantize straight into its plane.
+                    let m = block.lowerBound, bias = biases[m], multiplier = multipliers[m]
+                    let target = base! + (n * channels + m) * positions + range.lowerBound
+                    for r in 0..<rows {
+                        target[r] = Y(truncatingIfNeeded: requantize(
+                            values[r * rowStride] &+ bias, multiplier: multiplier, zeroPoint: requant.zeroPoint,
+                            lower: requant.lower, upper: requant.upper))
+                    }
+                    return
                 }
+                // Requantize position by position (channels contiguous), then transpose the bytes.
+                let block8 = UnsafeMutablePointer<Y>.allocate(capacity: rows * width)
+                defer { block8.deallocate() }
+                let blockBiases = biases.baseAddress! + block.lowerBound
+                let blockMultipliers = multipliers.baseAddress! + block.lowerBound
+                for r in 0..<rows {
+                    let source = values + r * rowStride, target = block8 + r * width
+                    for j in 0..<width {
+                        target[j] = Y(truncatingIfNeeded: requantize(
+                            source[j] &+ blockBiases[j], multiplier: blockMultipliers[j], zeroPoint: requant.zeroPoint,
+                            lower: requant.lower, upper: requant.upper))
+                    }
+                }
+                storeChannelPlanes(UnsafePointer(block8), rowStride: width, batch: n, channels: block, positions: range,
+                                   into: base!, outputChannels: channels, planeSize: positions)
             }
         }}}
     }

@@ -233,4 +233,41 @@ private func convAttributes(_ attributes: [String: Attribute]) throws -> Integer
             #expect(result % 2 == 0 && abs(Double(result) - Double(twice) / 2) == 0.5, "\(twice) / 2")
         }
     }
+
+    /// The vectorized requantization (C, per level) equals the Swift `requantize` loop, including tails of
+    /// 1…15 values, wrapping bias sums, ties, huge products, ±inf and NaN multipliers.
+    @Test(arguments: Int8GEMMLevel.allCases)
+    func requantizeRunEqualsSwiftLoop(level: Int8GEMMLevel) {
+        guard level.isAvailable else { return }
+        var bytes = Bytes(state: 29)
+        let multipliers: [Double] = [0.5, 0.0034426772, 1e-9, 3.7, 1e12, -0.25, 0, .infinity, -.infinity, .nan, 0.0117]
+        for count in Array(1...17) + [64, 99] {
+            var sums = (0..<count).map { i -> Int32 in
+                Int32(bitPattern: UInt32(bytes.next()) << 24 | UInt32(bytes.next()) << 12 | UInt32(bytes.next())) >> (i % 20)
+            }
+            if count >= 3 { (sums[0], sums[1], sums[2]) = (.max, .min, 3) }
+            let bias = (0..<count).map { Int32($0 * 7919 % 4001) - 2000 }
+            let perElement = (0..<count).map { multipliers[($0 + count) % multipliers.count] }
+            for (zeroPoint, lower, upper) in [(Int32(128), Int32(0), Int32(255)), (-3, -128, 127)] {
+                let requant = Requantization(zeroPoint: zeroPoint, range: lower...upper, outputScale: 1)
+                for (biasStep, multiplierStep) in [(0, 0), (1, 1), (1, 0)] {
+                    func run(_ level: Int8GEMMLevel) -> [UInt8] {
+                        var out = [UInt8](repeating: 0xAA, count: count + 1)
+                        sums.withUnsafeBufferPointer { sums in
+                            bias.withUnsafeBufferPointer { bias in
+                                perElement.withUnsafeBufferPointer { multipliers in
+                                    requantizeRun(sums.baseAddress!, count: count, bias: bias.baseAddress!, biasStep: biasStep,
+                                                  multipliers: multipliers.baseAddress!, multiplierStep: multiplierStep,
+                                                  requant: requant, into: &out, level: level)
+                                }
+                            }
+                        }
+                        return out
+                    }
+                    #expect(run(level) == run(.reference), "\(level) count \(count) steps \(biasStep), \(multiplierStep)")
+                }
+            }
+        }
+    }
 }
+

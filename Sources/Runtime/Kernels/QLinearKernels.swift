@@ -163,32 +163,40 @@ struct QLinearMatMulKernel: Kernel {
     }
 
     /// y = requantize(accumulator, a_scale[row] * b_scale[column] / y_scale), row by row in parallel.
+    /// With one A scale (the usual per-tensor case) each B batch's column multipliers are computed once.
     private func requantizeRows<S: QuantizationFloatElement, Y: FixedWidthInteger & TensorScalar>(
         _ accumulators: [Int32], _ shape: IntegerMatMulShape, _ aScales: [Float], _ bScales: [Float],
         _ requant: Requantization, _ scaleType: S.Type, _ outputType: Y.Type, _ y: inout Tensor,
         _ context: ExecutionContext
     ) {
         let rows = shape.rows, columns = shape.columns
+        let shared = aScales.allSatisfy { $0.bitPattern == aScales.first?.bitPattern }
+        let table = shared ? bScales.map { requantizationMultiplier(aScales[0], $0, requant.outputScale, as: S.self) } : []
+        let level = self.level
         y.withUnsafeMutableBufferPointer(as: Y.self) { output in
             guard let outputBase = output.baseAddress else { return }
             accumulators.withUnsafeBufferPointer { accumulators in
-            aScales.withUnsafeBufferPointer { aScales in
-            bScales.withUnsafeBufferPointer { bScales in
+            table.withUnsafeBufferPointer { table in
                 context.parallelFor(shape.batchCount * rows) { row in
                     let batch = row / rows
                     let aBatch = shape.aBatchIndex[batch], bBatch = shape.bBatchIndex[batch]
-                    let rowScale = aScales[aBatch * rows + row % rows]
-                    let columnScales = bScales.baseAddress! + bBatch * columns
                     let source = accumulators.baseAddress! + row * columns
                     let target = outputBase + row * columns
-                    for n in 0..<columns {
-                        let multiplier = requantizationMultiplier(rowScale, columnScales[n], requant.outputScale, as: S.self)
-                        target[n] = Y(truncatingIfNeeded: requantize(
-                            source[n], multiplier: multiplier, zeroPoint: requant.zeroPoint,
-                            lower: requant.lower, upper: requant.upper))
+                    if shared {
+                        requantizeRun(source, count: columns, bias: nil, biasStep: 0, multipliers: table.baseAddress! + bBatch * columns,
+                                      multiplierStep: 1, requant: requant, into: target, level: level)
+                        return
+                    }
+                    let rowScale = aScales[aBatch * rows + row % rows]
+                    let multipliers = (0..<columns).map {
+                        requantizationMultiplier(rowScale, bScales[bBatch * columns + $0], requant.outputScale, as: S.self)
+                    }
+                    multipliers.withUnsafeBufferPointer {
+                        requantizeRun(source, count: columns, bias: nil, biasStep: 0, multipliers: $0.baseAddress!,
+                                      multiplierStep: 1, requant: requant, into: target, level: level)
                     }
                 }
-            }}}
+            }}
         }
     }
 }
@@ -357,29 +365,22 @@ struct QLinearConvKernel: Kernel {
             try integerConvolution(x: x, xZero: parameters.zeros.x, w: w, wZeros: parameters.zeros.w, geometry: geometry,
                                    prepacked: prepacked, level: level, context: context) { n, block, range, values, rowStride in
                 let rows = range.count, width = block.count
-                if width == 1 {
+                let blockBiases = biases.baseAddress! + block.lowerBound
+                let blockMultipliers = multipliers.baseAddress! + block.lowerBound
+                if width == 1, rowStride == 1 {
                     // One channel: requantize straight into its plane.
-                    let m = block.lowerBound, bias = biases[m], multiplier = multipliers[m]
-                    let target = base! + (n * channels + m) * positions + range.lowerBound
-                    for r in 0..<rows {
-                        target[r] = Y(truncatingIfNeeded: requantize(
-                            values[r * rowStride] &+ bias, multiplier: multiplier, zeroPoint: requant.zeroPoint,
-                            lower: requant.lower, upper: requant.upper))
-                    }
+                    let target = base! + (n * channels + block.lowerBound) * positions + range.lowerBound
+                    requantizeRun(values, count: rows, bias: blockBiases, biasStep: 0, multipliers: blockMultipliers,
+                                  multiplierStep: 0, requant: requant, into: target, level: level)
                     return
                 }
                 // Requantize position by position (channels contiguous), then transpose the bytes.
                 let block8 = UnsafeMutablePointer<Y>.allocate(capacity: rows * width)
                 defer { block8.deallocate() }
-                let blockBiases = biases.baseAddress! + block.lowerBound
-                let blockMultipliers = multipliers.baseAddress! + block.lowerBound
                 for r in 0..<rows {
-                    let source = values + r * rowStride, target = block8 + r * width
-                    for j in 0..<width {
-                        target[j] = Y(truncatingIfNeeded: requantize(
-                            source[j] &+ blockBiases[j], multiplier: blockMultipliers[j], zeroPoint: requant.zeroPoint,
-                            lower: requant.lower, upper: requant.upper))
-                    }
+                    requantizeRun(values + r * rowStride, count: width, bias: blockBiases, biasStep: 1,
+                                  multipliers: blockMultipliers, multiplierStep: 1, requant: requant,
+                                  into: block8 + r * width, level: level)
                 }
                 storeChannelPlanes(UnsafePointer(block8), rowStride: width, batch: n, channels: block, positions: range,
                                    into: base!, outputChannels: channels, planeSize: positions)

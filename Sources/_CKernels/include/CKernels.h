@@ -101,6 +101,16 @@ void sq_qgemm_pack_b(int transposed, size_t n, size_t k, const void *b, size_t l
 void sq_qgemm_u8s8(int level, size_t m, size_t n, size_t k, const uint8_t *a, size_t lda, const int8_t *packed_b,
                    size_t n_begin, size_t n_end, int32_t *c, size_t ldc);
 
+/// ONNX-reference requantization of one run of int32 sums into 8-bit values:
+/// y[i] = clamp(round_half_even((double)(acc[i] + bias[i]) * multiplier[i]) + zero_point, lower, upper),
+/// the sum wrapping in int32, NaN products giving `lower`. `bias` and `multiplier` advance by
+/// `bias_step` / `multiplier_step` (0: one value for the run, 1: one per element); `bias` may be NULL.
+/// `out` receives the low byte of each result (uint8 or int8 by the bounds). `level` is an
+/// SQ_QGEMM_LEVEL (AVX2 runs 4 lanes, the AVX-512 levels 8); returns 0 when the CPU lacks it.
+int sq_requantize_u8(int level, const int32_t *acc, size_t count, const int32_t *bias, size_t bias_step,
+                     const double *multiplier, size_t multiplier_step, int32_t zero_point, int32_t lower,
+                     int32_t upper, uint8_t *out);
+
 /// Runs `iterations` x 64 dependent 64-bit adds (one per cycle on every x86 core since the P6), so
 /// iterations * 64 / seconds is the core clock. Benchmarks use it to state their peak.
 uint64_t sq_dependent_add_chain(uint64_t iterations);

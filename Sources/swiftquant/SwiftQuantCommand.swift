@@ -7,7 +7,7 @@ struct SwiftQuantCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "swiftquant",
         abstract: "Quantize ONNX models to low-bit formats, run them, and measure what they lost.",
-        subcommands: [Demo.self, Inspect.self, Run.self, Calibrate.self, Quantize.self, Eval.self, Bench.self],
+        subcommands: [Demo.self, Inspect.self, Run.self, Calibrate.self, Quantize.self, Eval.self, Bench.self, BenchGEMM.self],
         defaultSubcommand: Demo.self
     )
 }

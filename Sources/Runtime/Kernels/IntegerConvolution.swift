@@ -135,20 +135,89 @@ struct IntegerConvGeometry: Sendable {
     }
 }
 
+/// Index tables of one convolution geometry, shared by the direct loop and im2col. Kernel tap q: its
+/// index per spatial axis and its offset from the window origin inside one input plane. Output position
+/// p: its window origin per axis, that origin's plane offset, and whether the whole window lies inside
+/// the input (interior windows need no bounds checks).
+final class ConvWindowTable: @unchecked Sendable {
+    let rank: Int
+    let kernelIndex: UnsafeMutableBufferPointer<Int>
+    let kernelOffset: UnsafeMutableBufferPointer<Int>
+    let origin: UnsafeMutableBufferPointer<Int>
+    let originOffset: UnsafeMutableBufferPointer<Int>
+    let interior: UnsafeMutableBufferPointer<Bool>
+    let planeStrides: [Int]
+
+    init(_ g: IntegerConvGeometry) {
+        let rank = g.inputSpatial.count
+        let kernelCount = g.kernelSize, positions = g.outputPlaneSize
+        self.rank = rank
+        planeStrides = Shape.strides(g.inputSpatial)
+        kernelIndex = .allocate(capacity: kernelCount * rank)
+        kernelOffset = .allocate(capacity: kernelCount)
+        origin = .allocate(capacity: positions * rank)
+        originOffset = .allocate(capacity: positions)
+        interior = .allocate(capacity: positions)
+        for q in 0..<kernelCount {
+            var rest = q, offset = 0
+            for axis in stride(from: rank - 1, through: 0, by: -1) {
+                let k = rest % g.kernelSpatial[axis]
+                rest /= g.kernelSpatial[axis]
+                kernelIndex[q * rank + axis] = k
+                // Wrapping: with huge pads and dilations the offset may not fit, but it is only used for
+                // interior windows, where every tap lies inside the plane and so no wrap happened.
+                offset = offset &+ k &* g.dilations[axis] &* planeStrides[axis]
+            }
+            kernelOffset[q] = offset
+        }
+        for p in 0..<positions {
+            var rest = p, offset = 0
+            var inside = true
+            for axis in stride(from: rank - 1, through: 0, by: -1) {
+                let o = rest % g.outputSpatial[axis]
+                rest /= g.outputSpatial[axis]
+                let start = o * g.strides[axis] - g.padsBegin[axis]
+                origin[p * rank + axis] = start
+                offset = offset &+ start &* planeStrides[axis]  // used for interior windows only, as above
+                let last = start + (g.kernelSpatial[axis] - 1) * g.dilations[axis]
+                if start < 0 || last >= g.inputSpatial[axis] { inside = false }
+            }
+            originOffset[p] = offset
+            interior[p] = inside
+        }
+    }
+
+    deinit {
+        kernelIndex.deallocate()
+        kernelOffset.deallocate()
+        origin.deallocate()
+        originOffset.deallocate()
+        interior.deallocate()
+    }
+
+    /// The plane offset of tap q of position p's window, or nil when the tap falls in the padding.
+    @inline(__always)
+    func borderOffset(position p: Int, tap q: Int, geometry g: IntegerConvGeometry) -> Int? {
+        var offset = 0
+        for axis in 0..<rank {
+            let i = origin[p * rank + axis] + kernelIndex[q * rank + axis] * g.dilations[axis]
+            if i < 0 || i >= g.inputSpatial[axis] { return nil }
+            offset += i * planeStrides[axis]
+        }
+        return offset
+    }
+}
+
 /// Direct integer convolution over zero-point-adjusted int32 operands:
 /// `y[n, m, o] = Σ_{c, k} w[m, c, k] * x[n, g·C/group + c, o·stride - pad_begin + k·dilation]`,
 /// where positions in the padding add nothing (the padding is the zero point, i.e. 0 once adjusted).
 /// Accumulation wraps in int32 like a hardware accumulator. Parallel over (batch, output channel).
-///
-/// Window origins and an "inside the input" flag are precomputed per output position, so interior
-/// positions run a plain dot product over precomputed kernel offsets; only border positions check bounds.
+/// This is the reference twin of the im2col + int8 GEMM path (Int8/IntegerConvolution+GEMM.swift).
 func integerConvolution(
     x: UnsafeBufferPointer<Int32>, w: UnsafeBufferPointer<Int32>, geometry g: IntegerConvGeometry,
     output: UnsafeMutableBufferPointer<Int32>, context: ExecutionContext
 ) {
-    let rank = g.inputSpatial.count
     let plane = g.planeSize
-    let planeStrides = Shape.strides(g.inputSpatial)
     let kernelCount = g.kernelSize
     let positions = g.outputPlaneSize
     let groupInputs = g.inputChannels / g.group
@@ -157,73 +226,30 @@ func integerConvolution(
     // the output stays zero.
     guard positions > 0, g.batch > 0, g.outputChannels > 0, groupInputs > 0, kernelCount > 0,
           let xBase = x.baseAddress, let wBase = w.baseAddress, let yBase = output.baseAddress else { return }
-
-    // Kernel element q: its per-axis index, and its offset from the window origin inside one plane.
-    var kernelIndex = [Int](repeating: 0, count: kernelCount * rank)
-    var kernelOffset = [Int](repeating: 0, count: kernelCount)
-    for q in 0..<kernelCount {
-        var rest = q, offset = 0
-        for axis in stride(from: rank - 1, through: 0, by: -1) {
-            let k = rest % g.kernelSpatial[axis]
-            rest /= g.kernelSpatial[axis]
-            kernelIndex[q * rank + axis] = k
-            // Wrapping: with huge pads and dilations the offset may not fit, but it is only used for
-            // interior windows, where every tap lies inside the plane and so no wrap happened.
-            offset = offset &+ k &* g.dilations[axis] &* planeStrides[axis]
-        }
-        kernelOffset[q] = offset
-    }
-    // Output position p: window origin per axis, its plane offset, and whether the window is inside.
-    var origin = [Int](repeating: 0, count: positions * rank)
-    var originOffset = [Int](repeating: 0, count: positions)
-    var interior = [Bool](repeating: true, count: positions)
-    for p in 0..<positions {
-        var rest = p, offset = 0
-        for axis in stride(from: rank - 1, through: 0, by: -1) {
-            let o = rest % g.outputSpatial[axis]
-            rest /= g.outputSpatial[axis]
-            let start = o * g.strides[axis] - g.padsBegin[axis]
-            origin[p * rank + axis] = start
-            offset = offset &+ start &* planeStrides[axis]  // used for interior windows only, as above
-            let last = start + (g.kernelSpatial[axis] - 1) * g.dilations[axis]
-            if start < 0 || last >= g.inputSpatial[axis] { interior[p] = false }
-        }
-        originOffset[p] = offset
-    }
-
-    kernelIndex.withUnsafeBufferPointer { kernelIndex in
-    kernelOffset.withUnsafeBufferPointer { kernelOffset in
-    origin.withUnsafeBufferPointer { origin in
-    originOffset.withUnsafeBufferPointer { originOffset in
-    interior.withUnsafeBufferPointer { interior in
-        context.parallelFor(g.batch * g.outputChannels) { chunk in
-            let n = chunk / g.outputChannels, m = chunk % g.outputChannels
-            let firstChannel = (m / groupOutputs) * groupInputs
-            let out = yBase + chunk * positions
-            for p in 0..<positions {
-                var accumulator: Int32 = 0
-                for c in 0..<groupInputs {
-                    let xPlane = xBase + (n * g.inputChannels + firstChannel + c) * plane
-                    let weights = wBase + (m * groupInputs + c) * kernelCount
-                    if interior[p] {
-                        let window = xPlane + originOffset[p]
-                        for q in 0..<kernelCount {
-                            accumulator = accumulator &+ weights[q] &* window[kernelOffset[q]]
-                        }
-                    } else {
-                        for q in 0..<kernelCount {
-                            var offset = 0, inside = true
-                            for axis in 0..<rank {
-                                let i = origin[p * rank + axis] + kernelIndex[q * rank + axis] * g.dilations[axis]
-                                if i < 0 || i >= g.inputSpatial[axis] { inside = false; break }
-                                offset += i * planeStrides[axis]
-                            }
-                            if inside { accumulator = accumulator &+ weights[q] &* xPlane[offset] }
+    let table = ConvWindowTable(g)
+    context.parallelFor(g.batch * g.outputChannels) { chunk in
+        let n = chunk / g.outputChannels, m = chunk % g.outputChannels
+        let firstChannel = (m / groupOutputs) * groupInputs
+        let out = yBase + chunk * positions
+        for p in 0..<positions {
+            var accumulator: Int32 = 0
+            for c in 0..<groupInputs {
+                let xPlane = xBase + (n * g.inputChannels + firstChannel + c) * plane
+                let weights = wBase + (m * groupInputs + c) * kernelCount
+                if table.interior[p] {
+                    let window = xPlane + table.originOffset[p]
+                    for q in 0..<kernelCount {
+                        accumulator = accumulator &+ weights[q] &* window[table.kernelOffset[q]]
+                    }
+                } else {
+                    for q in 0..<kernelCount {
+                        if let offset = table.borderOffset(position: p, tap: q, geometry: g) {
+                            accumulator = accumulator &+ weights[q] &* xPlane[offset]
                         }
                     }
                 }
-                out[p] = accumulator
             }
+            out[p] = accumulator
         }
-    }}}}}
+    }
 }

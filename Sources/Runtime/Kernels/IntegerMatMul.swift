@@ -1,6 +1,7 @@
 import Tensors
 
-// Shapes, parameter expansion and the int32 row loop shared by MatMulInteger and QLinearMatMul.
+// Shapes, parameter expansion and the reference int32 row loop shared by MatMulInteger and QLinearMatMul
+// (the fast path is Int8/IntegerMatMul+GEMM.swift).
 
 /// The numpy-matmul view of two integer operands: 1-D `a` is a row `[1, K]` and 1-D `b` a column
 /// `[K, 1]` (their unit axis dropped from the output); leading batch axes broadcast.
@@ -117,13 +118,11 @@ func integerMatMulRow<A: FixedWidthInteger, B: FixedWidthInteger>(
     }
 }
 
-/// Runs `integerMatMulRow` for every output row, in parallel over rows. `rowBody` receives the flat row
-/// index (batch * M + m), the operand batch indices, and the int32 row to post-process (it is the
-/// output itself when `output` is given, otherwise a scratch row).
-func forEachIntegerMatMulRow<A: FixedWidthInteger & TensorScalar, B: FixedWidthInteger & TensorScalar>(
+/// The reference twin of the GEMM path: `integerMatMulRow` for every output row (batch · M rows of N
+/// int32 in `output`), in parallel over rows.
+func referenceIntegerMatMul<A: FixedWidthInteger & TensorScalar, B: FixedWidthInteger & TensorScalar>(
     a: Tensor, _ aType: A.Type, b: Tensor, _ bType: B.Type, shape: IntegerMatMulShape,
-    aZeros: [Int32], bZeros: [Int32], into output: UnsafeMutablePointer<Int32>?, context: ExecutionContext,
-    rowBody: (_ row: Int, _ aBatch: Int, _ bBatch: Int, _ values: UnsafeMutablePointer<Int32>) -> Void
+    aZeros: [Int32], bZeros: [Int32], into output: UnsafeMutablePointer<Int32>, context: ExecutionContext
 ) {
     let rows = shape.rows, depth = shape.depth, columns = shape.columns
     let totalRows = shape.batchCount * rows
@@ -137,14 +136,10 @@ func forEachIntegerMatMulRow<A: FixedWidthInteger & TensorScalar, B: FixedWidthI
                     context.parallelFor(totalRows) { row in
                         let batch = row / rows, m = row % rows
                         let aBatch = shape.aBatchIndex[batch], bBatch = shape.bBatchIndex[batch]
-                        let scratch = output == nil ? UnsafeMutablePointer<Int32>.allocate(capacity: columns) : nil
-                        defer { scratch?.deallocate() }
-                        guard let target = output.map({ $0 + row * columns }) ?? scratch else { return }
                         integerMatMulRow(
                             aRow: aBase + (aBatch * rows + m) * depth, aZero: aZeroBuffer[aBatch * rows + m],
                             b: bBase + bBatch * depth * columns, bZero: bZeroBase + bBatch * columns,
-                            depth: depth, columns: columns, output: target)
-                        rowBody(row, aBatch, bBatch, target)
+                            depth: depth, columns: columns, output: output + row * columns)
                     }
                 }
             }
@@ -159,11 +154,21 @@ func forEachIntegerMatMulRow<A: FixedWidthInteger & TensorScalar, B: FixedWidthI
 /// Runtime instead multiplies in float32, so rare results next to a .5 boundary can differ by one from
 /// it (e.g. acc 33259, multiplier 0.0034426772: 115 here and in the ONNX reference, 114 in ORT).
 /// NaN results (a 0/0 scale) saturate to the lower bound, like QuantizeLinear.
+///
+/// Rounding adds 1.5 · 2^52: the sum lands in [2^52, 2^53), where doubles are spaced 1 apart, so the
+/// default rounding mode rounds half to even and the integer sits in the low bits of the sum's pattern.
+/// That avoids a libm call and a checked float-to-int conversion, so the loops around it vectorize. It is
+/// exact for |x| < 2^51; larger products (and ±inf) are first clamped to ±2^40, far outside any 8- or
+/// 16-bit range.
 @inline(__always)
-func requantize(_ accumulator: Int32, multiplier: Double, zeroPoint: Double, lower: Double, upper: Double) -> Int32 {
-    let shifted = (Double(accumulator) * multiplier).rounded(.toNearestOrEven) + zeroPoint
-    let clamped = shifted > upper ? upper : (shifted >= lower ? shifted : lower)
-    return Int32(clamped)
+func requantize(_ accumulator: Int32, multiplier: Double, zeroPoint: Int32, lower: Int32, upper: Int32) -> Int32 {
+    let limit = 1_099_511_627_776.0, roundingShift = 6_755_399_441_055_744.0
+    let scaled = Double(accumulator) * multiplier
+    let bounded = scaled > limit ? limit : (scaled >= -limit ? scaled : -limit)  // NaN becomes -limit
+    let rounded = Int64(bitPattern: (bounded + roundingShift).bitPattern) &- Int64(bitPattern: roundingShift.bitPattern)
+    let shifted = rounded &+ Int64(zeroPoint)
+    let clamped = shifted > Int64(upper) ? Int64(upper) : (shifted >= Int64(lower) ? shifted : Int64(lower))
+    return Int32(truncatingIfNeeded: clamped)
 }
 
 /// `(a * b) / y` with each step rounded to the scale type `S`, as numpy evaluates the ONNX reference's

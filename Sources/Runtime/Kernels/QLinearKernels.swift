@@ -1,18 +1,24 @@
 import GraphIR
 import Tensors
 
-// Reference kernels for ONNX MatMulInteger (10), QLinearMatMul (10, 21), ConvInteger (10) and
-// QLinearConv (10). Integer products are exact; int32 accumulation wraps on overflow (ONNX: "the
-// accumulation may overflow if and only if in 32 bits"); requantization follows the ONNX reference
-// implementation (see `requantize`).
+// Kernels for ONNX MatMulInteger (10), QLinearMatMul (10, 21), ConvInteger (10) and QLinearConv (10).
+// Integer products are exact; int32 accumulation wraps on overflow (ONNX: "the accumulation may
+// overflow if and only if in 32 bits"); requantization follows the ONNX reference implementation (see
+// `requantize`). The int32 accumulators come from the int8 GEMM at `level`; at `.reference` they come
+// from the direct loops of IntegerMatMul.swift / IntegerConvolution.swift, the fast path's twin.
 
 extension KernelRegistry {
     mutating func registerQLinearKernels() {
-        register("MatMulInteger", since: 10) { _ in MatMulIntegerKernel() }
-        register("QLinearMatMul", since: 10) { _ in QLinearMatMulKernel(version: 10) }
-        register("QLinearMatMul", since: 21) { _ in QLinearMatMulKernel(version: 21) }
-        register("ConvInteger", since: 10) { try ConvIntegerKernel(attributes: IntegerConvAttributes($0)) }
-        register("QLinearConv", since: 10) { try QLinearConvKernel(attributes: IntegerConvAttributes($0)) }
+        // Constant weights are packed for the int8 GEMM here, once per session.
+        register("MatMulInteger", since: 10) { MatMulIntegerKernel(constantB: $0.constant(1)) }
+        register("QLinearMatMul", since: 10) { QLinearMatMulKernel(version: 10, constantB: $0.constant(3)) }
+        register("QLinearMatMul", since: 21) { QLinearMatMulKernel(version: 21, constantB: $0.constant(3)) }
+        register("ConvInteger", since: 10) {
+            try ConvIntegerKernel(attributes: IntegerConvAttributes($0), constantW: $0.constant(1))
+        }
+        register("QLinearConv", since: 10) {
+            try QLinearConvKernel(attributes: IntegerConvAttributes($0), constantW: $0.constant(3))
+        }
     }
 }
 
@@ -40,6 +46,15 @@ private func singleScale(_ tensor: Tensor, index: Int, name: String) throws -> F
 /// ONNX MatMulInteger: `Y = (A - a_zero_point) @ (B - b_zero_point)` in int32, numpy-matmul batching.
 /// Zero points are per tensor, per row of A, or per column of B.
 struct MatMulIntegerKernel: Kernel {
+    let level: Int8GEMMLevel
+    /// B packed at session creation when it is a constant.
+    let prepacked: PackedIntegerMatMulB?
+
+    init(constantB: Tensor?, level: Int8GEMMLevel = .best) {
+        self.level = level
+        prepacked = level == .reference ? nil : constantB.flatMap(PackedIntegerMatMulB.init)
+    }
+
     func run(_ inputs: [Tensor?], context: ExecutionContext) throws -> [Tensor] {
         let a = try required(inputs, 0), b = try required(inputs, 1)
         let aZero = optional(inputs, 2), bZero = optional(inputs, 3)
@@ -50,23 +65,11 @@ struct MatMulIntegerKernel: Kernel {
         let bZeros = try expandedZeroPoints(bZero, shape: shape, side: .columns, index: 3)
         var y = try Tensor(zeros: .int32, shape: shape.outputShape)
         y.withUnsafeMutableBufferPointer(as: Int32.self) { output in
-            switch (a.dtype, b.dtype) {
-            case (.uint8, .uint8): run(a, UInt8.self, b, UInt8.self, shape, aZeros, bZeros, output.baseAddress, context)
-            case (.uint8, _): run(a, UInt8.self, b, Int8.self, shape, aZeros, bZeros, output.baseAddress, context)
-            case (_, .uint8): run(a, Int8.self, b, UInt8.self, shape, aZeros, bZeros, output.baseAddress, context)
-            default: run(a, Int8.self, b, Int8.self, shape, aZeros, bZeros, output.baseAddress, context)
-            }
+            guard let output = output.baseAddress else { return }
+            integerMatMulAccumulators(a: a, b: b, prepacked: prepacked, shape: shape, aZeros: aZeros, bZeros: bZeros,
+                                      level: level, output: output, context: context)
         }
         return [y]
-    }
-
-    private func run<A: FixedWidthInteger & TensorScalar, B: FixedWidthInteger & TensorScalar>(
-        _ a: Tensor, _ aType: A.Type, _ b: Tensor, _ bType: B.Type, _ shape: IntegerMatMulShape,
-        _ aZeros: [Int32], _ bZeros: [Int32], _ output: UnsafeMutablePointer<Int32>?, _ context: ExecutionContext
-    ) {
-        guard let output else { return }
-        forEachIntegerMatMulRow(a: a, A.self, b: b, B.self, shape: shape, aZeros: aZeros, bZeros: bZeros,
-                                into: output, context: context) { _, _, _, _ in }
     }
 }
 
@@ -100,6 +103,15 @@ private func expandedScales(
 /// multiplier is then computed in that precision); its float8 operands are not supported.
 struct QLinearMatMulKernel: Kernel {
     let version: Int
+    let level: Int8GEMMLevel
+    /// B packed at session creation when it is a constant.
+    let prepacked: PackedIntegerMatMulB?
+
+    init(version: Int, constantB: Tensor?, level: Int8GEMMLevel = .best) {
+        self.version = version
+        self.level = level
+        prepacked = level == .reference ? nil : constantB.flatMap(PackedIntegerMatMulB.init)
+    }
 
     func run(_ inputs: [Tensor?], context: ExecutionContext) throws -> [Tensor] {
         let a = try required(inputs, 0), aScale = try required(inputs, 1), aZero = try required(inputs, 2)
@@ -129,55 +141,59 @@ struct QLinearMatMulKernel: Kernel {
             throw KernelError.invalidInput(index: 7, reason: "y_zero_point must be a scalar, got shape \(yZero.shape)")
         }
         let requant = Requantization(
-            zeroPoint: Double(try yZero.quantizedIntegerValues(input: 7)[0]),
+            zeroPoint: try yZero.quantizedIntegerValues(input: 7)[0],
             range: quantizedIntegerRange(yZero.dtype) ?? 0...255, outputScale: outputScale)
 
+        var accumulators = [Int32](repeating: 0, count: try Shape.elementCount(shape.outputShape))
+        accumulators.withUnsafeMutableBufferPointer { output in
+            guard let output = output.baseAddress else { return }
+            integerMatMulAccumulators(a: a, b: b, prepacked: prepacked, shape: shape, aZeros: aZeros, bZeros: bZeros,
+                                      level: level, output: output, context: context)
+        }
         var y = try Tensor(zeros: yZero.dtype, shape: shape.outputShape)
-        switch (a.dtype, b.dtype) {
-        case (.uint8, .uint8): try run(a, UInt8.self, b, UInt8.self, shape, aZeros, bZeros, aScales, bScales, requant, aScale.dtype, &y, context)
-        case (.uint8, _): try run(a, UInt8.self, b, Int8.self, shape, aZeros, bZeros, aScales, bScales, requant, aScale.dtype, &y, context)
-        case (_, .uint8): try run(a, Int8.self, b, UInt8.self, shape, aZeros, bZeros, aScales, bScales, requant, aScale.dtype, &y, context)
-        default: try run(a, Int8.self, b, Int8.self, shape, aZeros, bZeros, aScales, bScales, requant, aScale.dtype, &y, context)
+        switch (aScale.dtype, y.dtype) {
+        case (.float16, .uint8): requantizeRows(accumulators, shape, aScales, bScales, requant, Float16.self, UInt8.self, &y, context)
+        case (.float16, _): requantizeRows(accumulators, shape, aScales, bScales, requant, Float16.self, Int8.self, &y, context)
+        case (.bfloat16, .uint8): requantizeRows(accumulators, shape, aScales, bScales, requant, BFloat16.self, UInt8.self, &y, context)
+        case (.bfloat16, _): requantizeRows(accumulators, shape, aScales, bScales, requant, BFloat16.self, Int8.self, &y, context)
+        case (_, .uint8): requantizeRows(accumulators, shape, aScales, bScales, requant, Float.self, UInt8.self, &y, context)
+        default: requantizeRows(accumulators, shape, aScales, bScales, requant, Float.self, Int8.self, &y, context)
         }
         return [y]
     }
 
-    private func run<A: FixedWidthInteger & TensorScalar, B: FixedWidthInteger & TensorScalar>(
-        _ a: Tensor, _ aType: A.Type, _ b: Tensor, _ bType: B.Type, _ shape: IntegerMatMulShape,
-        _ aZeros: [Int32], _ bZeros: [Int32], _ aScales: [Float], _ bScales: [Float], _ requant: Requantization,
-        _ scaleType: DType, _ y: inout Tensor, _ context: ExecutionContext
-    ) throws {
-        switch (scaleType, y.dtype) {
-        case (.float16, .uint8): run(a, A.self, b, B.self, shape, aZeros, bZeros, aScales, bScales, requant, Float16.self, UInt8.self, &y, context)
-        case (.float16, _): run(a, A.self, b, B.self, shape, aZeros, bZeros, aScales, bScales, requant, Float16.self, Int8.self, &y, context)
-        case (.bfloat16, .uint8): run(a, A.self, b, B.self, shape, aZeros, bZeros, aScales, bScales, requant, BFloat16.self, UInt8.self, &y, context)
-        case (.bfloat16, _): run(a, A.self, b, B.self, shape, aZeros, bZeros, aScales, bScales, requant, BFloat16.self, Int8.self, &y, context)
-        case (_, .uint8): run(a, A.self, b, B.self, shape, aZeros, bZeros, aScales, bScales, requant, Float.self, UInt8.self, &y, context)
-        default: run(a, A.self, b, B.self, shape, aZeros, bZeros, aScales, bScales, requant, Float.self, Int8.self, &y, context)
-        }
-    }
-
-    private func run<A: FixedWidthInteger & TensorScalar, B: FixedWidthInteger & TensorScalar,
-                     S: QuantizationFloatElement, Y: FixedWidthInteger & TensorScalar>(
-        _ a: Tensor, _ aType: A.Type, _ b: Tensor, _ bType: B.Type, _ shape: IntegerMatMulShape,
-        _ aZeros: [Int32], _ bZeros: [Int32], _ aScales: [Float], _ bScales: [Float], _ requant: Requantization,
-        _ scaleType: S.Type, _ outputType: Y.Type, _ y: inout Tensor, _ context: ExecutionContext
+    /// y = requantize(accumulator, a_scale[row] * b_scale[column] / y_scale), row by row in parallel.
+    /// With one A scale (the usual per-tensor case) each B batch's column multipliers are computed once.
+    private func requantizeRows<S: QuantizationFloatElement, Y: FixedWidthInteger & TensorScalar>(
+        _ accumulators: [Int32], _ shape: IntegerMatMulShape, _ aScales: [Float], _ bScales: [Float],
+        _ requant: Requantization, _ scaleType: S.Type, _ outputType: Y.Type, _ y: inout Tensor,
+        _ context: ExecutionContext
     ) {
         let rows = shape.rows, columns = shape.columns
+        let shared = aScales.allSatisfy { $0.bitPattern == aScales.first?.bitPattern }
+        let table = shared ? bScales.map { requantizationMultiplier(aScales[0], $0, requant.outputScale, as: S.self) } : []
+        let level = self.level
         y.withUnsafeMutableBufferPointer(as: Y.self) { output in
             guard let outputBase = output.baseAddress else { return }
-            aScales.withUnsafeBufferPointer { aScales in
-            bScales.withUnsafeBufferPointer { bScales in
-                forEachIntegerMatMulRow(a: a, A.self, b: b, B.self, shape: shape, aZeros: aZeros, bZeros: bZeros,
-                                        into: nil, context: context) { row, aBatch, bBatch, accumulators in
-                    let rowScale = aScales[aBatch * rows + row % rows]
-                    let columnScales = bScales.baseAddress! + bBatch * columns
+            accumulators.withUnsafeBufferPointer { accumulators in
+            table.withUnsafeBufferPointer { table in
+                context.parallelFor(shape.batchCount * rows) { row in
+                    let batch = row / rows
+                    let aBatch = shape.aBatchIndex[batch], bBatch = shape.bBatchIndex[batch]
+                    let source = accumulators.baseAddress! + row * columns
                     let target = outputBase + row * columns
-                    for n in 0..<columns {
-                        let multiplier = requantizationMultiplier(rowScale, columnScales[n], requant.outputScale, as: S.self)
-                        target[n] = Y(truncatingIfNeeded: requantize(
-                            accumulators[n], multiplier: multiplier, zeroPoint: requant.zeroPoint,
-                            lower: requant.lower, upper: requant.upper))
+                    if shared {
+                        requantizeRun(source, count: columns, bias: nil, biasStep: 0, multipliers: table.baseAddress! + bBatch * columns,
+                                      multiplierStep: 1, requant: requant, into: target, level: level)
+                        return
+                    }
+                    let rowScale = aScales[aBatch * rows + row % rows]
+                    let multipliers = (0..<columns).map {
+                        requantizationMultiplier(rowScale, bScales[bBatch * columns + $0], requant.outputScale, as: S.self)
+                    }
+                    multipliers.withUnsafeBufferPointer {
+                        requantizeRun(source, count: columns, bias: nil, biasStep: 0, multipliers: $0.baseAddress!,
+                                      multiplierStep: 1, requant: requant, into: target, level: level)
                     }
                 }
             }}
@@ -187,26 +203,26 @@ struct QLinearMatMulKernel: Kernel {
 
 /// Output-side requantization parameters.
 struct Requantization: Sendable {
-    let zeroPoint: Double
-    let lower: Double
-    let upper: Double
+    let zeroPoint: Int32
+    let lower: Int32
+    let upper: Int32
     let outputScale: Float
 
-    init(zeroPoint: Double, range: ClosedRange<Int32>, outputScale: Float) {
+    init(zeroPoint: Int32, range: ClosedRange<Int32>, outputScale: Float) {
         self.zeroPoint = zeroPoint
-        self.lower = Double(range.lowerBound)
-        self.upper = Double(range.upperBound)
+        self.lower = range.lowerBound
+        self.upper = range.upperBound
         self.outputScale = outputScale
     }
 }
 
 // MARK: - ConvInteger and QLinearConv
 
-/// Zero-point-adjusted int32 copies of conv operands: `x - x_zp` and `w[m] - w_zp[m]`.
-private func adjustedConvOperands(
-    x: Tensor, xZero: Tensor?, w: Tensor, wZero: Tensor?, geometry: IntegerConvGeometry,
-    xZeroIndex: Int, wZeroIndex: Int
-) throws -> (x: [Int32], w: [Int32]) {
+/// The conv zero points: `x_zero_point` per tensor, `w_zero_point` per tensor or per output channel
+/// (expanded to one value per output channel); zeros when absent.
+private func convZeroPoints(
+    xZero: Tensor?, wZero: Tensor?, geometry: IntegerConvGeometry, xZeroIndex: Int, wZeroIndex: Int
+) throws -> (x: Int32, w: [Int32]) {
     var xOffset: Int32 = 0
     if let xZero {
         guard xZero.isSingleElement else {
@@ -227,28 +243,7 @@ private func adjustedConvOperands(
                 reason: "w zero point must be a scalar or 1-D of \(geometry.outputChannels) (output channels), got shape \(wZero.shape)")
         }
     }
-    let xValues = try x.quantizedIntegerValues(input: 0).map { $0 &- xOffset }
-    var wValues = try w.quantizedIntegerValues(input: 1)
-    let perChannel = geometry.outputChannels == 0 ? 0 : wValues.count / geometry.outputChannels
-    for m in 0..<geometry.outputChannels {
-        let offset = wOffsets[m]
-        for i in (m * perChannel)..<((m + 1) * perChannel) { wValues[i] = wValues[i] &- offset }
-    }
-    return (xValues, wValues)
-}
-
-/// Runs the int32 convolution of adjusted operands into a new `[N, M, O…]` int32 tensor.
-private func convolve(_ operands: (x: [Int32], w: [Int32]), geometry: IntegerConvGeometry,
-                      context: ExecutionContext) throws -> Tensor {
-    var y = try Tensor(zeros: .int32, shape: geometry.outputShape)
-    y.withUnsafeMutableBufferPointer(as: Int32.self) { output in
-        operands.x.withUnsafeBufferPointer { x in
-            operands.w.withUnsafeBufferPointer { w in
-                integerConvolution(x: x, w: w, geometry: geometry, output: output, context: context)
-            }
-        }
-    }
-    return y
+    return (xOffset, wOffsets)
 }
 
 /// ONNX ConvInteger: `y = conv(x - x_zero_point, w - w_zero_point)` in int32, with Conv's `auto_pad`,
@@ -256,6 +251,15 @@ private func convolve(_ operands: (x: [Int32], w: [Int32]), geometry: IntegerCon
 /// or per output channel.
 struct ConvIntegerKernel: Kernel {
     let attributes: IntegerConvAttributes
+    let level: Int8GEMMLevel
+    /// The weights packed at session creation when they are a constant.
+    let prepacked: PackedConvWeights?
+
+    init(attributes: IntegerConvAttributes, constantW: Tensor?, level: Int8GEMMLevel = .best) {
+        self.attributes = attributes
+        self.level = level
+        prepacked = level == .reference ? nil : constantW.flatMap { PackedConvWeights($0, group: attributes.group) }
+    }
 
     func run(_ inputs: [Tensor?], context: ExecutionContext) throws -> [Tensor] {
         let x = try required(inputs, 0), w = try required(inputs, 1)
@@ -263,9 +267,18 @@ struct ConvIntegerKernel: Kernel {
         try checkEightBit(x, index: 0, zeroPoint: xZero, zeroPointIndex: 2)
         try checkEightBit(w, index: 1, zeroPoint: wZero, zeroPointIndex: 3)
         let geometry = try IntegerConvGeometry(x: x.shape, w: w.shape, attributes: attributes)
-        let operands = try adjustedConvOperands(x: x, xZero: xZero, w: w, wZero: wZero, geometry: geometry,
-                                                xZeroIndex: 2, wZeroIndex: 3)
-        return [try convolve(operands, geometry: geometry, context: context)]
+        let zeros = try convZeroPoints(xZero: xZero, wZero: wZero, geometry: geometry, xZeroIndex: 2, wZeroIndex: 3)
+        var y = try Tensor(zeros: .int32, shape: geometry.outputShape)
+        try y.withUnsafeMutableBufferPointer(as: Int32.self) { output in
+            let base = output.baseAddress
+            let positions = geometry.outputPlaneSize, channels = geometry.outputChannels
+            try integerConvolution(x: x, xZero: zeros.x, w: w, wZeros: zeros.w, geometry: geometry, prepacked: prepacked,
+                                   level: level, context: context) { n, block, range, values, rowStride in
+                storeChannelPlanes(values, rowStride: rowStride, batch: n, channels: block, positions: range, into: base!,
+                                   outputChannels: channels, planeSize: positions)
+            }
+        }
+        return [y]
     }
 }
 
@@ -276,6 +289,15 @@ struct ConvIntegerKernel: Kernel {
 /// accumulator. Requantization follows the ONNX reference (see `requantize`).
 struct QLinearConvKernel: Kernel {
     let attributes: IntegerConvAttributes
+    let level: Int8GEMMLevel
+    /// The weights packed at session creation when they are a constant.
+    let prepacked: PackedConvWeights?
+
+    init(attributes: IntegerConvAttributes, constantW: Tensor?, level: Int8GEMMLevel = .best) {
+        self.attributes = attributes
+        self.level = level
+        prepacked = level == .reference ? nil : constantW.flatMap { PackedConvWeights($0, group: attributes.group) }
+    }
 
     func run(_ inputs: [Tensor?], context: ExecutionContext) throws -> [Tensor] {
         let x = try required(inputs, 0), xScale = try required(inputs, 1), xZero = try required(inputs, 2)
@@ -310,45 +332,59 @@ struct QLinearConvKernel: Kernel {
             }
             biases = bias.scalars(as: Int32.self)
         }
-        let operands = try adjustedConvOperands(x: x, xZero: xZero, w: w, wZero: wZero, geometry: geometry,
-                                                xZeroIndex: 2, wZeroIndex: 5)
-        let accumulators = try convolve(operands, geometry: geometry, context: context)
-
+        let zeros = try convZeroPoints(xZero: xZero, wZero: wZero, geometry: geometry, xZeroIndex: 2, wZeroIndex: 5)
         // One multiplier per output channel, computed in float32 as the reference does.
         let multipliers = (0..<channels).map { m in
             requantizationMultiplier(inputScale, weightScales[weightScales.count == 1 ? 0 : m], outputScale, as: Float.self)
         }
         let requant = Requantization(
-            zeroPoint: Double(try yZero.quantizedIntegerValues(input: 7)[0]),
+            zeroPoint: try yZero.quantizedIntegerValues(input: 7)[0],
             range: quantizedIntegerRange(yZero.dtype) ?? 0...255, outputScale: outputScale)
         var y = try Tensor(zeros: yZero.dtype, shape: geometry.outputShape)
+        let parameters = (zeros: zeros, biases: biases, multipliers: multipliers, requant: requant)
         if yZero.dtype == .uint8 {
-            write(accumulators, into: &y, UInt8.self, biases: biases, multipliers: multipliers, requant: requant, geometry: geometry)
+            try run(x, w, geometry, parameters, into: &y, UInt8.self, context)
         } else {
-            write(accumulators, into: &y, Int8.self, biases: biases, multipliers: multipliers, requant: requant, geometry: geometry)
+            try run(x, w, geometry, parameters, into: &y, Int8.self, context)
         }
         return [y]
     }
 
-    private func write<Y: FixedWidthInteger & TensorScalar>(
-        _ accumulators: Tensor, into y: inout Tensor, _ type: Y.Type, biases: [Int32], multipliers: [Double],
-        requant: Requantization, geometry: IntegerConvGeometry
-    ) {
-        let positions = geometry.outputPlaneSize
-        let channels = geometry.outputChannels
-        accumulators.withUnsafeBufferPointer(as: Int32.self) { source in
-            y.withUnsafeMutableBufferPointer(as: Y.self) { target in
-                for plane in 0..<(geometry.batch * channels) {
-                    let m = plane % channels
-                    let bias = biases[m], multiplier = multipliers[m]
-                    let base = plane * positions
-                    for p in base..<(base + positions) {
-                        target[p] = Y(truncatingIfNeeded: requantize(
-                            source[p] &+ bias, multiplier: multiplier, zeroPoint: requant.zeroPoint,
-                            lower: requant.lower, upper: requant.upper))
-                    }
+    /// Convolves and requantizes each finished chunk of sums as it arrives: `requantize(sum + bias[m])`.
+    private func run<Y: FixedWidthInteger & TensorScalar>(
+        _ x: Tensor, _ w: Tensor, _ geometry: IntegerConvGeometry,
+        _ parameters: (zeros: (x: Int32, w: [Int32]), biases: [Int32], multipliers: [Double], requant: Requantization),
+        into y: inout Tensor, _ type: Y.Type, _ context: ExecutionContext
+    ) throws {
+        let positions = geometry.outputPlaneSize, channels = geometry.outputChannels
+        let requant = parameters.requant
+        try parameters.biases.withUnsafeBufferPointer { biases in
+        try parameters.multipliers.withUnsafeBufferPointer { multipliers in
+        try y.withUnsafeMutableBufferPointer(as: Y.self) { output in
+            let base = output.baseAddress
+            try integerConvolution(x: x, xZero: parameters.zeros.x, w: w, wZeros: parameters.zeros.w, geometry: geometry,
+                                   prepacked: prepacked, level: level, context: context) { n, block, range, values, rowStride in
+                let rows = range.count, width = block.count
+                let blockBiases = biases.baseAddress! + block.lowerBound
+                let blockMultipliers = multipliers.baseAddress! + block.lowerBound
+                if width == 1, rowStride == 1 {
+                    // One channel: requantize straight into its plane.
+                    let target = base! + (n * channels + block.lowerBound) * positions + range.lowerBound
+                    requantizeRun(values, count: rows, bias: blockBiases, biasStep: 0, multipliers: blockMultipliers,
+                                  multiplierStep: 0, requant: requant, into: target, level: level)
+                    return
                 }
+                // Requantize position by position (channels contiguous), then transpose the bytes.
+                let block8 = UnsafeMutablePointer<Y>.allocate(capacity: rows * width)
+                defer { block8.deallocate() }
+                for r in 0..<rows {
+                    requantizeRun(values + r * rowStride, count: width, bias: blockBiases, biasStep: 1,
+                                  multipliers: blockMultipliers, multiplierStep: 1, requant: requant,
+                                  into: block8 + r * width, level: level)
+                }
+                storeChannelPlanes(UnsafePointer(block8), rowStride: width, batch: n, channels: block, positions: range,
+                                   into: base!, outputChannels: channels, planeSize: positions)
             }
-        }
+        }}}
     }
 }

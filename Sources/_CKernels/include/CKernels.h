@@ -73,6 +73,51 @@ typedef struct {
 /// `level` picks the instruction set as for SGEMM (SQ_SGEMM_LEVEL_*).
 void sq_conv_depthwise_plane(int level, const float *x, const float *w, float bias, float *y, const sq_window3d *g);
 
+// MARK: - int8 GEMM (uint8 x int8 -> int32)
+
+/// Instruction-set levels of the int8 GEMM (the Swift `Int8GEMMLevel` raw values; 0 is the Swift reference).
+enum {
+    SQ_QGEMM_LEVEL_AVX2 = 1,        ///< AVX2, operands widened to int16 and multiplied with vpmaddwd
+    SQ_QGEMM_LEVEL_AVX512BW = 2,    ///< AVX-512BW, the same widening scheme on ZMM
+    SQ_QGEMM_LEVEL_AVX512VNNI = 3,  ///< AVX-512 VNNI vpdpbusd: four u8 x s8 products into each int32 lane
+    SQ_QGEMM_LEVEL_AMX = 4,         ///< AMX-INT8 tiles (TDPBUSD), after the kernel grants tile state
+};
+
+/// Whether `level` runs on this CPU. AMX also needs the kernel's permission for tile data, requested
+/// once (arch_prctl ARCH_REQ_XCOMP_PERM) by the first call that asks about AMX.
+int sq_qgemm_level_available(int level);
+
+/// Bytes of B (k x n int8) packed by `sq_qgemm_pack_b`: ceil(n / 16) panels of 16 columns, each holding
+/// round_up(ceil(k / 4), 16) groups of 4 rows x 16 columns (64 bytes), zero-padded.
+size_t sq_qgemm_packed_b_size(size_t n, size_t k);
+/// Packs B once for every level (the layout is shared; see qgemm_internal.h). `b` is row-major k x n
+/// (n x k when `transposed`) with leading dimension `ldb`. Each byte is XORed with `flip` first:
+/// 0 keeps int8 values, 0x80 turns uint8 values u into the int8 values u - 128.
+void sq_qgemm_pack_b(int transposed, size_t n, size_t k, const void *b, size_t ldb, uint8_t flip, int8_t *packed);
+/// C[i][j] = sum over p < k of A[i][p] * B[p][j] in int32 (wrapping), for rows i < m and columns
+/// j in [n_begin, n_end). A is uint8 m x k with leading dimension lda, B is packed (n columns, k rows), C
+/// is int32 with leading dimension ldc and `c` points at column 0. Any n_begin works; multiples of 16
+/// need no scratch. `level` must be available (see `sq_qgemm_level_available`).
+void sq_qgemm_u8s8(int level, size_t m, size_t n, size_t k, const uint8_t *a, size_t lda, const int8_t *packed_b,
+                   size_t n_begin, size_t n_end, int32_t *c, size_t ldc);
+
+/// ONNX-reference requantization of one run of int32 sums into 8-bit values:
+/// y[i] = clamp(round_half_even((double)(acc[i] + bias[i]) * multiplier[i]) + zero_point, lower, upper),
+/// the sum wrapping in int32, NaN products giving `lower`. `bias` and `multiplier` advance by
+/// `bias_step` / `multiplier_step` (0: one value for the run, 1: one per element); `bias` may be NULL.
+/// `out` receives the low byte of each result (uint8 or int8 by the bounds). `level` is an
+/// SQ_QGEMM_LEVEL (AVX2 runs 4 lanes, the AVX-512 levels 8); returns 0 when the CPU lacks it.
+int sq_requantize_u8(int level, const int32_t *acc, size_t count, const int32_t *bias, size_t bias_step,
+                     const double *multiplier, size_t multiplier_step, int32_t zero_point, int32_t lower,
+                     int32_t upper, uint8_t *out);
+
+/// Runs `iterations` x 64 dependent 64-bit adds (one per cycle on every x86 core since the P6), so
+/// iterations * 64 / seconds is the core clock. Benchmarks use it to state their peak.
+uint64_t sq_dependent_add_chain(uint64_t iterations);
+/// Runs `iterations` x 24 independent vpdpbusd on ZMM registers (AVX-512 VNNI only; returns 0 without
+/// it): the achievable VNNI issue rate, for comparing with the nominal 2 per cycle.
+uint64_t sq_vnni_throughput_loop(uint64_t iterations);
+
 #ifdef __cplusplus
 }
 #endif

@@ -59,6 +59,8 @@ public struct CompiledGraph: Sendable {
     let outerSlots: [(name: String, slot: Int)]
     public let outputNames: [String]
     let outputSlots: [Int]
+    /// Output memory reused across steps and runs.
+    let pools = BufferPools()
 
     /// Compiles `graph`. `outerScope` lists names enclosing graphs provide (empty for a main graph).
     init(graph: Graph, model: Model, registry: KernelRegistry, outerScope: Set<String>) throws {
@@ -183,6 +185,8 @@ public struct CompiledGraph: Sendable {
         inputs feeds: [Tensor], threadCount: Int, scope: ValueScope?, profile: ExecutionProfile? = nil,
         observer: ValueObserver? = nil
     ) throws -> [Tensor] {
+        let pool = pools.checkOut()
+        defer { pools.checkIn(pool) }
         var values = [Tensor?](repeating: nil, count: slotCount)
         for (slot, value) in constants { values[slot] = value }
         for (slot, value) in zip(inputSlots, feeds) { values[slot] = value }
@@ -198,13 +202,13 @@ public struct CompiledGraph: Sendable {
         for step in steps {
             if !step.expansion.isEmpty, let observer, !observer.names.isDisjoint(with: step.hiddenNames) {
                 for member in step.expansion {
-                    try execute(member, values: &values, threadCount: threadCount, scope: scope, profile: profile,
-                                observer: observer)
+                    try execute(member, values: &values, threadCount: threadCount, scope: scope, pool: pool,
+                                profile: profile, observer: observer)
                 }
                 for slot in step.hiddenSlots { values[slot] = nil }
             } else {
-                try execute(step, values: &values, threadCount: threadCount, scope: scope, profile: profile,
-                            observer: observer)
+                try execute(step, values: &values, threadCount: threadCount, scope: scope, pool: pool,
+                            profile: profile, observer: observer)
             }
             for slot in step.release { values[slot] = nil }
         }
@@ -216,8 +220,8 @@ public struct CompiledGraph: Sendable {
 
     /// Runs one step on the values in `values` and stores what it produces.
     private func execute(
-        _ step: Step, values: inout [Tensor?], threadCount: Int, scope: ValueScope?, profile: ExecutionProfile?,
-        observer: ValueObserver?
+        _ step: Step, values: inout [Tensor?], threadCount: Int, scope: ValueScope?, pool: BufferPool,
+        profile: ExecutionProfile?, observer: ValueObserver?
     ) throws {
         var stepScope = scope
         if !step.captures.isEmpty {
@@ -228,7 +232,7 @@ public struct CompiledGraph: Sendable {
         let started = profile == nil ? 0 : DispatchTime.now().uptimeNanoseconds
         let produced = try Self.runStep(
             step.kernel, label: step.label, inputs: step.inputs.map { $0.flatMap { values[$0] } },
-            context: ExecutionContext(threadCount: threadCount, scope: stepScope))
+            context: ExecutionContext(threadCount: threadCount, scope: stepScope, pool: pool))
         if let profile {
             profile.record(opType: step.opType, nanoseconds: DispatchTime.now().uptimeNanoseconds - started)
         }

@@ -19,14 +19,12 @@ struct SoftmaxKernel: Kernel {
     struct Visitor: FloatVisitor {
         let kernel: SoftmaxKernel, x: Tensor, split: AxisSplit, context: ExecutionContext
         func visit<T: ElementwiseFloat>(_ type: T.Type) throws -> Tensor {
-            var output = try Tensor(zeros: x.dtype, shape: x.shape)
+            let output = try context.output(x.dtype, shape: x.shape)
             x.withUnsafeBufferPointer(as: T.self) { source in
-                output.withUnsafeMutableBufferPointer(as: T.self) { target in
-                    guard let input = source.baseAddress, let result = target.baseAddress else { return }
-                    kernel.normalize(input, result, split, context: context)
-                }
+                guard let input = source.baseAddress else { return }
+                kernel.normalize(input, output.pointer(as: T.self), split, context: context)
             }
-            return output
+            return output.tensor
         }
     }
 

@@ -23,16 +23,15 @@ typealias VectorizedFunction = @Sendable (UnsafePointer<Float>, UnsafeMutablePoi
 /// not depend on how the tensor is split.
 func mapVectorized(_ input: Tensor, _ function: VectorizedFunction, grain: Int = ElementwiseParallel.cheapGrain,
                    context: ExecutionContext) throws -> Tensor {
-    var output = try Tensor(zeros: .float32, shape: input.shape)
+    let output = try context.output(.float32, shape: input.shape)
     input.withUnsafeBufferPointer(as: Float.self) { source in
-        output.withUnsafeMutableBufferPointer(as: Float.self) { target in
-            guard let x = source.baseAddress, let y = target.baseAddress else { return }
-            ElementwiseParallel.forRanges(source.count, grain: grain, context: context) { range in
-                function(x + range.lowerBound, y + range.lowerBound, range.count)
-            }
+        guard let x = source.baseAddress else { return }
+        let y = output.pointer(as: Float.self)
+        ElementwiseParallel.forRanges(source.count, grain: grain, context: context) { range in
+            function(x + range.lowerBound, y + range.lowerBound, range.count)
         }
     }
-    return output
+    return output.tensor
 }
 
 /// A function of one element of any numeric type.

@@ -27,8 +27,9 @@ public struct ValueObserver {
     }
 }
 
-/// A graph compiled into a flat plan: one kernel per node in topological order, values in numbered
-/// slots, and for each step the slots whose last reader it is (freed right after it runs).
+/// A graph compiled into a flat plan: one kernel per node in topological order (or per fused group of
+/// nodes, see `FloatFusion`), values in numbered slots, and for each step the slots whose last reader it
+/// is (freed right after it runs).
 public struct CompiledGraph: Sendable {
     struct Step: Sendable {
         var kernel: any Kernel
@@ -40,6 +41,11 @@ public struct CompiledGraph: Sendable {
         /// Outer-scope names the node's subgraphs capture, with their slots here.
         var captures: [(name: String, slot: Int)]
         var release: [Int]
+        /// For a fused group (see `FloatFusion`): the group's own nodes, run instead of `kernel` when an
+        /// observer asks for one of the values the fusion hides.
+        var expansion: [Step] = []
+        var hiddenNames: Set<String> = []
+        var hiddenSlots: [Int] = []
     }
 
     let slotCount: Int
@@ -53,6 +59,8 @@ public struct CompiledGraph: Sendable {
     let outerSlots: [(name: String, slot: Int)]
     public let outputNames: [String]
     let outputSlots: [Int]
+    /// Output memory reused across steps and runs.
+    let pools = BufferPools()
 
     /// Compiles `graph`. `outerScope` lists names enclosing graphs provide (empty for a main graph).
     init(graph: Graph, model: Model, registry: KernelRegistry, outerScope: Set<String>) throws {
@@ -84,6 +92,13 @@ public struct CompiledGraph: Sendable {
 
         var steps: [Step] = []
         let visibleToSubgraphs = outerScope.union(graph.sourceValueNames).union(graph.nodes.flatMap(\.outputs))
+        let groups = FloatFusion.groups(in: graph)
+        var groupOfMember: [Int: Int] = [:]
+        for (groupIndex, group) in groups.enumerated() {
+            for member in group.members { groupOfMember[member] = groupIndex }
+        }
+        // Members of a group are compiled as usual but held back until the group's root.
+        var heldBack: [Int: [Step]] = [:]
         for index in order {
             let node = graph.nodes[index]
             guard let opset = model.opsetVersion(domain: node.normalizedDomain) else {
@@ -117,13 +132,27 @@ public struct CompiledGraph: Sendable {
                 continue
             }
             let captured = Graph.valuesRead(by: node).filter { !node.inputs.contains($0) }
-            steps.append(Step(
+            let step = Step(
                 kernel: kernel, label: node.label, opType: node.opType,
                 inputs: node.inputs.map { $0.isEmpty ? nil : slot($0) },
                 outputs: node.outputs.map { $0.isEmpty ? nil : slot($0) },
                 outputNames: node.outputs,
                 captures: Array(Set(captured)).sorted().map { ($0, slot($0)) },
-                release: []))
+                release: [])
+            guard let groupIndex = groupOfMember[index] else {
+                steps.append(step)
+                continue
+            }
+            heldBack[groupIndex, default: []].append(step)
+            let group = groups[groupIndex]
+            // Every member feeds the root, so all of them are compiled by the time the root is.
+            guard index == group.root, let members = heldBack.removeValue(forKey: groupIndex) else { continue }
+            let hidden = members.dropLast().flatMap { zip($0.outputNames, $0.outputs) }
+            steps.append(Step(
+                kernel: group.kernel, label: "\(node.label) (fused \(group.opType))", opType: group.opType,
+                inputs: group.inputs.map { slot($0) }, outputs: step.outputs, outputNames: step.outputNames,
+                captures: [], release: [], expansion: members,
+                hiddenNames: Set(hidden.map(\.0)), hiddenSlots: hidden.compactMap(\.1)))
         }
 
         let constants = constantValues.map { (slot($0.key), $0.value) }
@@ -156,6 +185,8 @@ public struct CompiledGraph: Sendable {
         inputs feeds: [Tensor], threadCount: Int, scope: ValueScope?, profile: ExecutionProfile? = nil,
         observer: ValueObserver? = nil
     ) throws -> [Tensor] {
+        let pool = pools.checkOut()
+        defer { pools.checkIn(pool) }
         var values = [Tensor?](repeating: nil, count: slotCount)
         for (slot, value) in constants { values[slot] = value }
         for (slot, value) in zip(inputSlots, feeds) { values[slot] = value }
@@ -169,32 +200,49 @@ public struct CompiledGraph: Sendable {
             values[slot] = value
         }
         for step in steps {
-            var stepScope = scope
-            if !step.captures.isEmpty {
-                var captured: [String: Tensor] = [:]
-                for (name, slot) in step.captures { captured[name] = values[slot] }
-                stepScope = ValueScope(values: captured, parent: scope)
-            }
-            let started = profile == nil ? 0 : DispatchTime.now().uptimeNanoseconds
-            let produced = try Self.runStep(
-                step.kernel, label: step.label, inputs: step.inputs.map { $0.flatMap { values[$0] } },
-                context: ExecutionContext(threadCount: threadCount, scope: stepScope))
-            if let profile {
-                profile.record(opType: step.opType, nanoseconds: DispatchTime.now().uptimeNanoseconds - started)
-            }
-            for (slot, value) in zip(step.outputs, produced) {
-                if let slot { values[slot] = value }
-            }
-            if let observer {
-                for (name, value) in zip(step.outputNames, produced) where observer.names.contains(name) {
-                    try observer.body(name, value)
+            if !step.expansion.isEmpty, let observer, !observer.names.isDisjoint(with: step.hiddenNames) {
+                for member in step.expansion {
+                    try execute(member, values: &values, threadCount: threadCount, scope: scope, pool: pool,
+                                profile: profile, observer: observer)
                 }
+                for slot in step.hiddenSlots { values[slot] = nil }
+            } else {
+                try execute(step, values: &values, threadCount: threadCount, scope: scope, pool: pool,
+                            profile: profile, observer: observer)
             }
             for slot in step.release { values[slot] = nil }
         }
         return try zip(outputNames, outputSlots).map { name, slot in
             guard let value = values[slot] else { throw RuntimeError.missingOutput(name: name) }
             return value
+        }
+    }
+
+    /// Runs one step on the values in `values` and stores what it produces.
+    private func execute(
+        _ step: Step, values: inout [Tensor?], threadCount: Int, scope: ValueScope?, pool: BufferPool,
+        profile: ExecutionProfile?, observer: ValueObserver?
+    ) throws {
+        var stepScope = scope
+        if !step.captures.isEmpty {
+            var captured: [String: Tensor] = [:]
+            for (name, slot) in step.captures { captured[name] = values[slot] }
+            stepScope = ValueScope(values: captured, parent: scope)
+        }
+        let started = profile == nil ? 0 : DispatchTime.now().uptimeNanoseconds
+        let produced = try Self.runStep(
+            step.kernel, label: step.label, inputs: step.inputs.map { $0.flatMap { values[$0] } },
+            context: ExecutionContext(threadCount: threadCount, scope: stepScope, pool: pool))
+        if let profile {
+            profile.record(opType: step.opType, nanoseconds: DispatchTime.now().uptimeNanoseconds - started)
+        }
+        for (slot, value) in zip(step.outputs, produced) {
+            if let slot { values[slot] = value }
+        }
+        if let observer {
+            for (name, value) in zip(step.outputNames, produced) where observer.names.contains(name) {
+                try observer.body(name, value)
+            }
         }
     }
 

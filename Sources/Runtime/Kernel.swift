@@ -102,10 +102,17 @@ public struct ExecutionContext: Sendable {
     public let threadCount: Int
     /// Values of enclosing graphs, for subgraph kernels (If/Loop) whose bodies capture them.
     public let scope: ValueScope?
+    /// Where kernels take their output tensors from during a plan's run (see `output(_:shape:)`).
+    let pool: BufferPool?
 
     public init(threadCount: Int, scope: ValueScope? = nil) {
+        self.init(threadCount: threadCount, scope: scope, pool: nil)
+    }
+
+    init(threadCount: Int, scope: ValueScope?, pool: BufferPool?) {
         self.threadCount = max(1, threadCount)
         self.scope = scope
+        self.pool = pool
     }
 
     /// Runs `body(chunk)` for chunks `0..<chunks`, in parallel up to `threadCount` threads.

@@ -1,8 +1,9 @@
 // Direct convolution of one input plane with one filter plane (depthwise Conv):
 // y[o] = bias + sum over taps of w[tap] * x[o * stride - pad + tap * dilation], taps in the padding
-// skipped. AVX-512 with unit W-stride keeps up to 64 outputs of a row in registers across all taps,
-// reading a zero-padded copy of the plane; the other cases accumulate tap by tap, the row loop being an
-// AXPY vectorised per level (AVX2+FMA / AVX-512F target attributes, chosen at run time) or plain C.
+// skipped. The AVX-512 and AVX2 kernels keep up to 64 (32) outputs of a row in registers across all
+// taps, reading a zero-padded copy of the plane whose rows are split by W-stride phase, so that every
+// tap reads consecutive floats whatever the stride. Without that buffer (or on the portable level) the
+// taps accumulate one by one, the row loop an AXPY vectorised per level or plain C.
 #include "CKernels.h"
 
 #include <stdint.h>
@@ -82,9 +83,12 @@ static void plane_portable(const float *x, const float *w, float bias, float *y,
     plane(x, w, y, g, axpy_portable);
 }
 
-/// A zero-padded copy of the input plane covering every position a window touches, so the unit-stride
-/// kernels below load without bounds checks. Rows get SLACK extra zero floats so a full vector may run
-/// past the last output column. The buffer is per thread and kept (planes are small).
+/// A zero-padded copy of the input plane covering every position a window touches, so the kernels below
+/// load without bounds checks. Each padded row is stored as `stride` phase rows: phase q holds padded
+/// columns q, q + stride, q + 2 stride, ... Output column o of tap offset t (= kw * dilation) reads padded
+/// column o * stride + t, which is element o + t / stride of phase t % stride: consecutive outputs read
+/// consecutive floats. Phase rows get SLACK extra zero floats so a full vector may run past the last
+/// output column. The buffer is per thread and kept (planes are small).
 enum { SLACK = 16 };
 static _Thread_local float *padded_buffer;
 static _Thread_local size_t padded_capacity;
@@ -93,9 +97,22 @@ static _Thread_local int padded_valid;
 
 typedef struct {
     const float *base;   ///< padded position (0, 0, 0) = input position (-pad_begin...)
-    size_t row;          ///< floats per padded row
+    size_t row;          ///< floats per padded row (stride phase rows)
+    size_t phase;        ///< floats per phase row
     size_t rows;         ///< padded rows per padded slice (H extent)
 } padded_plane;
+
+enum { MAX_TAPS_W = 64 };
+
+/// Offset of each W tap's first float from the start of a padded row (tap offset kw * dilation lands in
+/// phase (kw * dilation) % stride); kernels wider than MAX_TAPS_W do not take the padded path.
+static inline __attribute__((always_inline)) void tap_offsets(const padded_plane *p, const sq_window3d *g,
+                                                             size_t *offsets) {
+    for (size_t kw = 0; kw < g->kernel[2]; kw++) {
+        size_t t = kw * g->dilation[2];
+        offsets[kw] = (t % g->stride[2]) * p->phase + t / g->stride[2];
+    }
+}
 
 /// Returns 0 when no buffer could be had (the caller then falls back to the bounds-checked loop).
 static int make_padded(const float *x, const sq_window3d *g, padded_plane *out) {
@@ -103,7 +120,9 @@ static int make_padded(const float *x, const sq_window3d *g, padded_plane *out) 
     for (int a = 0; a < 3; a++) {
         extent[a] = (g->output[a] - 1) * g->stride[a] + (g->kernel[a] - 1) * g->dilation[a] + 1;
     }
-    size_t row = extent[2] + SLACK;
+    size_t stride = g->stride[2];
+    size_t phase = (extent[2] + stride - 1) / stride + SLACK;
+    size_t row = stride * phase;
     size_t need = extent[0] * extent[1] * row;
     if (need > padded_capacity) {
         free(padded_buffer);
@@ -134,12 +153,23 @@ static int make_padded(const float *x, const sq_window3d *g, padded_plane *out) 
             ptrdiff_t count = (ptrdiff_t)g->input[2] - skip;
             if (count > (ptrdiff_t)extent[2] - first) count = (ptrdiff_t)extent[2] - first;
             if (count <= 0) continue;
-            memcpy(padded_buffer + (d * extent[1] + h) * row + first,
-                   x + ((size_t)id * g->input[1] + (size_t)ih) * g->input[2] + skip, (size_t)count * sizeof(float));
+            float *dst = padded_buffer + (d * extent[1] + h) * row;
+            const float *src = x + ((size_t)id * g->input[1] + (size_t)ih) * g->input[2] + skip;
+            if (stride == 1) {
+                memcpy(dst + first, src, (size_t)count * sizeof(float));
+            } else {
+                // Phase by phase: column first + q + j * stride goes to phase (first + q) % stride.
+                for (size_t q = 0; q < stride && (ptrdiff_t)q < count; q++) {
+                    size_t column = (size_t)first + q;
+                    float *target = dst + (column % stride) * phase + column / stride;
+                    for (ptrdiff_t i = (ptrdiff_t)q, j = 0; i < count; i += (ptrdiff_t)stride, j++) target[j] = src[i];
+                }
+            }
         }
     }
     out->base = padded_buffer;
     out->row = row;
+    out->phase = phase;
     out->rows = extent[1];
     return 1;
 }
@@ -153,13 +183,15 @@ static inline __attribute__((always_inline, target("avx2,fma"))) void axpy_avx2(
     for (; i < n; i++) y[i] += w * x[i];
 }
 
-/// The AVX2 form of the unit-stride kernel below: rows in chunks of 32 columns (four YMM vectors), two
+/// The AVX2 form of the padded-plane kernel below: rows in chunks of 32 columns (four YMM vectors), two
 /// rows at a time.
-static __attribute__((target("avx2,fma"))) void plane_avx2_unit_stride(const padded_plane *p, const float *w,
+static __attribute__((target("avx2,fma"))) void plane_avx2_padded(const padded_plane *p, const float *w,
                                                                       float bias, float *y, const sq_window3d *g) {
     enum { CHUNK = 32, VECTORS = CHUNK / 8 };
     static const int32_t lanes[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
     const size_t out_w = g->output[2];
+    size_t offsets[MAX_TAPS_W];
+    tap_offsets(p, g, offsets);
     for (size_t c0 = 0; c0 < out_w; c0 += CHUNK) {
         const size_t width = out_w - c0 < CHUNK ? out_w - c0 : CHUNK;
         __m256i store_mask[VECTORS];
@@ -185,7 +217,7 @@ static __attribute__((target("avx2,fma"))) void plane_avx2_unit_stride(const pad
                         const float *row1 = pair ? row0 + g->stride[1] * p->row : row0;
                         for (size_t kw = 0; kw < g->kernel[2]; kw++) {
                             __m256 weight = _mm256_set1_ps(*tap_weight++);
-                            const float *src0 = row0 + kw * g->dilation[2], *src1 = row1 + kw * g->dilation[2];
+                            const float *src0 = row0 + offsets[kw], *src1 = row1 + offsets[kw];
 #pragma clang loop unroll(full)
                             for (int v = 0; v < VECTORS; v++) {
                                 if (v < vectors) {
@@ -210,8 +242,8 @@ static __attribute__((target("avx2,fma"))) void plane_avx2_unit_stride(const pad
 static __attribute__((target("avx2,fma"))) void plane_avx2(const float *x, const float *w, float bias, float *y,
                                                           const sq_window3d *g) {
     padded_plane p;
-    if (g->stride[2] == 1 && make_padded(x, g, &p)) {
-        plane_avx2_unit_stride(&p, w, bias, y, g);
+    if (g->kernel[2] <= MAX_TAPS_W && make_padded(x, g, &p)) {
+        plane_avx2_padded(&p, w, bias, y, g);
     } else {
         fill(y, g, bias);
         plane(x, w, y, g, axpy_avx2);
@@ -230,13 +262,14 @@ static inline __attribute__((always_inline, target("avx512f"))) void axpy_avx512
     }
 }
 
-/// Unit stride along W: each output row is computed in chunks of up to 64 columns held in four ZMM
-/// accumulators across every tap, reading the zero-padded plane, so the output is read and written once
-/// instead of once per tap.
-static __attribute__((target("avx512f"))) void plane_avx512_unit_stride(const padded_plane *p, const float *w,
+/// Each output row is computed in chunks of up to 64 columns held in four ZMM accumulators across every
+/// tap, reading the zero-padded plane, so the output is read and written once instead of once per tap.
+static __attribute__((target("avx512f"))) void plane_avx512_padded(const padded_plane *p, const float *w,
                                                                        float bias, float *y, const sq_window3d *g) {
     enum { CHUNK = 64, VECTORS = CHUNK / 16 };
     const size_t out_w = g->output[2];
+    size_t offsets[MAX_TAPS_W];
+    tap_offsets(p, g, offsets);
     for (size_t c0 = 0; c0 < out_w; c0 += CHUNK) {
         const size_t width = out_w - c0 < CHUNK ? out_w - c0 : CHUNK;
         __mmask16 store_mask[VECTORS];
@@ -265,7 +298,7 @@ static __attribute__((target("avx512f"))) void plane_avx512_unit_stride(const pa
                         const float *row1 = pair ? row0 + g->stride[1] * p->row : row0;
                         for (size_t kw = 0; kw < g->kernel[2]; kw++) {
                             __m512 weight = _mm512_set1_ps(*tap_weight++);
-                            const float *src0 = row0 + kw * g->dilation[2], *src1 = row1 + kw * g->dilation[2];
+                            const float *src0 = row0 + offsets[kw], *src1 = row1 + offsets[kw];
 #pragma clang loop unroll(full)
                             for (int v = 0; v < VECTORS; v++) {
                                 if (v < vectors) {
@@ -290,8 +323,8 @@ static __attribute__((target("avx512f"))) void plane_avx512_unit_stride(const pa
 static __attribute__((target("avx512f"))) void plane_avx512(const float *x, const float *w, float bias, float *y,
                                                            const sq_window3d *g) {
     padded_plane p;
-    if (g->stride[2] == 1 && make_padded(x, g, &p)) {
-        plane_avx512_unit_stride(&p, w, bias, y, g);
+    if (g->kernel[2] <= MAX_TAPS_W && make_padded(x, g, &p)) {
+        plane_avx512_padded(&p, w, bias, y, g);
     } else {
         fill(y, g, bias);
         plane(x, w, y, g, axpy_avx512);

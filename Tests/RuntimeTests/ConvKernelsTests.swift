@@ -109,8 +109,8 @@ import _CKernels
     @Test(arguments: SGEMM.Level.available)
     func depthwisePlaneMatchesNaiveLoopAtEveryLevel(_ level: SGEMM.Level) {
         // 2-D plane 5 × 37 (row tails of 5 and 13 after 16- and 8-wide vectors), kernel 3 × 4, pads, and
-        // a strided case.
-        for (stride, dilation) in [(1, 1), (1, 2), (2, 1)] {
+        // strided cases (the padded kernels split rows into stride phases).
+        for (stride, dilation) in [(1, 1), (1, 2), (2, 1), (2, 2), (3, 1), (3, 2)] {
             let (inH, inW, kH, kW, padH, padW) = (5, 37, 3, 4, 1, 2)
             let outH = (inH + 2 * padH - (dilation * (kH - 1) + 1)) / stride + 1
             let outW = (inW + 2 * padW - (dilation * (kW - 1) + 1)) / stride + 1

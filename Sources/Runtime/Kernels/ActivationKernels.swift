@@ -43,11 +43,12 @@ struct TanhFunction: FloatFunction {
     @inline(__always) func apply<T: ElementwiseFloat>(_ x: T) -> T { T.hyperbolicTangent(x) }
 }
 
-/// Exact Gelu: x/2 · (1 + erf(x/√2)).
+/// Exact Gelu: x/2 · (1 + erf(x/√2)); float32 tensors take the vectorised form.
 struct GeluFunction: FloatFunction {
     @inline(__always) func apply<T: ElementwiseFloat>(_ x: T) -> T {
         T(0.5) * x * (1 + T.errorFunction(x * T(0.70710678118654752440)))
     }
+    var vectorized: VectorizedFunction? { { VectorMath.gelu($0, $1, count: $2) } }
 }
 
 /// Tanh-approximated Gelu: x/2 · (1 + tanh(√(2/π) · (x + 0.044715·x³))).

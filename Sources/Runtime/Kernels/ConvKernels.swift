@@ -46,7 +46,7 @@ struct ConvKernel: Kernel {
 /// A validated convolution-like problem (Conv, ConvTranspose) with a float32 fast path and a direct
 /// reference loop; `run` picks the path by dtype, the same way for both.
 protocol FloatConvolutionProblem {
-    func runFloat(x: Tensor, w: Tensor, bias: Tensor?, threads: Int) throws -> Tensor
+    func runFloat(x: Tensor, w: Tensor, bias: Tensor?, context: ExecutionContext) throws -> Tensor
     func runDirect<T: BinaryFloatingPoint & TensorScalar>(x: Tensor, w: Tensor, bias: Tensor?, as type: T.Type) throws -> Tensor
 }
 
@@ -57,13 +57,13 @@ extension FloatConvolutionProblem {
              context: ExecutionContext) throws -> [Tensor] {
         switch x.dtype {
         case .float32:
-            return [try runFloat(x: x, w: constantWeights ?? w, bias: bias, threads: context.threadCount)]
+            return [try runFloat(x: x, w: constantWeights ?? w, bias: bias, context: context)]
         case .float64:
             return [try runDirect(x: x, w: w, bias: bias, as: Double.self)]
         default:
             return try ReducedPrecision.bridged(inputs, dtype: x.dtype) { wide in
                 [try runFloat(x: wide[0]!, w: constantWeights ?? wide[1]!, bias: wide.count > 2 ? wide[2] : nil,
-                              threads: context.threadCount)]
+                              context: context)]
             }
         }
     }
@@ -121,23 +121,23 @@ struct ConvProblem: FloatConvolutionProblem {
 
     // MARK: float32
 
-    func runFloat(x: Tensor, w: Tensor, bias: Tensor?, threads: Int) throws -> Tensor {
-        var y = try Tensor(zeros: .float32, shape: outputShape)
-        guard y.count > 0 else { return y }
+    /// Every path writes every output element (bias first, or a GEMM with beta = 0).
+    func runFloat(x: Tensor, w: Tensor, bias: Tensor?, context: ExecutionContext) throws -> Tensor {
+        let output = try context.output(.float32, shape: outputShape)
+        guard output.tensor.count > 0 else { return output.tensor }
+        let threads = context.threadCount
         x.withUnsafeBufferPointer(as: Float.self) { xBuffer in
             w.withUnsafeBufferPointer(as: Float.self) { wBuffer in
-                y.withUnsafeMutableBufferPointer(as: Float.self) { yBuffer in
-                    let biasValues = bias?.scalars(as: Float.self)
-                    let x = xBuffer.baseAddress!, w = wBuffer.baseAddress!, y = yBuffer.baseAddress!
-                    if isDepthwise {
-                        runDepthwise(x: x, w: w, bias: biasValues, y: y, threads: threads)
-                    } else {
-                        runGEMM(x: x, w: w, bias: biasValues, y: y, threads: threads)
-                    }
+                let biasValues = bias?.scalars(as: Float.self)
+                let x = xBuffer.baseAddress!, w = wBuffer.baseAddress!, y = output.pointer(as: Float.self)
+                if isDepthwise {
+                    runDepthwise(x: x, w: w, bias: biasValues, y: y, threads: threads)
+                } else {
+                    runGEMM(x: x, w: w, bias: biasValues, y: y, threads: threads)
                 }
             }
         }
-        return y
+        return output.tensor
     }
 
     private func runDepthwise(x: UnsafePointer<Float>, w: UnsafePointer<Float>, bias: [Float]?,

@@ -150,7 +150,8 @@ struct ConvTransposeProblem: FloatConvolutionProblem {
 
     // MARK: float32
 
-    func runFloat(x: Tensor, w: Tensor, bias: Tensor?, threads: Int) throws -> Tensor {
+    func runFloat(x: Tensor, w: Tensor, bias: Tensor?, context: ExecutionContext) throws -> Tensor {
+        let threads = context.threadCount
         var y = try Tensor(zeros: .float32, shape: outputShape)
         guard y.count > 0 else { return y }
         let biasValues = bias?.scalars(as: Float.self)

@@ -397,16 +397,15 @@ protocol BinaryMapping {
 /// `mapping` applied to every element of `input`.
 func mapUnary<M: UnaryMapping>(_ input: Tensor, _ mapping: M, grain: Int = ElementwiseParallel.cheapGrain,
                                context: ExecutionContext) throws -> Tensor {
-    var output = try Tensor(zeros: M.Output.dtype, shape: input.shape)
+    let output = try context.output(M.Output.dtype, shape: input.shape)
     input.withUnsafeBufferPointer(as: M.Input.self) { source in
-        output.withUnsafeMutableBufferPointer(as: M.Output.self) { target in
-            guard let x = source.baseAddress, let y = target.baseAddress else { return }
-            ElementwiseParallel.forRanges(source.count, grain: grain, context: context) { range in
-                for i in range { y[i] = mapping.apply(x[i]) }
-            }
+        guard let x = source.baseAddress else { return }
+        let y = output.pointer(as: M.Output.self)
+        ElementwiseParallel.forRanges(source.count, grain: grain, context: context) { range in
+            for i in range { y[i] = mapping.apply(x[i]) }
         }
     }
-    return output
+    return output.tensor
 }
 
 /// `mapping` applied elementwise to `a` and `b` broadcast together (numpy rules).
@@ -420,21 +419,20 @@ func mapBinary<M: BinaryMapping>(_ a: Tensor, _ b: Tensor, _ mapping: M, outputS
     if let outputShape, layout.outputShape != outputShape {
         throw KernelError.invalid("shape \(b.shape) cannot be broadcast to \(outputShape)")
     }
-    var output = try Tensor(zeros: M.Output.dtype, shape: layout.outputShape)
+    let output = try context.output(M.Output.dtype, shape: layout.outputShape)
     let stepA = layout.innerStride(0), stepB = layout.innerStride(1)
     a.withUnsafeBufferPointer(as: M.Left.self) { left in
         b.withUnsafeBufferPointer(as: M.Right.self) { right in
-            output.withUnsafeMutableBufferPointer(as: M.Output.self) { target in
-                guard let x = left.baseAddress, let y = right.baseAddress, let z = target.baseAddress else { return }
-                ElementwiseParallel.forRanges(layout.count, grain: grain, context: context) { range in
-                    layout.forEachSegment(in: range) { start, offsets, length in
-                        binaryRow(mapping, z + start, x + offsets[0], stepA, y + offsets[1], stepB, length)
-                    }
+            guard let x = left.baseAddress, let y = right.baseAddress, layout.count > 0 else { return }
+            let z = output.pointer(as: M.Output.self)
+            ElementwiseParallel.forRanges(layout.count, grain: grain, context: context) { range in
+                layout.forEachSegment(in: range) { start, offsets, length in
+                    binaryRow(mapping, z + start, x + offsets[0], stepA, y + offsets[1], stepB, length)
                 }
             }
         }
     }
-    return output
+    return output.tensor
 }
 
 /// One contiguous row of a binary map; a separate loop per stride pattern keeps each vectorizable.

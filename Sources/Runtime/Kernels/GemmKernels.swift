@@ -81,29 +81,28 @@ struct GemmKernel: Kernel {
     /// Y starts as beta·C broadcast (or zero) and the GEMM adds alpha · A' · B' into it.
     private func runFloat(_ a: Tensor, _ b: Tensor, _ c: Tensor?, m: Int, n: Int, k: Int,
                           packed: SGEMM.PackedMatrix?, context: ExecutionContext) throws -> [Tensor] {
-        var y = try Tensor(zeros: .float32, shape: [m, n])
-        guard y.count > 0 else { return [y] }
+        let y = try context.output(.float32, shape: [m, n])
+        guard y.tensor.count > 0 else { return [y.tensor] }
+        let yBase = y.pointer(as: Float.self)
         let useC = c != nil && beta != 0
-        if let c, useC { fillBroadcast(c, into: &y, rows: m, columns: n, as: Float.self) }
+        if let c, useC { fillBroadcast(c, into: yBase, rows: m, columns: n, as: Float.self) }
         let packed = packed.flatMap { $0.k == k && $0.n == n ? $0 : nil }
         a.withUnsafeBufferPointer(as: Float.self) { aBuffer in
             b.withUnsafeBufferPointer(as: Float.self) { bBuffer in
-                y.withUnsafeMutableBufferPointer(as: Float.self) { yBuffer in
-                    let lda = a.shape[1]
-                    if let packed {
-                        SGEMM.multiply(m: m, alpha: alpha, a: aBuffer.baseAddress!, lda: lda, transposeA: transposeA,
-                                       packedB: packed, beta: useC ? beta : 0, c: yBuffer.baseAddress!, ldc: n,
-                                       threads: context.threadCount)
-                    } else {
-                        SGEMM.multiply(m: m, n: n, k: k, alpha: alpha, a: aBuffer.baseAddress!, lda: lda,
-                                       transposeA: transposeA, b: bBuffer.baseAddress!, ldb: b.shape[1],
-                                       transposeB: transposeB, beta: useC ? beta : 0, c: yBuffer.baseAddress!,
-                                       ldc: n, threads: context.threadCount)
-                    }
+                let lda = a.shape[1]
+                if let packed {
+                    SGEMM.multiply(m: m, alpha: alpha, a: aBuffer.baseAddress!, lda: lda, transposeA: transposeA,
+                                   packedB: packed, beta: useC ? beta : 0, c: yBase, ldc: n,
+                                   threads: context.threadCount)
+                } else {
+                    SGEMM.multiply(m: m, n: n, k: k, alpha: alpha, a: aBuffer.baseAddress!, lda: lda,
+                                   transposeA: transposeA, b: bBuffer.baseAddress!, ldb: b.shape[1],
+                                   transposeB: transposeB, beta: useC ? beta : 0, c: yBase, ldc: n,
+                                   threads: context.threadCount)
                 }
             }
         }
-        return [y]
+        return [y.tensor]
     }
 
     /// float64 and integers. Integer Gemm is exact only for alpha = 1 and beta ∈ {0, 1}; other scalings
@@ -126,7 +125,9 @@ struct GemmKernel: Kernel {
             }
         }
         // C is copied in only when it contributes, so a zero prior stands for "no C".
-        if let c, beta != 0 { fillBroadcast(c, into: &y, rows: m, columns: n, as: T.self) }
+        if let c, beta != 0 {
+            y.withUnsafeMutableBufferPointer(as: T.self) { fillBroadcast(c, into: $0.baseAddress!, rows: m, columns: n, as: T.self) }
+        }
         let (alpha, beta) = (Double(self.alpha), Double(self.beta))
         product.withUnsafeBufferPointer(as: T.self) { p in
             y.withUnsafeMutableBufferPointer(as: T.self) { out in
@@ -136,16 +137,15 @@ struct GemmKernel: Kernel {
         return y
     }
 
-    /// Copies C (rank ≤ 2, unidirectionally broadcastable) into every row and column of `y`.
-    private func fillBroadcast<T: TensorScalar>(_ c: Tensor, into y: inout Tensor, rows: Int, columns: Int, as type: T.Type) {
+    /// Copies C (rank ≤ 2, unidirectionally broadcastable) into every row and column of `out` (rows × columns).
+    private func fillBroadcast<T: TensorScalar>(_ c: Tensor, into out: UnsafeMutablePointer<T>, rows: Int, columns: Int,
+                                                as type: T.Type) {
         let shape = Array(repeating: 1, count: 2 - c.rank) + c.shape
         let rowStride = shape[0] == 1 ? 0 : shape[1]
         let columnStride = shape[1] == 1 ? 0 : 1
         c.withUnsafeBufferPointer(as: T.self) { source in
-            y.withUnsafeMutableBufferPointer(as: T.self) { out in
-                for i in 0..<rows {
-                    for j in 0..<columns { out[i * columns + j] = source[i * rowStride + j * columnStride] }
-                }
+            for i in 0..<rows {
+                for j in 0..<columns { out[i * columns + j] = source[i * rowStride + j * columnStride] }
             }
         }
     }

@@ -38,12 +38,16 @@ struct MatMulKernel: Kernel {
             }
         }
         let plan = try MatMulPlan(a: a.shape, b: b.shape)
+        if a.dtype == .float32 {
+            let y = try context.output(.float32, shape: plan.outputShape)
+            guard y.tensor.count > 0 else { return [y.tensor] }
+            let packed = packedB.flatMap { $0.shape == b.shape ? $0.matrices : nil }
+            runFloat(plan, a, b, packed, y.pointer(as: Float.self), context)
+            return [y.tensor]
+        }
         var y = try Tensor(zeros: a.dtype, shape: plan.outputShape)
         guard y.count > 0 else { return [y] }
         switch a.dtype {
-        case .float32:
-            let packed = packedB.flatMap { $0.shape == b.shape ? $0.matrices : nil }
-            runFloat(plan, a, b, packed, &y, context)
         case .float64: plan.runGeneric(a, b, &y, as: Double.self)
         case .int32: plan.runGeneric(a, b, &y, as: Int32.self)
         case .int64: plan.runGeneric(a, b, &y, as: Int64.self)
@@ -54,49 +58,48 @@ struct MatMulKernel: Kernel {
         return [y]
     }
 
+    /// Writes every element of `yBase` (plan.outputShape).
     private func runFloat(_ plan: MatMulPlan, _ a: Tensor, _ b: Tensor, _ packed: [SGEMM.PackedMatrix]?,
-                          _ y: inout Tensor, _ context: ExecutionContext) {
+                          _ yBase: UnsafeMutablePointer<Float>, _ context: ExecutionContext) {
         let (m, n, k) = (plan.m, plan.n, plan.k)
         a.withUnsafeBufferPointer(as: Float.self) { aBuffer in
             b.withUnsafeBufferPointer(as: Float.self) { bBuffer in
-                y.withUnsafeMutableBufferPointer(as: Float.self) { yBuffer in
-                    let aBase = aBuffer.baseAddress!, bBase = bBuffer.baseAddress!, yBase = yBuffer.baseAddress!
-                    if k == 0 {
-                        yBuffer.update(repeating: 0)
-                        return
-                    }
-                    // One B for every batch and A's batches contiguous: fold them into M (one big GEMM).
-                    if plan.bBatchCount == 1, plan.aBatchCount == plan.batchCount {
-                        let rows = plan.batchCount * m
-                        if let packed {
-                            SGEMM.multiply(m: rows, a: aBase, lda: k, packedB: packed[0], c: yBase, ldc: n,
-                                           threads: context.threadCount)
-                        } else {
-                            SGEMM.multiply(m: rows, n: n, k: k, a: aBase, lda: k, b: bBase, ldb: n, c: yBase, ldc: n,
-                                           threads: context.threadCount)
-                        }
-                        return
-                    }
-                    let offsets = plan.batchOffsets()
-                    // Many small products (attention): one thread per batch slice. Few large ones: threads
-                    // inside each GEMM.
-                    let perBatchThreads = plan.batchCount >= context.threadCount ? 1 : context.threadCount
-                    let body = { (batch: Int) in
-                        let (aIndex, bIndex) = offsets[batch]
-                        let aMatrix = aBase + aIndex * m * k, yMatrix = yBase + batch * m * n
-                        if let packed {
-                            SGEMM.multiply(m: m, a: aMatrix, lda: k, packedB: packed[bIndex], c: yMatrix, ldc: n,
-                                           threads: perBatchThreads)
-                        } else {
-                            SGEMM.multiply(m: m, n: n, k: k, a: aMatrix, lda: k, b: bBase + bIndex * k * n, ldb: n,
-                                           c: yMatrix, ldc: n, threads: perBatchThreads)
-                        }
-                    }
-                    if perBatchThreads == 1 {
-                        context.parallelFor(plan.batchCount, body)
+                if k == 0 {
+                    yBase.update(repeating: 0, count: plan.batchCount * m * n)
+                    return
+                }
+                let aBase = aBuffer.baseAddress!, bBase = bBuffer.baseAddress!
+                // One B for every batch and A's batches contiguous: fold them into M (one big GEMM).
+                if plan.bBatchCount == 1, plan.aBatchCount == plan.batchCount {
+                    let rows = plan.batchCount * m
+                    if let packed {
+                        SGEMM.multiply(m: rows, a: aBase, lda: k, packedB: packed[0], c: yBase, ldc: n,
+                                       threads: context.threadCount)
                     } else {
-                        for batch in 0..<plan.batchCount { body(batch) }
+                        SGEMM.multiply(m: rows, n: n, k: k, a: aBase, lda: k, b: bBase, ldb: n, c: yBase, ldc: n,
+                                       threads: context.threadCount)
                     }
+                    return
+                }
+                let offsets = plan.batchOffsets()
+                // Many small products (attention): one thread per batch slice. Few large ones: threads
+                // inside each GEMM.
+                let perBatchThreads = plan.batchCount >= context.threadCount ? 1 : context.threadCount
+                let body = { (batch: Int) in
+                    let (aIndex, bIndex) = offsets[batch]
+                    let aMatrix = aBase + aIndex * m * k, yMatrix = yBase + batch * m * n
+                    if let packed {
+                        SGEMM.multiply(m: m, a: aMatrix, lda: k, packedB: packed[bIndex], c: yMatrix, ldc: n,
+                                       threads: perBatchThreads)
+                    } else {
+                        SGEMM.multiply(m: m, n: n, k: k, a: aMatrix, lda: k, b: bBase + bIndex * k * n, ldb: n,
+                                       c: yMatrix, ldc: n, threads: perBatchThreads)
+                    }
+                }
+                if perBatchThreads == 1 {
+                    context.parallelFor(plan.batchCount, body)
+                } else {
+                    for batch in 0..<plan.batchCount { body(batch) }
                 }
             }
         }

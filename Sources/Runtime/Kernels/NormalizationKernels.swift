@@ -60,14 +60,13 @@ struct LayerNormalizationKernel: Kernel {
         _: T.Type, _ x: Tensor, _ scale: Tensor, _ bias: Tensor?, _ split: AxisSplit, _ statisticsShape: [Int],
         _ context: ExecutionContext
     ) throws -> [Tensor] {
-        var y = try Tensor(zeros: x.dtype, shape: x.shape)
         var means = try Tensor(zeros: x.dtype, shape: statisticsShape)
         var inverseDeviations = try Tensor(zeros: x.dtype, shape: statisticsShape)
         let rows = split.outer, width = split.length * split.inner
         let epsilon = T(self.epsilon)
-        guard width > 0 else { return [y, means, inverseDeviations] }
-        let gamma = scale.scalars(as: T.self)
-        let beta = bias?.scalars(as: T.self) ?? [T](repeating: 0, count: width)
+        guard width > 0 else { return [try Tensor(zeros: x.dtype, shape: x.shape), means, inverseDeviations] }
+        let y = try context.output(x.dtype, shape: x.shape)
+        let beta = try bias ?? Tensor(zeros: x.dtype, shape: [width])
         let grain = ElementwiseParallel.rowGrain(rows: rows, rowLength: width)
 
         /// Normalises `rows` of x into y and records each row's statistics.
@@ -94,23 +93,22 @@ struct LayerNormalizationKernel: Kernel {
         }
 
         x.withUnsafeBufferPointer(as: T.self) { xs in
-            y.withUnsafeMutableBufferPointer(as: T.self) { ys in
-                means.withUnsafeMutableBufferPointer(as: T.self) { meanOut in
-                    inverseDeviations.withUnsafeMutableBufferPointer(as: T.self) { inverseOut in
-                        gamma.withUnsafeBufferPointer { gamma in
-                            beta.withUnsafeBufferPointer { beta in
-                                ElementwiseParallel.forRanges(rows, grain: grain, context: context) { range in
-                                    normalizeRows(range, x: xs.baseAddress!, y: ys.baseAddress!,
-                                                  gamma: gamma.baseAddress!, beta: beta.baseAddress!,
-                                                  means: meanOut.baseAddress!, inverses: inverseOut.baseAddress!)
-                                }
+            let ys = y.pointer(as: T.self)
+            means.withUnsafeMutableBufferPointer(as: T.self) { meanOut in
+                inverseDeviations.withUnsafeMutableBufferPointer(as: T.self) { inverseOut in
+                    scale.withUnsafeBufferPointer(as: T.self) { gamma in
+                        beta.withUnsafeBufferPointer(as: T.self) { beta in
+                            ElementwiseParallel.forRanges(rows, grain: grain, context: context) { range in
+                                normalizeRows(range, x: xs.baseAddress!, y: ys,
+                                              gamma: gamma.baseAddress!, beta: beta.baseAddress!,
+                                              means: meanOut.baseAddress!, inverses: inverseOut.baseAddress!)
                             }
                         }
                     }
                 }
             }
         }
-        return [y, means, inverseDeviations]
+        return [y.tensor, means, inverseDeviations]
     }
 }
 

@@ -19,14 +19,12 @@ struct SoftmaxKernel: Kernel {
     struct Visitor: FloatVisitor {
         let kernel: SoftmaxKernel, x: Tensor, split: AxisSplit, context: ExecutionContext
         func visit<T: ElementwiseFloat>(_ type: T.Type) throws -> Tensor {
-            var output = try Tensor(zeros: x.dtype, shape: x.shape)
+            let output = try context.output(x.dtype, shape: x.shape)
             x.withUnsafeBufferPointer(as: T.self) { source in
-                output.withUnsafeMutableBufferPointer(as: T.self) { target in
-                    guard let input = source.baseAddress, let result = target.baseAddress else { return }
-                    kernel.normalize(input, result, split, context: context)
-                }
+                guard let input = source.baseAddress else { return }
+                kernel.normalize(input, output.pointer(as: T.self), split, context: context)
             }
-            return output
+            return output.tensor
         }
     }
 
@@ -51,6 +49,17 @@ struct SoftmaxKernel: Kernel {
         guard length > 0 else { return }
         let total = outer * length * inner
         if inner == 1 {
+            if T.self == Float.self {
+                // Contiguous float32 rows: the vectorised kernel (this type's row loop is its twin).
+                let xs = UnsafeRawPointer(x).assumingMemoryBound(to: Float.self)
+                let ys = UnsafeMutableRawPointer(y).assumingMemoryBound(to: Float.self)
+                let grain = ElementwiseParallel.rowGrain(rows: outer, rowLength: length)
+                ElementwiseParallel.forRanges(outer, grain: grain, context: context) { rows in
+                    VectorMath.softmaxRows(xs + rows.lowerBound * length, ys + rows.lowerBound * length,
+                                           rows: rows.count, length: length, logarithmic: logarithmic)
+                }
+                return
+            }
             let grain = ElementwiseParallel.rowGrain(rows: outer, rowLength: length,
                                                      elements: ElementwiseParallel.transcendentalGrain)
             ElementwiseParallel.forRanges(outer, grain: grain, context: context) { rows in
@@ -102,8 +111,9 @@ struct SoftmaxKernel: Kernel {
         }
     }
 
+    /// One contiguous row, the reference twin of `VectorMath.softmaxRows`.
     @inline(__always)
-    private func normalizeRow<T: ElementwiseFloat>(_ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, _ length: Int) {
+    func normalizeRow<T: ElementwiseFloat>(_ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, _ length: Int) {
         let maximum = foldRow(x, length, MaximumFold.self, IdentityPrelude.self)
         // Exponentials first (a loop that vectorizes), then their sum.
         for i in 0..<length { y[i] = T.vectorizableExponential(x[i] - maximum) }

@@ -117,6 +117,18 @@ uint64_t sq_dependent_add_chain(uint64_t iterations);
 /// Runs `iterations` x 24 independent vpdpbusd on ZMM registers (AVX-512 VNNI only; returns 0 without
 /// it): the achievable VNNI issue rate, for comparing with the nominal 2 per cycle.
 uint64_t sq_vnni_throughput_loop(uint64_t iterations);
+// MARK: - Vector math (float32)
+
+/// y[i] = e^x[i] for n floats (within 1 ulp on [-103, 88.7]; see vector_math.c). `level` picks the
+/// instruction set as for SGEMM (SQ_SGEMM_LEVEL_*); x and y may be the same buffer.
+void sq_vec_exp(int level, const float *x, float *y, size_t n);
+/// y[i] = erf(x[i]) (within 2 ulp and 1.1e-7 absolute).
+void sq_vec_erf(int level, const float *x, float *y, size_t n);
+/// y[i] = x[i]/2 * (1 + erf(x[i]/sqrt 2)), the exact Gelu.
+void sq_vec_gelu(int level, const float *x, float *y, size_t n);
+/// Softmax of each of `rows` contiguous rows of `length` floats: y = exp(x - max) / sum, or with
+/// `logarithmic`, y = x - max - log(sum). A row holding NaN gives NaN throughout.
+void sq_softmax_rows(int level, const float *x, float *y, size_t rows, size_t length, int logarithmic);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,155 @@
+import GraphIR
+@testable import Runtime
+import Tensors
+import Testing
+
+/// Small QDQ graphs run fused (integer kernels) and unfused (every node as written): the fused graph
+/// holds the expected operators, and outputs agree within one quantization step of the output.
+@Suite struct IntegerFusionTests {
+    /// A QDQ graph builder: constants as initializers, nodes in order.
+    struct Builder {
+        var nodes: [Node] = []
+        var initializers: [String: Tensor] = [:]
+        var counter = 0
+
+        mutating func constant(_ tensor: Tensor, _ base: String) -> String {
+            counter += 1
+            let name = "\(base)_\(counter)"
+            initializers[name] = tensor
+            return name
+        }
+
+        mutating func add(_ opType: String, _ inputs: [String], attributes: [String: Attribute] = [:]) -> String {
+            counter += 1
+            let output = "\(opType.lowercased())_\(counter)"
+            var node = Node(name: "n\(counter)", opType: opType, inputs: inputs, outputs: [output])
+            for (key, value) in attributes.sorted(by: { $0.key < $1.key }) { node.attributes[key] = value }
+            nodes.append(node)
+            return output
+        }
+
+        /// Quantize then dequantize `value` with per-tensor parameters; returns (codes, dequantized).
+        mutating func quantizeDequantize(_ value: String, scale: Float, zeroPoint: UInt8) -> (String, String) {
+            let s = constant(Tensor(scalar: scale), "scale"), z = constant(Tensor(scalar: zeroPoint), "zero")
+            let codes = add("QuantizeLinear", [value, s, z])
+            return (codes, add("DequantizeLinear", [codes, s, z]))
+        }
+
+        mutating func dequantizeWeights(_ codes: Tensor, scales: [Float], axis: Int) -> String {
+            let c = constant(codes, "w")
+            let s = constant(try! Tensor(shape: scales.count == 1 ? [] : [scales.count], scalars: scales), "w_scale")
+            let z = constant(try! Tensor(zeros: codes.dtype, shape: scales.count == 1 ? [] : [scales.count]), "w_zero")
+            return add("DequantizeLinear", [c, s, z], attributes: ["axis": .int(axis)])
+        }
+
+        func model(inputs: [ValueInfo], outputs: [String], opset: Int = 17) -> Model {
+            var graph = Graph(nodes: nodes, inputs: inputs, outputs: outputs.map { ValueInfo(name: $0) })
+            for (name, tensor) in initializers.sorted(by: { $0.key < $1.key }) { graph.initializers[name] = tensor }
+            return Model(graph: graph, opsetImports: ["": opset])
+        }
+    }
+
+    static func randomFloats(_ count: Int, _ range: ClosedRange<Float>, _ generator: inout SeededGenerator) -> [Float] {
+        (0..<count).map { _ in Float.random(in: range, using: &generator) }
+    }
+
+    /// Runs `model` fused and unfused; checks the fused graph's operator types and the outputs' agreement.
+    static func compare(_ model: Model, feeds: [String: Tensor], tolerance: [String: Double],
+                        expectFused: [String], expectGone: [String]) throws {
+        let fusedModel = try IntegerFusion.apply(to: model, registry: .standard)
+        let types = fusedModel.graph.nodes.map(\.opType)
+        for op in expectFused { #expect(types.contains(op), "expected \(op) in \(types)") }
+        for op in expectGone { #expect(!types.contains(op), "expected no \(op) in \(types)") }
+        for threads in [1, 2] {
+            let fused = try Session(model: model, options: SessionOptions(threadCount: threads)).run(feeds)
+            let unfused = try Session(model: model, options: SessionOptions(threadCount: threads, integerExecution: false)).run(feeds)
+            for (name, limit) in tolerance {
+                let a = fused[name]!.doubleValues, b = unfused[name]!.doubleValues
+                #expect(a.count == b.count && !a.isEmpty)
+                let worst = zip(a, b).map { abs($0 - $1) }.max() ?? 0
+                #expect(worst <= limit, "output \(name): fused and unfused differ by \(worst) > \(limit)")
+            }
+        }
+    }
+
+    @Test func matMulWithBiasReluAndPerChannelWeightsBecomesOneQMatMul() throws {
+        var generator = SeededGenerator(seed: 1)
+        let (m, k, n) = (5, 37, 19)
+        var b = Builder()
+        let (_, x) = b.quantizeDequantize("x", scale: 0.02, zeroPoint: 131)
+        let codes = try Tensor(shape: [k, n], scalars: (0..<(k * n)).map { _ in Int8.random(in: -127...127, using: &generator) })
+        let w = b.dequantizeWeights(codes, scales: (0..<n).map { Float(0.001) * Float(1 + $0 % 4) }, axis: 1)
+        let product = b.add("MatMul", [x, w])
+        let bias = b.constant(try Tensor(shape: [n], scalars: Self.randomFloats(n, -0.5...0.5, &generator)), "bias")
+        let shifted = b.add("Add", [product, bias])
+        let relu = b.add("Relu", [shifted])
+        let (_, y) = b.quantizeDequantize(relu, scale: 0.01, zeroPoint: 7)
+        let model = b.model(inputs: [ValueInfo(name: "x", dtype: .float32, shape: [.value(m), .value(k)])], outputs: [y])
+        let feeds = ["x": try Tensor(shape: [m, k], scalars: Self.randomFloats(m * k, -2.6...2.4, &generator))]
+        try Self.compare(model, feeds: feeds, tolerance: [y: 0.01 * 1.0001], expectFused: ["QMatMul"],
+                         expectGone: ["MatMul", "Relu", "Add"])
+    }
+
+    @Test func gemmWithTransposedWeightsAndInt32BiasBecomesQMatMul() throws {
+        var generator = SeededGenerator(seed: 2)
+        let (m, k, n) = (3, 64, 10)
+        var b = Builder()
+        let (_, x) = b.quantizeDequantize("x", scale: 0.05, zeroPoint: 128)
+        let codes = try Tensor(shape: [n, k], scalars: (0..<(k * n)).map { _ in Int8.random(in: -127...127, using: &generator) })
+        let w = b.dequantizeWeights(codes, scales: [0.004], axis: 0)
+        // The bias as quantizers write it: int32 codes at scale s_x · s_w, zero point 0.
+        let biasCodes = b.constant(try Tensor(shape: [n], scalars: (0..<n).map { _ in Int32.random(in: -900...900, using: &generator) }), "bias")
+        let biasScale = b.constant(Tensor(scalar: Float(0.05) * Float(0.004)), "bias_scale")
+        let bias = b.add("DequantizeLinear", [biasCodes, biasScale])
+        let gemm = b.add("Gemm", [x, w, bias], attributes: ["transB": .int(1)])
+        let (_, y) = b.quantizeDequantize(gemm, scale: 0.08, zeroPoint: 120)
+        let model = b.model(inputs: [ValueInfo(name: "x", dtype: .float32, shape: [.value(m), .value(k)])], outputs: [y])
+        let feeds = ["x": try Tensor(shape: [m, k], scalars: Self.randomFloats(m * k, -6...6, &generator))]
+        try Self.compare(model, feeds: feeds, tolerance: [y: 0.08 * 1.0001], expectFused: ["QMatMul"], expectGone: ["Gemm"])
+    }
+
+    @Test func matMulWithoutQuantizeLinearKeepsFloatOutput() throws {
+        var generator = SeededGenerator(seed: 3)
+        let (k, n) = (48, 33)
+        var b = Builder()
+        let (_, x) = b.quantizeDequantize("x", scale: 0.01, zeroPoint: 100)
+        let codes = try Tensor(shape: [k, n], scalars: (0..<(k * n)).map { _ in Int8.random(in: -127...127, using: &generator) })
+        let w = b.dequantizeWeights(codes, scales: [0.002], axis: 1)
+        let product = b.add("MatMul", [x, w])
+        let softmax = b.add("Softmax", [product])
+        let model = b.model(inputs: [ValueInfo(name: "x", dtype: .float32, shape: [.value(2), .value(4), .value(k)])],
+                            outputs: [product, softmax])
+        let feeds = ["x": try Tensor(shape: [2, 4, k], scalars: Self.randomFloats(8 * k, -1...1.5, &generator))]
+        // Integer accumulation is exact; only float rounding separates the two.
+        try Self.compare(model, feeds: feeds, tolerance: [product: 1e-5, softmax: 1e-6], expectFused: ["QMatMul"],
+                         expectGone: ["MatMul"])
+    }
+
+    @Test func attentionMatMulOfTwoActivationsRunsOnCodes() throws {
+        var generator = SeededGenerator(seed: 4)
+        var b = Builder()
+        let (_, q) = b.quantizeDequantize("q", scale: 0.03, zeroPoint: 128)
+        let (_, kT) = b.quantizeDequantize("k", scale: 0.04, zeroPoint: 110)
+        let scores = b.add("MatMul", [q, kT])
+        let (_, y) = b.quantizeDequantize(scores, scale: 0.05, zeroPoint: 140)
+        let model = b.model(inputs: [ValueInfo(name: "q", dtype: .float32, shape: [.value(1), .value(3), .value(6), .value(8)]),
+                                     ValueInfo(name: "k", dtype: .float32, shape: [.value(1), .value(3), .value(8), .value(6)])],
+                            outputs: [y])
+        let feeds = ["q": try Tensor(shape: [1, 3, 6, 8], scalars: Self.randomFloats(144, -3...3, &generator)),
+                     "k": try Tensor(shape: [1, 3, 8, 6], scalars: Self.randomFloats(144, -4...4, &generator))]
+        try Self.compare(model, feeds: feeds, tolerance: [y: 0.05 * 1.0001], expectFused: ["QMatMul"], expectGone: ["MatMul"])
+    }
+
+    @Test func leavesPatternsWithRuntimeParametersAlone() throws {
+        var b = Builder()
+        let codes = b.constant(try Tensor(shape: [2, 2], scalars: [Int8(1), 2, 3, 4]), "w")
+        let w = b.add("DequantizeLinear", [codes, "w_scale"])  // the scale is a graph input
+        let (_, x) = b.quantizeDequantize("x", scale: 0.1, zeroPoint: 0)
+        let y = b.add("MatMul", [x, w])
+        let model = b.model(inputs: [ValueInfo(name: "x", dtype: .float32, shape: [.value(1), .value(2)]),
+                                     ValueInfo(name: "w_scale", dtype: .float32, shape: [])], outputs: [y])
+        let fused = try IntegerFusion.apply(to: model, registry: .standard)
+        #expect(fused.graph.nodes.contains { $0.opType == "MatMul" })
+        #expect(!fused.graph.nodes.contains { $0.opType == "QMatMul" })
+    }
+}

@@ -140,6 +140,62 @@ import Testing
         try Self.compare(model, feeds: feeds, tolerance: [y: 0.05 * 1.0001], expectFused: ["QMatMul"], expectGone: ["MatMul"])
     }
 
+    /// ONNX Runtime's dynamic MatMul: the fused kernel performs the same float operations, so the outputs
+    /// are identical.
+    @Test func dynamicQuantizedMatMulEqualsUnfusedExactly() throws {
+        var generator = SeededGenerator(seed: 6)
+        for (k, n, perChannel) in [(5, 3, false), (120, 17, true), (64, 65, false)] {
+            var b = Builder()
+            let dynamic = Node(name: "dql", opType: "DynamicQuantizeLinear", inputs: ["x"], outputs: ["xq", "xs", "xz"])
+            b.nodes.append(dynamic)
+            let codes = b.constant(try Tensor(shape: [k, n], scalars: (0..<(k * n)).map { _ in Int8.random(in: -127...127, using: &generator) }), "w")
+            let wScale = b.constant(try Tensor(shape: perChannel ? [n] : [], scalars: (0..<(perChannel ? n : 1)).map { Float(0.001) * Float(1 + $0 % 7) }), "ws")
+            let wZero = b.constant(try Tensor(shape: perChannel ? [n] : [], scalars: (0..<(perChannel ? n : 1)).map { _ in Int8(0) }), "wz")
+            let scales = b.add("Mul", ["xs", wScale])
+            let acc = b.add("MatMulInteger", ["xq", codes, "xz", wZero])
+            let real = b.add("Cast", [acc], attributes: ["to": .int(1)])
+            let scaled = b.add("Mul", [real, scales])
+            let bias = b.constant(try Tensor(shape: [n], scalars: Self.randomFloats(n, -1...1, &generator)), "bias")
+            let y = b.add("Add", [bias, scaled])
+            let model = b.model(inputs: [ValueInfo(name: "x", dtype: .float32, shape: nil)], outputs: [y], opset: 13)
+            let feeds = ["x": try Tensor(shape: [1, 7, k], scalars: Self.randomFloats(7 * k, -3...2, &generator))]
+            try Self.compare(model, feeds: feeds, tolerance: [y: 0], expectFused: ["DynamicQMatMul"],
+                             expectGone: ["MatMulInteger", "Cast", "DynamicQuantizeLinear"])
+        }
+    }
+
+    @Test func convolutionChainWithReluAndResidualAdd() throws {
+        var generator = SeededGenerator(seed: 7)
+        var b = Builder()
+        let (_, x) = b.quantizeDequantize("x", scale: 0.03, zeroPoint: 128)
+        let w1 = b.dequantizeWeights(try Tensor(shape: [8, 3, 3, 3], scalars: (0..<216).map { _ in Int8.random(in: -127...127, using: &generator) }),
+                                     scales: (0..<8).map { Float(0.004) * Float(1 + $0 % 3) }, axis: 0)
+        let biasCodes = b.constant(try Tensor(shape: [8], scalars: (0..<8).map { _ in Int32.random(in: -2000...2000, using: &generator) }), "bias")
+        let conv1 = b.add("Conv", [x, w1, b.constant(try Tensor(shape: [8], scalars: Self.randomFloats(8, -0.3...0.3, &generator)), "fbias")],
+                          attributes: ["pads": .ints([1, 1, 1, 1]), "strides": .ints([2, 2])])
+        let relu = b.add("Relu", [conv1])
+        let (_, h) = b.quantizeDequantize(relu, scale: 0.02, zeroPoint: 0)
+        let dw = b.dequantizeWeights(try Tensor(shape: [8, 1, 3, 3], scalars: (0..<72).map { _ in Int8.random(in: -127...127, using: &generator) }),
+                                     scales: [0.01], axis: 0)
+        let biasScale = b.constant(Tensor(scalar: Float(0.02) * Float(0.01)), "bias_scale")
+        let dwBias = b.add("DequantizeLinear", [biasCodes, biasScale])
+        let conv2 = b.add("Conv", [h, dw, dwBias], attributes: ["pads": .ints([1, 1, 1, 1]), "group": .int(8)])
+        let (_, h2) = b.quantizeDequantize(conv2, scale: 0.04, zeroPoint: 120)
+        let pooled = b.add("MaxPool", [h2], attributes: ["kernel_shape": .ints([2, 2]), "strides": .ints([2, 2])])
+        let (_, p) = b.quantizeDequantize(pooled, scale: 0.04, zeroPoint: 120)
+        let flat = b.add("Flatten", [p])
+        let (_, f) = b.quantizeDequantize(flat, scale: 0.04, zeroPoint: 120)
+        let fc = b.dequantizeWeights(try Tensor(shape: [10, 72], scalars: (0..<720).map { _ in Int8.random(in: -127...127, using: &generator) }),
+                                     scales: [0.005], axis: 0)
+        let logits = b.add("Gemm", [f, fc], attributes: ["transB": .int(1)])
+        let model = b.model(inputs: [ValueInfo(name: "x", dtype: .float32, shape: nil)], outputs: [h, h2, logits])
+        let feeds = ["x": try Tensor(shape: [2, 3, 12, 12], scalars: Self.randomFloats(864, -3...3, &generator))]
+        // Codes may differ by one step where fixed-point and float rounding part; the float logits then
+        // move by at most the effect of one step on each input: bounded loosely here.
+        try Self.compare(model, feeds: feeds, tolerance: [h: 0.02 * 1.0001, h2: 0.04 * 1.0001, logits: 0.15],
+                         expectFused: ["QConv", "QMatMul"], expectGone: ["Conv", "Gemm", "Relu"])
+    }
+
     @Test func leavesPatternsWithRuntimeParametersAlone() throws {
         var b = Builder()
         let codes = b.constant(try Tensor(shape: [2, 2], scalars: [Int8(1), 2, 3, 4]), "w")

@@ -172,6 +172,61 @@ extension IntegerFusionRewriter {
         return [quantize.scale, quantize.zeroPoint]
     }
 
+    // MARK: - Conv
+
+    /// Conv attributes a fused convolution keeps.
+    static let convolutionAttributes = ["auto_pad", "pads", "strides", "dilations", "group", "kernel_shape"]
+
+    private mutating func fuseConvolution(_ index: Int, transposed: Bool) {
+        let core = node(index)
+        guard core.inputs.count >= 2, core.outputs.count == 1, !transposed || hasKernel("QConvTranspose"),
+              let a = activationDequantize(producing: core.inputs[0]),
+              let dq = producer(of: core.inputs[1], "DequantizeLinear"), let codes = constant(input(node(dq), 0)),
+              codes.rank >= 3 else { return }
+        let group = core.attributes["group"]?.intValue ?? 1
+        // ConvTranspose weights are [C, M/group, k…]: per-channel scales along axis 1 name output channels
+        // only when there is one group.
+        guard let w = weightDequantize(producing: core.inputs[1], rank: codes.rank, channelAxis: transposed ? 1 : 0),
+              !transposed || group == 1 || w.quantization.scales.count == 1 else { return }
+        let channels = transposed ? codes.shape[1] * group : codes.shape[0]
+        var bias = ""
+        if core.inputs.count > 2, !core.inputs[2].isEmpty {
+            guard let name = biasInput(core.inputs[2], columns: channels, inputScale: a.parameters.scale,
+                                       weightScales: w.quantization.scales) else { return }
+            bias = name
+        }
+        let tail = fusedTail(after: index, biasColumns: nil)
+        if !bias.isEmpty, tail.quantize != nil, let values = constant(bias), values.dtype == .float32,
+           (try? FusedBias.int32(values.scalars(as: Float.self),
+                                 accumulatorScales: w.quantization.scales.map { Double(a.parameters.scale) * Double($0) })) == nil {
+            return
+        }
+        var attributes: [(String, Attribute)] = []
+        let kept = Self.convolutionAttributes + (transposed ? ["output_padding", "output_shape"] : [])
+        for name in kept { if let value = core.attributes[name] { attributes.append((name, value)) } }
+        attributes += Attribute.clampAttributes(tail.clamp)
+        let inputs = [a.codes, a.scale, a.zeroPoint, w.codes, w.scale, w.zeroPoint, bias] + outputInputs(tail.quantize)
+        let fused = fusedNode(transposed ? "QConvTranspose" : "QConv", name: core.name, inputs: inputs,
+                              outputs: [tail.output], attributes: attributes)
+        plan(removing: Set(tail.removed), anchor: tail.removed.last!, with: [fused])
+    }
+
+    /// QLinearConv with constant weights and per-tensor input and output parameters runs as `QConv`.
+    private mutating func mapQLinearConv(_ index: Int) {
+        let node = node(index)
+        guard node.inputs.count >= 8, let w = constant(node.inputs[3]), w.rank >= 3,
+              constant(node.inputs[4]) != nil, constant(node.inputs[5]) != nil,
+              qOperatorActivation(node, scale: 1, zeroPoint: 2), qOperatorActivation(node, scale: 6, zeroPoint: 7)
+        else { return }
+        let bias = input(node, 8)
+        if !bias.isEmpty, constant(bias)?.dtype != .int32 { return }
+        var attributes: [(String, Attribute)] = []
+        for name in Self.convolutionAttributes { if let value = node.attributes[name] { attributes.append((name, value)) } }
+        let fused = fusedNode("QConv", name: node.name, inputs: Array(node.inputs[0..<6]) + [bias] + Array(node.inputs[6..<8]),
+                              outputs: node.outputs, attributes: attributes)
+        plan(removing: [index], anchor: index, with: [fused])
+    }
+
     // MARK: - QOperator
 
     /// QLinearMatMul with a constant 2-D int8/uint8 B and per-tensor A and output parameters runs as `QMatMul`.

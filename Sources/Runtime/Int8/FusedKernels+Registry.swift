@@ -3,5 +3,10 @@ extension KernelRegistry {
     mutating func registerIntegerFusionKernels() {
         let domain = IntegerFusion.domain, version = IntegerFusion.domainVersion
         register("QMatMul", domain: domain, since: version) { try FusedQMatMulKernel($0) }
+        register("QConv", domain: domain, since: version) { try FusedQConvKernel($0) }
+        register("DynamicQMatMul", domain: domain, since: version) { try FusedDynamicQMatMulKernel($0) }
+        register("Quantize", domain: domain, since: version) { try FusedQuantizeKernel($0) }
+        register("Dequantize", domain: domain, since: version) { try FusedDequantizeKernel($0) }
+        register("Requantize", domain: domain, since: version) { try FusedRequantizeKernel($0) }
     }
 }

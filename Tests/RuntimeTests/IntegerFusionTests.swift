@@ -196,6 +196,33 @@ import Testing
                          expectFused: ["QConv", "QMatMul"], expectGone: ["Conv", "Gemm", "Relu"])
     }
 
+    /// Add, Mul (broadcast), Concat and GlobalAveragePool between DequantizeLinear and QuantizeLinear run on
+    /// codes; Add/Mul/Concat repeat the unfused float operations exactly, the pool is within one step.
+    @Test func elementwiseConcatAndPoolingStayOnCodes() throws {
+        var generator = SeededGenerator(seed: 8)
+        var b = Builder()
+        let (_, x) = b.quantizeDequantize("x", scale: 0.031, zeroPoint: 128)
+        let (_, g) = b.quantizeDequantize("g", scale: 0.0042, zeroPoint: 0)
+        let (_, r) = b.quantizeDequantize("r", scale: 0.027, zeroPoint: 140)
+        let product = b.add("Mul", [x, g])
+        let (_, p) = b.quantizeDequantize(product, scale: 0.009, zeroPoint: 128)
+        let sum = b.add("Add", [p, r])
+        let relu = b.add("Relu", [sum])
+        let (_, s) = b.quantizeDequantize(relu, scale: 0.02, zeroPoint: 3)
+        let joined = b.add("Concat", [s, x], attributes: ["axis": .int(1)])
+        let (_, c) = b.quantizeDequantize(joined, scale: 0.05, zeroPoint: 100)
+        let pooled = b.add("GlobalAveragePool", [c])
+        let (_, m) = b.quantizeDequantize(pooled, scale: 0.01, zeroPoint: 90)
+        let model = b.model(inputs: [ValueInfo(name: "x", dtype: .float32, shape: nil), ValueInfo(name: "g", dtype: .float32, shape: nil),
+                                     ValueInfo(name: "r", dtype: .float32, shape: nil)], outputs: [s, c, m])
+        let feeds = ["x": try Tensor(shape: [2, 3, 5, 4], scalars: Self.randomFloats(120, -4...4, &generator)),
+                     "g": try Tensor(shape: [2, 3, 1, 1], scalars: Self.randomFloats(6, 0...1, &generator)),
+                     "r": try Tensor(shape: [5, 4], scalars: Self.randomFloats(20, -3...3, &generator))]
+        try Self.compare(model, feeds: feeds, tolerance: [s: 0, c: 0, m: 0.01 * 1.0001],
+                         expectFused: ["QAdd", "QMul", "QConcat", "QGlobalAveragePool"],
+                         expectGone: ["Add", "Mul", "Concat", "GlobalAveragePool", "Relu"])
+    }
+
     @Test func leavesPatternsWithRuntimeParametersAlone() throws {
         var b = Builder()
         let codes = b.constant(try Tensor(shape: [2, 2], scalars: [Int8(1), 2, 3, 4]), "w")

@@ -1,4 +1,3 @@
 extension IntegerFusionRewriter {
     mutating func fuseWeightOnlyMatMuls() {}
-    mutating func fuseElementwise() {}
 }

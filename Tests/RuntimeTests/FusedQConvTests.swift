@@ -61,6 +61,67 @@ import Testing
         }
     }
 
+    static let transposeCases: [Case] = [
+        Case(input: [1, 4, 5, 5], weight: [4, 3, 3, 3], attributes: ["strides": .ints([2, 2]), "pads": .ints([1, 1, 1, 1]),
+                                                                      "output_padding": .ints([1, 1])]),
+        Case(input: [2, 4, 3, 4], weight: [4, 2, 2, 3], attributes: ["group": .int(2), "dilations": .ints([2, 1])]),
+        Case(input: [1, 121, 2, 2], weight: [121, 5, 3, 3], attributes: ["auto_pad": .text("SAME_UPPER"), "strides": .ints([2, 2])]),
+        Case(input: [1, 6, 7], weight: [6, 2, 4], attributes: ["strides": .ints([3]), "pads": .ints([1, 2])]),
+    ]
+
+    @Test func transposedFastKernelEqualsReferenceBitForBit() throws {
+        var generator = SeededGenerator(seed: 23)
+        for (index, testCase) in Self.transposeCases.enumerated() {
+            let xType: DType = index % 2 == 0 ? .uint8 : .int8
+            let group = testCase.attributes["group"]?.intValue ?? 1
+            let channels = testCase.weight[1] * group
+            let perChannel = group == 1 && index % 2 == 0
+            let count = perChannel ? channels : 1
+            var constants: [String: Tensor] = [
+                "x_scale": Tensor(scalar: Float(0.02)), "x_zero_point": FusedTestData.zeroPoint(xType, sweepZeroPoints[(index + 4) % 7]),
+                "w": try FusedTestData.codes(.int8, shape: testCase.weight, using: &generator),
+                "w_scale": try Tensor(shape: perChannel ? [channels] : [], scalars: (0..<count).map { Float(0.003) * Float(1 + $0 % 3) }),
+                "w_zero_point": try Tensor(shape: perChannel ? [channels] : [], scalars: (0..<count).map { Int8(sweepZeroPoints[($0 + index) % 7] - 128) }),
+                "bias": try Tensor(shape: [channels], scalars: (0..<channels).map { _ in Int32.random(in: -3000...3000, using: &generator) }),
+                "y_scale": Tensor(scalar: Float(0.02 * 0.003 * 500)), "y_zero_point": Tensor(scalar: UInt8(sweepZeroPoints[index % 7])),
+            ]
+            let x = try FusedTestData.codes(xType, shape: testCase.input, using: &generator)
+            for quantized in [true, false] {
+                if !quantized {
+                    constants["bias"] = try Tensor(shape: [channels], scalars: (0..<channels).map { _ in Float.random(in: -1...1, using: &generator) })
+                }
+                var inputs = ["x", "x_scale", "x_zero_point", "w", "w_scale", "w_zero_point", "bias"]
+                if quantized { inputs += ["y_scale", "y_zero_point"] }
+                var node = Node(opType: "QConvTranspose", domain: IntegerFusion.domain, inputs: inputs, outputs: ["y"])
+                for (key, value) in testCase.attributes { node.attributes[key] = value }
+                if index == 1 { node.attributes["clip_min"] = .float(0) }
+                let kernel = try FusedQConvTransposeKernel(buildContext(node, constants: constants))
+                let feeds = orderedInputs(node, constants: constants, feeds: ["x": x])
+                let expected = try kernel.runReference(feeds)[0]
+                for threads in [1, 3] {
+                    #expect(try kernel.run(feeds, context: ExecutionContext(threadCount: threads))[0] == expected,
+                            "case \(index) quantized \(quantized) threads \(threads)")
+                }
+            }
+        }
+    }
+
+    @Test func globalAveragePoolEqualsReference() throws {
+        var generator = SeededGenerator(seed: 24)
+        for (index, shape) in [[1, 3, 5, 5], [2, 4, 1, 7], [1, 2, 11, 13]].enumerated() {
+            let dtype: DType = index == 1 ? .int8 : .uint8
+            let constants: [String: Tensor] = [
+                "x_scale": Tensor(scalar: Float(0.05)), "x_zero_point": FusedTestData.zeroPoint(dtype, sweepZeroPoints[index + 2]),
+                "y_scale": Tensor(scalar: Float(0.011)), "y_zero_point": Tensor(scalar: UInt8(sweepZeroPoints[index + 3])),
+            ]
+            let node = Node(opType: "QGlobalAveragePool", domain: IntegerFusion.domain,
+                            inputs: ["x", "x_scale", "x_zero_point", "y_scale", "y_zero_point"], outputs: ["y"])
+            let kernel = try FusedQGlobalAveragePoolKernel(buildContext(node, constants: constants))
+            let feeds = orderedInputs(node, constants: constants, feeds: ["x": try FusedTestData.codes(dtype, shape: shape, using: &generator)])
+            #expect(try kernel.run(feeds, context: ExecutionContext(threadCount: 1))[0] == kernel.runReference(feeds)[0])
+        }
+    }
+
     /// The reference twin against QLinearConv's reference kernel (ONNX semantics, rounding half to even in
     /// double): they may differ only where the two roundings part, by one code.
     @Test func referenceAgreesWithQLinearConvWithinOneCode() throws {

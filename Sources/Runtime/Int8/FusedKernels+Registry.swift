@@ -4,6 +4,7 @@ extension KernelRegistry {
         let domain = IntegerFusion.domain, version = IntegerFusion.domainVersion
         register("QMatMul", domain: domain, since: version) { try FusedQMatMulKernel($0) }
         register("QConv", domain: domain, since: version) { try FusedQConvKernel($0) }
+        register("QConvTranspose", domain: domain, since: version) { try FusedQConvTransposeKernel($0) }
         register("DynamicQMatMul", domain: domain, since: version) { try FusedDynamicQMatMulKernel($0) }
         register("QAdd", domain: domain, since: version) { try FusedQBinaryKernel($0, operation: .add) }
         register("QMul", domain: domain, since: version) { try FusedQBinaryKernel($0, operation: .multiply) }

@@ -142,10 +142,10 @@ struct FusedQConvKernel: Kernel {
         let widened = try x.quantizedIntegerValues(input: 0).map { $0 &- input.zeroPoint }
         let bias = int32Bias ?? [Int32](repeating: 0, count: channels)
         let elementSize = output.dtype == .float32 ? 4 : 1
-        try y.withUnsafeMutableBytes { raw in
-            try widened.withUnsafeBufferPointer { source in
-                try weights.withUnsafeBufferPointer { filters in
-                    var failure: Error?
+        let stages = try (0..<channels).map { try channelOutput(output, $0) }
+        y.withUnsafeMutableBytes { raw in
+            widened.withUnsafeBufferPointer { source in
+                weights.withUnsafeBufferPointer { filters in
                     Parallel.forEach(g.batch * channels, threads: threads) { plane in
                         let channel = plane % channels
                         let input = source.baseAddress! + plane * height * width
@@ -175,28 +175,11 @@ struct FusedQConvKernel: Kernel {
                                 }
                             }
                         }
-                        do {
-                            let single = try self.channelOutput(channel)
-                            let stage = single.singleChannelStage(raw.baseAddress! + plane * positions * elementSize)
-                            acc.withUnsafeBufferPointer { stage($0.baseAddress!, positions) }
-                        } catch {
-                            failure = error
-                        }
+                        let stage = stages[channel].singleChannelStage(raw.baseAddress! + plane * positions * elementSize)
+                        acc.withUnsafeBufferPointer { stage($0.baseAddress!, positions) }
                     }
-                    if let failure { throw failure }
                 }
             }
-        }
-    }
-
-    /// The output stage of one channel (depthwise path).
-    private func channelOutput(_ channel: Int) throws -> FusedOutput {
-        switch output {
-        case .quantized(let quantized):
-            let multiplier = quantized.multipliers.count == 1 ? quantized.multipliers[0] : quantized.multipliers[channel]
-            return .quantized(try QuantizedOutput(quantized.quantization, multipliers: [multiplier], clamp: quantized.clamp))
-        case .float(let scales, let bias, let lower, let upper):
-            return .float(scales: [scales[channel]], bias: bias.map { [$0[channel]] }, lower: lower, upper: upper)
         }
     }
 

@@ -223,6 +223,39 @@ import Testing
                          expectGone: ["Add", "Mul", "Concat", "GlobalAveragePool", "Relu"])
     }
 
+    /// Weight-only blocked int4 and per-channel int8 MatMuls: the weights are the reference
+    /// DequantizeLinear's, so only the GEMM's summation order can separate fused from unfused.
+    @Test func weightOnlyBlockedMatMulMatchesUnfused() throws {
+        var generator = SeededGenerator(seed: 10)
+        let (k, n, block) = (70, 9, 32)
+        var b = Builder()
+        let codes = try Tensor.packInt4((0..<(k * n)).map { _ in Int8.random(in: -8...7, using: &generator) }, signed: true, shape: [k, n])
+        let blocks = (k + block - 1) / block
+        let scale = b.constant(try Tensor(shape: [blocks, n], scalars: Self.randomFloats(blocks * n, 0.01...0.05, &generator)), "ws")
+        let zero = b.constant(try Tensor.packInt4((0..<(blocks * n)).map { _ in Int8.random(in: -2...2, using: &generator) }, signed: true,
+                                                  shape: [blocks, n]), "wz")
+        let w = b.add("DequantizeLinear", [b.constant(codes, "w"), scale, zero], attributes: ["axis": .int(0), "block_size": .int(block)])
+        let y = b.add("MatMul", ["x", w])
+        let int8Codes = try Tensor(shape: [k, n], scalars: (0..<(k * n)).map { _ in Int8.random(in: -127...127, using: &generator) })
+        let w8 = b.dequantizeWeights(int8Codes, scales: Self.randomFloats(n, 0.001...0.01, &generator), axis: 1)
+        let y8 = b.add("MatMul", ["x", w8])
+        let model = b.model(inputs: [ValueInfo(name: "x", dtype: .float32, shape: nil)], outputs: [y, y8], opset: 21)
+        let feeds = ["x": try Tensor(shape: [3, 5, k], scalars: Self.randomFloats(15 * k, -2...2, &generator))]
+        try Self.compare(model, feeds: feeds, tolerance: [y: 1e-4, y8: 1e-4], expectFused: ["WeightOnlyMatMul"], expectGone: ["MatMul"])
+
+        // Per-run dequantization (prepack = 0) gives the same values as packed weights.
+        let fused = try IntegerFusion.apply(to: model, registry: .standard)
+        let node = try #require(fused.graph.nodes.first { $0.opType == "WeightOnlyMatMul" })
+        var lazy = node
+        lazy.attributes["prepack"] = .int(0)
+        let constants = Dictionary(uniqueKeysWithValues: fused.graph.initializers.map { ($0.key, $0.value) })
+        let inputs = orderedInputs(node, constants: constants, feeds: feeds)
+        let packed = try FusedWeightOnlyMatMulKernel(buildContext(node, constants: constants)).run(inputs, context: ExecutionContext(threadCount: 2))
+        let perRun = try FusedWeightOnlyMatMulKernel(buildContext(lazy, constants: constants)).run(inputs, context: ExecutionContext(threadCount: 2))
+        let worst = zip(packed[0].doubleValues, perRun[0].doubleValues).map { abs($0 - $1) }.max() ?? 1
+        #expect(worst <= 1e-4)
+    }
+
     @Test func leavesPatternsWithRuntimeParametersAlone() throws {
         var b = Builder()
         let codes = b.constant(try Tensor(shape: [2, 2], scalars: [Int8(1), 2, 3, 4]), "w")

@@ -1,3 +1,0 @@
-extension IntegerFusionRewriter {
-    mutating func fuseWeightOnlyMatMuls() {}
-}

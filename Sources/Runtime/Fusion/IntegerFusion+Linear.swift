@@ -229,15 +229,19 @@ extension IntegerFusionRewriter {
 
     // MARK: - QOperator
 
-    /// QLinearMatMul with a constant 2-D int8/uint8 B and per-tensor A and output parameters runs as `QMatMul`.
+    /// QLinearMatMul with per-tensor A and output parameters runs as `QMatMul`: a constant 2-D B may be
+    /// quantized per tensor or per column, a runtime B (activation × activation) per tensor.
     private mutating func mapQLinearMatMul(_ index: Int) {
         let node = node(index)
-        guard node.inputs.count == 8, let b = constant(node.inputs[3]), b.rank == 2,
-              let bScale = constant(node.inputs[4]), bScale.dtype == .float32,
-              bScale.count == 1 || (bScale.rank == 1 && bScale.count == b.shape[1]),
-              let bZero = constant(node.inputs[5]), bZero.count == bScale.count, bZero.dtype == b.dtype,
-              qOperatorActivation(node, scale: 1, zeroPoint: 2), qOperatorActivation(node, scale: 6, zeroPoint: 7)
-        else { return }
+        guard node.inputs.count == 8, qOperatorActivation(node, scale: 1, zeroPoint: 2),
+              qOperatorActivation(node, scale: 6, zeroPoint: 7) else { return }
+        if let b = constant(node.inputs[3]) {
+            guard b.rank == 2, let bScale = constant(node.inputs[4]), bScale.dtype == .float32,
+                  bScale.count == 1 || (bScale.rank == 1 && bScale.count == b.shape[1]),
+                  let bZero = constant(node.inputs[5]), bZero.count == bScale.count, bZero.dtype == b.dtype else { return }
+        } else {
+            guard qOperatorActivation(node, scale: 4, zeroPoint: 5) else { return }
+        }
         let fused = fusedNode("QMatMul", name: node.name, inputs: Array(node.inputs[0..<6]) + [""] + Array(node.inputs[6..<8]),
                               outputs: node.outputs)
         plan(removing: [index], anchor: index, with: [fused])

@@ -59,16 +59,14 @@ struct FusedQBinaryKernel: Kernel {
             let bCodes = bRaw.baseAddress!.assumingMemoryBound(to: UInt8.self)
             let target = yRaw.baseAddress!.assumingMemoryBound(to: UInt8.self)
             let la = leftTable.baseAddress!, lb = rightTable.baseAddress!
-            let magic: Float = 12_582_912, low = lower - zero - 1, high = upper - zero + 1
+            let low = lower - zero - 1, high = upper - zero + 1
+            let zeroCode = Int32(zero), lowCode = Int32(lower), highCode = Int32(upper)
             forEachRow(shape: shape, stridesA: broadcastStrides(a.shape, to: shape),
                        stridesB: broadcastStrides(b.shape, to: shape)) { offset, offsetA, offsetB, count, strideA, strideB in
                 for i in 0..<count {
                     let x = la[Int(aCodes[offsetA + i * strideA])], w = lb[Int(bCodes[offsetB + i * strideB])]
-                    let quotient = (multiply ? x * w : x + w) / scale
-                    let bounded = quotient > high ? high : (quotient >= low ? quotient : low)
-                    let shifted = ((bounded + magic) - magic) + zero
-                    let clamped = shifted > upper ? upper : (shifted >= lower ? shifted : lower)
-                    target[offset + i] = UInt8(truncatingIfNeeded: Int32(clamped))
+                    let code = roundedCode((multiply ? x * w : x + w) / scale, low: low, high: high) &+ zeroCode
+                    target[offset + i] = UInt8(truncatingIfNeeded: code < lowCode ? lowCode : (code > highCode ? highCode : code))
                 }
             }
         }}}}}

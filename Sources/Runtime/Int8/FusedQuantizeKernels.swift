@@ -9,9 +9,10 @@ import Tensors
 /// uint8/int8 `y`; inputs `x`, `scale`, `zero_point` (constants, one value each). NaN goes to the low
 /// end, as in the reference QuantizeLinear.
 ///
-/// Rounding uses the `(v + 1.5·2^23) − 1.5·2^23` identity, exact for |v| < 2^22, after clamping the
-/// quotient to one step beyond the output range (which changes no result), so the loop vectorises
-/// without a rounding instruction.
+/// Rounding adds 1.5·2^23: for |v| < 2^22 the sum's low mantissa bits are `round_half_even(v)` (offset by
+/// 2^22), read back as an integer. The quotient is first clamped to one step beyond the output range,
+/// which changes no result, so the loop has no rounding instruction, no float-to-int conversion check and
+/// no branch, and vectorises.
 struct FusedQuantizeKernel: Kernel {
     let output: ActivationQuantization
     /// Other input types (int32, half precision) go to the reference kernel.
@@ -51,16 +52,21 @@ struct FusedQuantizeKernel: Kernel {
         _ x: UnsafePointer<Float>, _ count: Int, _ scale: Float, _ zero: Float, _ lower: Float, _ upper: Float,
         _ y: UnsafeMutablePointer<Q>
     ) {
-        let magic: Float = 12_582_912  // 1.5 · 2^23
         let low = lower - zero - 1, high = upper - zero + 1
+        let zeroCode = Int32(zero), lowCode = Int32(lower), highCode = Int32(upper)
         for i in 0..<count {
-            let quotient = x[i] / scale
-            let bounded = quotient > high ? high : (quotient >= low ? quotient : low)
-            let shifted = ((bounded + magic) - magic) + zero
-            let clamped = shifted > upper ? upper : (shifted >= lower ? shifted : lower)
-            y[i] = Q(truncatingIfNeeded: Int32(clamped))
+            let code = roundedCode(x[i] / scale, low: low, high: high) &+ zeroCode
+            y[i] = Q(truncatingIfNeeded: code < lowCode ? lowCode : (code > highCode ? highCode : code))
         }
     }
+}
+
+/// `round_half_even(v)` for `v` clamped to `[low, high]` (NaN to `low`), where both bounds are integers of
+/// magnitude < 2^22: `v + 1.5·2^23` rounds in the FPU's default mode and its low bits hold the result.
+@inline(__always)
+func roundedCode(_ v: Float, low: Float, high: Float) -> Int32 {
+    let bounded = v > high ? high : (v >= low ? v : low)
+    return Int32(bitPattern: (bounded + 12_582_912).bitPattern) &- 0x4B40_0000
 }
 
 /// `com.swiftquant::Dequantize`: `y = Float(x − zero_point) · scale`, uint8/int8 `x`, float32 `y`; inputs

@@ -57,7 +57,7 @@ let package = Package(
         /// Compiled sessions, the kernel registry, FP32 and integer kernels with reference twins.
         .target(
             name: "Runtime",
-            dependencies: ["Tensors", "GraphIR", "_CKernels"]
+            dependencies: ["Tensors", "QuantCore", "GraphIR", "_CKernels"]
         ),
         /// Quantization policy and drivers: which tensors are observed and quantized, calibration runs.
         .target(

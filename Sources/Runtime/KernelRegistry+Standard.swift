@@ -20,6 +20,7 @@ extension KernelRegistry {
         registry.registerCastKernels()
         registry.registerQuantizationKernels()
         registry.registerQLinearKernels()
+        registry.registerIntegerFusionKernels()
         return registry
     }()
 }

@@ -8,11 +8,14 @@ public struct SessionOptions: Sendable {
     public var threadCount: Int
     /// Where kernels come from; `.standard` holds every built-in operator.
     public var registry: KernelRegistry
+    /// Run quantized patterns as fused integer kernels (`IntegerFusion`); off runs every node as written.
+    public var integerExecution: Bool
 
     public init(threadCount: Int = ProcessInfo.processInfo.activeProcessorCount,
-                registry: KernelRegistry = .standard) {
+                registry: KernelRegistry = .standard, integerExecution: Bool = true) {
         self.threadCount = max(1, threadCount)
         self.registry = registry
+        self.integerExecution = integerExecution
     }
 }
 
@@ -32,7 +35,9 @@ public final class Session: Sendable {
         }
         self.model = model
         self.options = options
-        self.plan = try CompiledGraph(graph: model.graph, model: model, registry: options.registry, outerScope: [])
+        var executed = model
+        if options.integerExecution { executed = try IntegerFusion.apply(to: executed, registry: options.registry) }
+        self.plan = try CompiledGraph(graph: executed.graph, model: executed, registry: options.registry, outerScope: [])
     }
 
     /// The inputs a caller must feed.

@@ -19,6 +19,9 @@ struct Bench: ParsableCommand {
     @Option(help: "Threads per operator (default: all cores).")
     var threads: Int?
 
+    @Flag(help: "Run every node as written instead of fusing quantized patterns into integer kernels.")
+    var noIntegerFusion = false
+
     @Option(help: "Untimed runs before measuring.")
     var warmup = 3
 
@@ -35,6 +38,7 @@ struct Bench: ParsableCommand {
         try reportingErrors {
             let loaded = try Model(contentsOf: URL(fileURLWithPath: model))
             var options = SessionOptions()
+            options.integerExecution = !noIntegerFusion
             if let threads { options.threadCount = max(1, threads) }
             let session = try Session(model: loaded, options: options)
             let feeds = try benchmarkFeeds(session)

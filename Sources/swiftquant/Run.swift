@@ -19,10 +19,14 @@ struct Run: ParsableCommand {
     @Option(help: "Threads per operator (default: all cores).")
     var threads: Int?
 
+    @Flag(help: "Run every node as written instead of fusing quantized patterns into integer kernels.")
+    var noIntegerFusion = false
+
     func run() throws {
         try reportingErrors {
             let loaded = try Model(contentsOf: URL(fileURLWithPath: model))
             var options = SessionOptions()
+            options.integerExecution = !noIntegerFusion
             if let threads { options.threadCount = max(1, threads) }
             let session = try Session(model: loaded, options: options)
             let arrays = try NPZ.read(URL(fileURLWithPath: input))

@@ -1,0 +1,377 @@
+import GraphIR
+import QuantCore
+import Tensors
+
+/// `com.swiftquant::QConv`: the integer execution of
+/// `DequantizeLinear(X) → Conv(·, DequantizeLinear(W), bias) [→ Relu | Clip] [→ QuantizeLinear]` and of
+/// QLinearConv.
+///
+/// Inputs: 0 `X` (uint8/int8, `[N, C, D1…]`), 1 `x_scale`, 2 `x_zero_point`, 3 `W` (int8/uint8 constant,
+/// `[M, C/group, k1…]`), 4 `w_scale`, 5 `w_zero_point` (one or M values), 6 `bias` (optional: int32 in
+/// accumulator units or float32), 7 `y_scale`, 8 `y_zero_point` (omitted: float output). Attributes:
+/// Conv's (`auto_pad`, `pads`, `strides`, `dilations`, `group`, `kernel_shape`), `clip_min`, `clip_max`.
+///
+///     acc[n, m, o] = Σ_{c, k} (X[n, c, o·s − p + k·d] − x_zp)(W[m, c, k] − w_zp[m]) + bias[m]
+///
+/// with padding taps contributing nothing (they hold the zero point), then requantized or scaled like
+/// `QMatMul`. Each group runs as one GEMM over an im2col copy of the codes whose padding is the zero
+/// point; depthwise 2-D convolutions (one input and one output channel per group) run a direct loop.
+struct FusedQConvKernel: Kernel {
+    let attributes: IntegerConvAttributes
+    let input: ActivationQuantization
+    let weightValues: Tensor
+    let weightQuantization: WeightQuantization
+    let int32Bias: [Int32]?
+    let output: FusedOutput
+    /// One packed weight matrix per group (`[C/group · kernel, M/group]`), or nil for the depthwise path.
+    let groups: [FusedInt8Weights]?
+    /// Depthwise path: `W − w_zp` per output channel and tap, and the bias.
+    let depthwiseWeights: [Int32]?
+
+    init(_ context: KernelBuildContext) throws {
+        attributes = try IntegerConvAttributes(context)
+        input = try ActivationQuantization(scale: try context.constantInput(1, "x_scale"),
+                                           zeroPoint: try context.constantInput(2, "x_zero_point"), what: "X")
+        guard let w = context.constant(3), w.rank >= 3, w.dtype == .int8 || w.dtype == .uint8 else {
+            throw KernelError.invalid("W must be an int8/uint8 constant of rank ≥ 3")
+        }
+        let channels = w.shape[0], group = attributes.group
+        guard channels % group == 0 else { throw KernelError.invalid("group \(group) does not divide the \(channels) output channels") }
+        weightValues = w
+        let quantization = try WeightQuantization(scale: try context.constantInput(4, "w_scale"),
+                                                  zeroPoint: try context.constantInput(5, "w_zero_point"),
+                                                  weightType: w.dtype, channels: channels)
+        weightQuantization = quantization
+        let scales = FusedQMatMulKernel.accumulatorScales(input.scale, quantization.scales)
+        let yScale = try context.constantInput(7, "y_scale")
+        let outputQuantization = try yScale.map {
+            try ActivationQuantization(scale: $0, zeroPoint: try context.constantInput(8, "y_zero_point"), what: "y")
+        }
+        let floatBias: [Float]?
+        let integerBias: [Int32]?
+        (integerBias, floatBias) = try FusedQMatMulKernel.bias(try context.constantInput(6, "bias"), columns: channels,
+                                                               scales: scales, floatOutput: yScale == nil)
+        int32Bias = integerBias
+        let clamp = try context.fusedClamp()
+        output = try FusedOutput.make(output: outputQuantization, accumulatorScales: scales, columns: channels,
+                                      floatBias: floatBias, low: clamp.low, high: clamp.high)
+
+        let perGroup = channels / group
+        let depth = w.count / max(channels, 1)
+        let zeroPoints = (0..<channels).map { quantization.zeroPoints.count == 1 ? quantization.zeroPoints[0]
+                                                                            : quantization.zeroPoints[$0] }
+        let values = try w.quantizedIntegerValues(input: 3)
+        if w.shape[1] == 1, perGroup == 1, w.rank == 4 {
+            depthwiseWeights = (0..<(channels * depth)).map { values[$0] - zeroPoints[$0 / depth] }
+            groups = nil
+        } else {
+            depthwiseWeights = nil
+            groups = try (0..<group).map { g in
+                let slice = Array(values[(g * perGroup * depth)..<((g + 1) * perGroup * depth)])
+                let tensor = w.dtype == .int8 ? try Tensor(shape: [perGroup, depth], scalars: slice.map { Int8($0) })
+                                              : try Tensor(shape: [perGroup, depth], scalars: slice.map { UInt8($0) })
+                let range = (g * perGroup)..<((g + 1) * perGroup)
+                return try FusedInt8Weights(
+                    weights: tensor, k: depth, n: perGroup, transposed: true,
+                    zeroPoints: quantization.zeroPoints.count == 1 ? quantization.zeroPoints : Array(zeroPoints[range]),
+                    bias: integerBias.map { Array($0[range]) })
+            }
+        }
+    }
+
+    func run(_ inputs: [Tensor?], context: ExecutionContext) throws -> [Tensor] {
+        let x = try required(inputs, 0)
+        guard x.dtype == input.dtype else {
+            throw KernelError.invalidInput(index: 0, reason: "X is \(x.dtype) but its zero point is \(input.dtype)")
+        }
+        let geometry = try IntegerConvGeometry(x: x.shape, w: weightValues.shape, attributes: attributes)
+        var y = try Tensor(zeros: output.dtype, shape: geometry.outputShape)
+        guard y.count > 0 else { return [y] }
+        if let depthwiseWeights {
+            try runDepthwise(x, geometry: geometry, weights: depthwiseWeights, into: &y, threads: context.threadCount)
+            return [y]
+        }
+        let positions = geometry.outputPlaneSize
+        let perGroup = geometry.outputChannels / geometry.group
+        let depth = geometry.inputChannels / geometry.group * geometry.kernelSize
+        let columns = UnsafeMutablePointer<UInt8>.allocate(capacity: max(positions * depth, 1))
+        defer { columns.deallocate() }
+        let elementSize = output.dtype == .float32 ? 4 : 1
+        let zeroPoint = input.dtype == .int8 ? input.zeroPoint + 128 : input.zeroPoint
+        let im2col = Im2Col(geometry: geometry)
+        try y.withUnsafeMutableBytes { raw in
+            for n in 0..<geometry.batch {
+                for g in 0..<geometry.group {
+                    im2col.fill(columns, x: x, image: n, group: g, paddingCode: UInt8(truncatingIfNeeded: zeroPoint),
+                                threads: context.threadCount)
+                    let group = groups![g]
+                    let offset = (n * geometry.outputChannels + g * perGroup) * positions * elementSize
+                    try groupOutput(g, perGroup).execute(
+                        Int8GEMMActivations(m: positions, a: columns, lda: depth, zeroPoint: zeroPoint),
+                        weights: group, output: raw.baseAddress! + offset, rowStride: 1, columnStride: positions,
+                        threads: context.threadCount)
+                }
+            }
+        }
+        return [y]
+    }
+
+    /// The output stage restricted to the channels of group `g`.
+    private func groupOutput(_ g: Int, _ perGroup: Int) throws -> FusedOutput {
+        guard attributes.group > 1 else { return output }
+        let range = (g * perGroup)..<((g + 1) * perGroup)
+        switch output {
+        case .quantized(let quantized):
+            let multipliers = quantized.multipliers.count == 1 ? quantized.multipliers : Array(quantized.multipliers[range])
+            return .quantized(try QuantizedOutput(quantized.quantization, multipliers: multipliers, clamp: quantized.clamp))
+        case .float(let scales, let bias, let lower, let upper):
+            return .float(scales: Array(scales[range]), bias: bias.map { Array($0[range]) }, lower: lower, upper: upper)
+        }
+    }
+
+    /// Depthwise 2-D: per channel, `acc[o] = Σ_taps (x − x_zp)·(w − w_zp) + bias` over output rows, taps
+    /// outside the input skipped (they would add `(x_zp − x_zp)·w = 0`).
+    private func runDepthwise(_ x: Tensor, geometry g: IntegerConvGeometry, weights: [Int32], into y: inout Tensor,
+                              threads: Int) throws {
+        let (height, width) = (g.inputSpatial[0], g.inputSpatial[1])
+        let (outHeight, outWidth) = (g.outputSpatial[0], g.outputSpatial[1])
+        let (kernelHeight, kernelWidth) = (g.kernelSpatial[0], g.kernelSpatial[1])
+        let (strideH, strideW) = (g.strides[0], g.strides[1]), (dilationH, dilationW) = (g.dilations[0], g.dilations[1])
+        let (padTop, padLeft) = (g.padsBegin[0], g.padsBegin[1])
+        let taps = kernelHeight * kernelWidth, positions = g.outputPlaneSize, channels = g.outputChannels
+        let widened = try x.quantizedIntegerValues(input: 0).map { $0 &- input.zeroPoint }
+        let bias = int32Bias ?? [Int32](repeating: 0, count: channels)
+        let elementSize = output.dtype == .float32 ? 4 : 1
+        let stages = try (0..<channels).map { try channelOutput(output, $0) }
+        y.withUnsafeMutableBytes { raw in
+            widened.withUnsafeBufferPointer { source in
+                weights.withUnsafeBufferPointer { filters in
+                    Parallel.forEach(g.batch * channels, threads: threads) { plane in
+                        let channel = plane % channels
+                        let input = source.baseAddress! + plane * height * width
+                        let filter = filters.baseAddress! + channel * taps
+                        var acc = [Int32](repeating: bias[channel], count: positions)
+                        acc.withUnsafeMutableBufferPointer { acc in
+                            for oh in 0..<outHeight {
+                                let row = acc.baseAddress! + oh * outWidth
+                                for kh in 0..<kernelHeight {
+                                    let ih = oh * strideH - padTop + kh * dilationH
+                                    guard ih >= 0, ih < height else { continue }
+                                    let inputRow = input + ih * width
+                                    for kw in 0..<kernelWidth {
+                                        let weight = filter[kh * kernelWidth + kw]
+                                        let shift = kw * dilationW - padLeft
+                                        // Output columns whose tap lands inside the row: 0 ≤ ow·s + shift < width.
+                                        let first = shift >= 0 ? 0 : (-shift + strideW - 1) / strideW
+                                        let last = width - 1 - shift < 0 ? -1 : min(outWidth - 1, (width - 1 - shift) / strideW)
+                                        guard first <= last else { continue }
+                                        if strideW == 1 {
+                                            let base = inputRow + shift
+                                            for ow in first...last { row[ow] = row[ow] &+ base[ow] &* weight }
+                                        } else {
+                                            for ow in first...last { row[ow] = row[ow] &+ inputRow[ow * strideW + shift] &* weight }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        let stage = stages[channel].singleChannelStage(raw.baseAddress! + plane * positions * elementSize)
+                        acc.withUnsafeBufferPointer { stage($0.baseAddress!, positions) }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The reference twin: the direct integer convolution of the ConvInteger reference on `x − x_zp` and
+    /// `w − w_zp`, plus bias, then the output stage element by element.
+    func runReference(_ inputs: [Tensor?]) throws -> [Tensor] {
+        let x = try required(inputs, 0)
+        let geometry = try IntegerConvGeometry(x: x.shape, w: weightValues.shape, attributes: attributes)
+        let channels = geometry.outputChannels, positions = geometry.outputPlaneSize
+        let xValues = try x.quantizedIntegerValues(input: 0).map { $0 &- input.zeroPoint }
+        let perChannel = weightValues.count / max(channels, 1)
+        let wValues = try weightValues.quantizedIntegerValues(input: 3).enumerated().map { index, value in
+            value &- weightQuantization.zeroPoints[weightQuantization.zeroPoints.count == 1 ? 0 : index / perChannel]
+        }
+        var acc = [Int32](repeating: 0, count: geometry.batch * channels * positions)
+        xValues.withUnsafeBufferPointer { xBuffer in
+            wValues.withUnsafeBufferPointer { wBuffer in
+                acc.withUnsafeMutableBufferPointer { output in
+                    integerConvolution(x: xBuffer, w: wBuffer, geometry: geometry, output: output,
+                                       context: ExecutionContext(threadCount: 1))
+                }
+            }
+        }
+        // Channels last for the output stage, then back.
+        var channelsLast = [Int32](repeating: 0, count: acc.count)
+        for n in 0..<geometry.batch {
+            for m in 0..<channels {
+                for p in 0..<positions {
+                    channelsLast[(n * positions + p) * channels + m] = acc[(n * channels + m) * positions + p] &+ (int32Bias?[m] ?? 0)
+                }
+            }
+        }
+        let result = output.reference(channelsLast)
+        var y = try Tensor(zeros: output.dtype, shape: geometry.outputShape)
+        for n in 0..<geometry.batch {
+            for m in 0..<channels {
+                for p in 0..<positions {
+                    let source = (n * positions + p) * channels + m, target = (n * channels + m) * positions + p
+                    y.setReferenceElement(target, codes: result.codes, floats: result.floats, source: source)
+                }
+            }
+        }
+        return [y]
+    }
+}
+
+extension QuantizedOutput {
+    /// An output with given fixed-point multipliers (a slice of another output's channels).
+    init(_ quantization: ActivationQuantization, multipliers: [FixedPointMultiplier], clamp: ClosedRange<Int32>) throws {
+        self.quantization = quantization
+        self.multipliers = multipliers
+        self.clamp = clamp
+        columns = ColumnRequantization(multipliers: multipliers, zeroPoint: quantization.zeroPoint, clamp: clamp)
+    }
+}
+
+extension FusedOutput {
+    /// A closure writing `count` accumulators of this single-channel output contiguously at `target`.
+    func singleChannelStage(_ target: UnsafeMutableRawPointer) -> (UnsafePointer<Int32>, Int) -> Void {
+        switch self {
+        case .quantized(let quantized):
+            if quantized.quantization.dtype == .uint8 {
+                return { acc, count in
+                    quantized.columns.apply(acc, count: count, firstColumn: 0, perColumn: false,
+                                            output: target.assumingMemoryBound(to: UInt8.self), stride: 1)
+                }
+            }
+            return { acc, count in
+                quantized.columns.apply(acc, count: count, firstColumn: 0, perColumn: false,
+                                        output: target.assumingMemoryBound(to: Int8.self), stride: 1)
+            }
+        case .float(let scales, let bias, let lower, let upper):
+            let scale = scales[0], shift = bias?[0] ?? 0, hasBias = bias != nil
+            return { acc, count in
+                let output = target.assumingMemoryBound(to: Float.self)
+                for i in 0..<count {
+                    var value = Float(acc[i]) * scale
+                    if hasBias { value = value + shift }
+                    output[i] = value < lower ? lower : (value > upper ? upper : value)
+                }
+            }
+        }
+    }
+}
+
+extension Tensor {
+    /// Stores element `source` of a reference result (codes or floats) at flat index `target`.
+    mutating func setReferenceElement(_ target: Int, codes: [Int32]?, floats: [Float]?, source: Int) {
+        switch dtype {
+        case .float32: withUnsafeMutableBufferPointer(as: Float.self) { $0[target] = floats![source] }
+        case .uint8: withUnsafeMutableBufferPointer(as: UInt8.self) { $0[target] = UInt8(truncatingIfNeeded: codes![source]) }
+        default: withUnsafeMutableBufferPointer(as: Int8.self) { $0[target] = Int8(truncatingIfNeeded: codes![source]) }
+        }
+    }
+}
+
+/// im2col of 8-bit codes for one image and group: row p (an output position) holds, for each input
+/// channel of the group and each kernel tap, the code under that tap, or the padding code outside the
+/// input. int8 codes are flipped to uint8 on the way (`^ 0x80`).
+struct Im2Col {
+    let geometry: IntegerConvGeometry
+    /// Per kernel tap: its offset inside a channel plane from the window origin.
+    let tapOffsets: [Int]
+    /// Per kernel tap and axis: the tap's index along the axis, times the dilation.
+    let tapSteps: [Int]
+    /// Per output position and axis: the window origin.
+    let origins: [Int]
+    /// Per output position: the origin's plane offset, and whether the whole window is inside.
+    let originOffsets: [Int]
+    let interior: [Bool]
+
+    init(geometry g: IntegerConvGeometry) {
+        geometry = g
+        let rank = g.inputSpatial.count
+        let planeStrides = Shape.strides(g.inputSpatial)
+        var tapOffsets = [Int](repeating: 0, count: g.kernelSize), tapSteps = [Int](repeating: 0, count: g.kernelSize * rank)
+        for q in 0..<g.kernelSize {
+            var rest = q, offset = 0
+            for axis in stride(from: rank - 1, through: 0, by: -1) {
+                let k = rest % g.kernelSpatial[axis]
+                rest /= g.kernelSpatial[axis]
+                tapSteps[q * rank + axis] = k * g.dilations[axis]
+                offset = offset &+ k &* g.dilations[axis] &* planeStrides[axis]
+            }
+            tapOffsets[q] = offset
+        }
+        var origins = [Int](repeating: 0, count: g.outputPlaneSize * rank)
+        var originOffsets = [Int](repeating: 0, count: g.outputPlaneSize), interior = [Bool](repeating: true, count: g.outputPlaneSize)
+        for p in 0..<g.outputPlaneSize {
+            var rest = p, offset = 0
+            for axis in stride(from: rank - 1, through: 0, by: -1) {
+                let o = rest % g.outputSpatial[axis]
+                rest /= g.outputSpatial[axis]
+                let start = o * g.strides[axis] - g.padsBegin[axis]
+                origins[p * rank + axis] = start
+                offset = offset &+ start &* planeStrides[axis]
+                if start < 0 || start + (g.kernelSpatial[axis] - 1) * g.dilations[axis] >= g.inputSpatial[axis] {
+                    interior[p] = false
+                }
+            }
+            originOffsets[p] = offset
+        }
+        self.tapOffsets = tapOffsets
+        self.tapSteps = tapSteps
+        self.origins = origins
+        self.originOffsets = originOffsets
+        self.interior = interior
+    }
+
+    /// Fills `columns` (`positions × (C/group · taps)`) for image `n`, group `group`.
+    func fill(_ columns: UnsafeMutablePointer<UInt8>, x: Tensor, image n: Int, group: Int, paddingCode: UInt8,
+              threads: Int) {
+        let g = geometry
+        let rank = g.inputSpatial.count, plane = g.planeSize, taps = g.kernelSize
+        let groupChannels = g.inputChannels / g.group
+        let depth = groupChannels * taps
+        let flip: UInt8 = x.dtype == .int8 ? 0x80 : 0
+        let planeStrides = Shape.strides(g.inputSpatial)
+        x.withUnsafeBytes { raw in
+            let source = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
+                + (n * g.inputChannels + group * groupChannels) * plane
+            tapOffsets.withUnsafeBufferPointer { tapOffsets in
+            tapSteps.withUnsafeBufferPointer { tapSteps in
+            origins.withUnsafeBufferPointer { origins in
+            originOffsets.withUnsafeBufferPointer { originOffsets in
+            interior.withUnsafeBufferPointer { interior in
+                Parallel.forRanges(g.outputPlaneSize, threads: threads, grain: 64) { positions in
+                    for p in positions {
+                        let row = columns + p * depth
+                        if interior[p] {
+                            let origin = originOffsets[p]
+                            for c in 0..<groupChannels {
+                                let window = source + c * plane + origin
+                                let target = row + c * taps
+                                for q in 0..<taps { target[q] = window[tapOffsets[q]] ^ flip }
+                            }
+                        } else {
+                            for q in 0..<taps {
+                                var offset = 0, inside = true
+                                for axis in 0..<rank {
+                                    let i = origins[p * rank + axis] + tapSteps[q * rank + axis]
+                                    if i < 0 || i >= g.inputSpatial[axis] { inside = false; break }
+                                    offset += i * planeStrides[axis]
+                                }
+                                for c in 0..<groupChannels {
+                                    row[c * taps + q] = inside ? source[c * plane + offset] ^ flip : paddingCode
+                                }
+                            }
+                        }
+                    }
+                }
+            }}}}}
+        }
+    }
+}

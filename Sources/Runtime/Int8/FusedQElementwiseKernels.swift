@@ -1,0 +1,224 @@
+import GraphIR
+import QuantCore
+import Tensors
+
+// Integer-domain Add, Mul, Concat and GlobalAveragePool between DequantizeLinear and QuantizeLinear:
+// 8-bit codes in, 8-bit codes out, no float tensors in between.
+
+/// `com.swiftquant::QAdd` / `QMul`: `y = Q_y(DQ_a(a) ∘ DQ_b(b))` with numpy broadcasting, ∘ = + or ×.
+///
+/// Inputs: `a`, `a_scale`, `a_zero_point`, `b`, `b_scale`, `b_zero_point`, `y_scale`, `y_zero_point`
+/// (constants, per tensor); attributes `clip_min` / `clip_max` (a fused Relu/Clip). The dequantized
+/// operands come from 256-entry tables holding exactly what DequantizeLinear computes, and the result is
+/// quantized with QuantizeLinear's float32 arithmetic, so the output equals the unfused
+/// DequantizeLinear → Add/Mul → QuantizeLinear bit for bit.
+struct FusedQBinaryKernel: Kernel {
+    enum Operation: Sendable { case add, multiply }
+
+    let operation: Operation
+    let left: ActivationQuantization
+    let right: ActivationQuantization
+    let output: ActivationQuantization
+    let clamp: ClosedRange<Int32>
+    let leftTable: [Float]
+    let rightTable: [Float]
+
+    init(_ context: KernelBuildContext, operation: Operation) throws {
+        self.operation = operation
+        left = try ActivationQuantization(scale: try context.constantInput(1, "a_scale"),
+                                          zeroPoint: try context.constantInput(2, "a_zero_point"), what: "A")
+        right = try ActivationQuantization(scale: try context.constantInput(4, "b_scale"),
+                                           zeroPoint: try context.constantInput(5, "b_zero_point"), what: "B")
+        output = try ActivationQuantization(scale: try context.constantInput(6, "y_scale"),
+                                            zeroPoint: try context.constantInput(7, "y_zero_point"), what: "y")
+        let bounds = try context.fusedClamp()
+        clamp = output.clampRange(low: bounds.low, high: bounds.high)
+        leftTable = FusedDequantizeKernel.table(left)
+        rightTable = FusedDequantizeKernel.table(right)
+    }
+
+    func run(_ inputs: [Tensor?], context: ExecutionContext) throws -> [Tensor] {
+        let a = try required(inputs, 0), b = try required(inputs, 3)
+        guard a.dtype == left.dtype, b.dtype == right.dtype else {
+            throw KernelError.invalid("operands are \(a.dtype) and \(b.dtype), their zero points \(left.dtype) and \(right.dtype)")
+        }
+        guard let shape = Shape.broadcast(a.shape, b.shape) else {
+            throw KernelError.invalid("shapes \(a.shape) and \(b.shape) do not broadcast")
+        }
+        var y = try Tensor(zeros: output.dtype, shape: shape)
+        guard y.count > 0 else { return [y] }
+        let scale = output.scale, zero = Float(output.zeroPoint)
+        let lower = Float(clamp.lowerBound), upper = Float(clamp.upperBound)
+        let multiply = operation == .multiply
+        leftTable.withUnsafeBufferPointer { leftTable in
+        rightTable.withUnsafeBufferPointer { rightTable in
+        a.withUnsafeBytes { aRaw in
+        b.withUnsafeBytes { bRaw in
+        y.withUnsafeMutableBytes { yRaw in
+            let aCodes = aRaw.baseAddress!.assumingMemoryBound(to: UInt8.self)
+            let bCodes = bRaw.baseAddress!.assumingMemoryBound(to: UInt8.self)
+            let target = yRaw.baseAddress!.assumingMemoryBound(to: UInt8.self)
+            let la = leftTable.baseAddress!, lb = rightTable.baseAddress!
+            let low = lower - zero - 1, high = upper - zero + 1
+            let zeroCode = Int32(zero), lowCode = Int32(lower), highCode = Int32(upper)
+            forEachRow(shape: shape, stridesA: broadcastStrides(a.shape, to: shape),
+                       stridesB: broadcastStrides(b.shape, to: shape)) { offset, offsetA, offsetB, count, strideA, strideB in
+                for i in 0..<count {
+                    let x = la[Int(aCodes[offsetA + i * strideA])], w = lb[Int(bCodes[offsetB + i * strideB])]
+                    let code = roundedCode((multiply ? x * w : x + w) / scale, low: low, high: high) &+ zeroCode
+                    target[offset + i] = UInt8(truncatingIfNeeded: code < lowCode ? lowCode : (code > highCode ? highCode : code))
+                }
+            }
+        }}}}}
+        return [y]
+    }
+}
+
+/// `com.swiftquant::QConcat`: `y = Q_y(Concat(DQ_1(x_1), …))` along `axis`. Inputs are triples
+/// (`x_i`, `x_i_scale`, `x_i_zero_point`) followed by `y_scale`, `y_zero_point`; each input's codes map to
+/// output codes through a 256-entry table (exactly QuantizeLinear of DequantizeLinear), copied unchanged
+/// where the parameters agree.
+struct FusedQConcatKernel: Kernel {
+    let axis: Int
+    let inputs: [ActivationQuantization]
+    let output: ActivationQuantization
+    /// Per input: the code table, or nil when it is the identity.
+    let tables: [[UInt8]?]
+
+    init(_ context: KernelBuildContext) throws {
+        axis = try context.int("axis")
+        let count = context.node.inputs.count
+        guard count >= 5, (count - 2) % 3 == 0 else { throw KernelError.invalid("QConcat takes triples then y_scale, y_zero_point") }
+        output = try ActivationQuantization(scale: try context.constantInput(count - 2, "y_scale"),
+                                            zeroPoint: try context.constantInput(count - 1, "y_zero_point"), what: "y")
+        inputs = try (0..<((count - 2) / 3)).map { i in
+            try ActivationQuantization(scale: try context.constantInput(3 * i + 1, "scale"),
+                                       zeroPoint: try context.constantInput(3 * i + 2, "zero_point"), what: "input \(i)")
+        }
+        let output = self.output
+        tables = inputs.map { $0 == output ? nil : FusedRequantizeKernel.table(from: $0, to: output) }
+    }
+
+    func run(_ values: [Tensor?], context: ExecutionContext) throws -> [Tensor] {
+        let parts = try (0..<inputs.count).map { try required(values, 3 * $0) }
+        let rank = parts[0].rank
+        guard let axis = Shape.normalizedAxis(self.axis, rank: rank) else {
+            throw KernelError.invalidAttribute("axis", "\(self.axis) is out of range for rank \(rank)")
+        }
+        var shape = parts[0].shape
+        shape[axis] = 0
+        for (index, part) in parts.enumerated() {
+            guard part.dtype == inputs[index].dtype, part.rank == rank,
+                  (0..<rank).allSatisfy({ $0 == axis || part.shape[$0] == parts[0].shape[$0] }) else {
+                throw KernelError.invalidInput(index: 3 * index, reason: "shape \(part.shape) or type \(part.dtype) does not fit")
+            }
+            shape[axis] += part.shape[axis]
+        }
+        var y = try Tensor(zeros: output.dtype, shape: shape)
+        let outer = shape[..<axis].reduce(1, *), rowBytes = shape[axis...].reduce(1, *)
+        guard y.count > 0 else { return [y] }
+        y.withUnsafeMutableBytes { target in
+            var start = 0
+            for (index, part) in parts.enumerated() {
+                let chunk = part.shape[axis...].reduce(1, *)
+                part.withUnsafeBytes { source in
+                    for o in 0..<outer {
+                        let from = UnsafeRawBufferPointer(rebasing: source[(o * chunk)..<((o + 1) * chunk)])
+                        let to = UnsafeMutableRawBufferPointer(rebasing: target[(o * rowBytes + start)..<(o * rowBytes + start + chunk)])
+                        if let table = tables[index] {
+                            applyByteTable(table, from, to, threads: 1)
+                        } else {
+                            to.copyMemory(from: from)
+                        }
+                    }
+                }
+                start += chunk
+            }
+        }
+        return [y]
+    }
+}
+
+/// `com.swiftquant::QGlobalAveragePool`: `y[n, c] = Q_y(mean(DQ_x(x[n, c, …])))` in integers:
+///
+///     acc = Σ x − count·x_zp,   y = clamp(round(acc · x_scale / (y_scale · count)) + y_zp)
+///
+/// with the fixed-point multiplier of `QMatMul` (within one step of the unfused float mean).
+/// Inputs: `x`, `x_scale`, `x_zero_point`, `y_scale`, `y_zero_point`.
+struct FusedQGlobalAveragePoolKernel: Kernel {
+    let input: ActivationQuantization
+    let output: ActivationQuantization
+
+    init(_ context: KernelBuildContext) throws {
+        input = try ActivationQuantization(scale: try context.constantInput(1, "x_scale"),
+                                           zeroPoint: try context.constantInput(2, "x_zero_point"), what: "x")
+        output = try ActivationQuantization(scale: try context.constantInput(3, "y_scale"),
+                                            zeroPoint: try context.constantInput(4, "y_zero_point"), what: "y")
+    }
+
+    func run(_ inputs: [Tensor?], context: ExecutionContext) throws -> [Tensor] {
+        let (x, sums, positions) = try channelSums(inputs)
+        let requantized = try requantization(positions)
+        var y = try Tensor(zeros: output.dtype, shape: Array(x.shape.prefix(2)) + [Int](repeating: 1, count: x.rank - 2))
+        sums.withUnsafeBufferPointer { acc in
+            y.withUnsafeMutableBytes { raw in
+                if output.dtype == .uint8 {
+                    requantized.columns.apply(acc.baseAddress!, count: acc.count, firstColumn: 0, perColumn: false,
+                                              output: raw.baseAddress!.assumingMemoryBound(to: UInt8.self), stride: 1)
+                } else {
+                    requantized.columns.apply(acc.baseAddress!, count: acc.count, firstColumn: 0, perColumn: false,
+                                              output: raw.baseAddress!.assumingMemoryBound(to: Int8.self), stride: 1)
+                }
+            }
+        }
+        return [y]
+    }
+
+    /// The reference twin: the same sums, requantized with `FixedPointMultiplier.scaled` element by element.
+    func runReference(_ inputs: [Tensor?]) throws -> [Tensor] {
+        let x = try required(inputs, 0)
+        let values = try x.quantizedIntegerValues(input: 0)
+        let planes = x.shape.prefix(2).reduce(1, *), positions = values.count / max(planes, 1)
+        let acc = (0..<planes).map { plane in
+            values[(plane * positions)..<((plane + 1) * positions)].reduce(Int32(0)) { $0 &+ ($1 &- input.zeroPoint) }
+        }
+        let requantized = try requantization(positions)
+        let codes = FusedInt8Reference.requantized(acc, multipliers: requantized.multipliers,
+                                                   zeroPoint: output.zeroPoint, range: requantized.clamp)
+        let shape = Array(x.shape.prefix(2)) + [Int](repeating: 1, count: x.rank - 2)
+        return [output.dtype == .uint8 ? try Tensor(shape: shape, scalars: codes.map { UInt8($0) })
+                                       : try Tensor(shape: shape, scalars: codes.map { Int8($0) })]
+    }
+
+    private func requantization(_ positions: Int) throws -> QuantizedOutput {
+        try QuantizedOutput(output, realMultipliers: [Double(input.scale) / (Double(output.scale) * Double(max(positions, 1)))],
+                            low: nil, high: nil)
+    }
+
+    /// `Σ (x − x_zp)` per (image, channel) plane, wrapping in int32.
+    private func channelSums(_ inputs: [Tensor?]) throws -> (Tensor, [Int32], Int) {
+        let x = try required(inputs, 0)
+        guard x.dtype == input.dtype, x.rank >= 3 else {
+            throw KernelError.invalidInput(index: 0, reason: "x must be \(input.dtype) of rank ≥ 3, got \(x.dtype) \(x.shape)")
+        }
+        let planes = x.shape[0] * x.shape[1], positions = x.count / max(planes, 1)
+        var sums = [Int32](repeating: 0, count: planes)
+        let zero = input.zeroPoint
+        x.withUnsafeBytes { raw in
+            sums.withUnsafeMutableBufferPointer { sums in
+                for plane in 0..<planes {
+                    var sum: Int32 = 0
+                    if input.dtype == .uint8 {
+                        let codes = raw.baseAddress!.assumingMemoryBound(to: UInt8.self) + plane * positions
+                        for i in 0..<positions { sum &+= Int32(codes[i]) }
+                    } else {
+                        let codes = raw.baseAddress!.assumingMemoryBound(to: Int8.self) + plane * positions
+                        for i in 0..<positions { sum &+= Int32(codes[i]) }
+                    }
+                    sums[plane] = sum &- Int32(truncatingIfNeeded: positions) &* zero
+                }
+            }
+        }
+        return (x, sums, positions)
+    }
+}

@@ -1,0 +1,249 @@
+import GraphIR
+import QuantCore
+import Tensors
+
+/// `com.swiftquant::QMatMul`: the integer execution of
+/// `DequantizeLinear(A) → MatMul | Gemm (·, DequantizeLinear(B)) [+ bias] [→ Relu | Clip] [→ QuantizeLinear]`.
+///
+/// Inputs: 0 `A` (uint8/int8), 1 `a_scale`, 2 `a_zero_point`, 3 `B` (int8/uint8), 4 `b_scale`,
+/// 5 `b_zero_point`, 6 `bias` (optional: int32 in accumulator units `a_scale · b_scale[j]`, or float32),
+/// 7 `y_scale`, 8 `y_zero_point` (both omitted: float output). Attributes: `transB` (B is `[N, K]`),
+/// `clip_min` / `clip_max` (a fused Relu/Clip, real values). Scales and zero points are constants,
+/// per tensor except B's, which may be per column.
+///
+///     acc[i][j] = Σ_k (A[i][k] − a_zp)(B[k][j] − b_zp[j]) + bias[j]            (int32)
+///     y = clamp(round(acc · a_scale·b_scale[j] / y_scale) + y_zp)               (quantized output)
+///     y = clamp(Float(acc) · (a_scale·b_scale[j]) + float_bias[j])              (float output)
+///
+/// A constant B is packed once when the session is built. A runtime B (activation × activation, as in
+/// attention) has per-tensor parameters, batches like numpy matmul and is packed per run.
+struct FusedQMatMulKernel: Kernel {
+    let input: ActivationQuantization
+    let weightType: DType
+    let weightQuantization: WeightQuantization
+    let transposeB: Bool
+    /// B when constant: as given (for the reference twin) and packed.
+    let constantB: Tensor?
+    let prepared: FusedInt8Weights?
+    /// Bias in accumulator units (quantized output) and in real values (float output).
+    let int32Bias: [Int32]?
+    let floatBias: [Float]?
+    let clamp: (low: Float?, high: Float?)
+    let outputQuantization: ActivationQuantization?
+    /// The output of a constant-B kernel (a runtime-B kernel builds it per run, when N is known).
+    let output: FusedOutput?
+    /// A's required rank (`a_rank`; 2 for a fused Gemm), if any.
+    let requiredRank: Int?
+
+    init(_ context: KernelBuildContext) throws {
+        input = try ActivationQuantization(scale: try context.constantInput(1, "a_scale"),
+                                           zeroPoint: try context.constantInput(2, "a_zero_point"), what: "A")
+        transposeB = try context.int("transB", default: 0) != 0
+        requiredRank = context.has("a_rank") ? try context.int("a_rank") : nil
+        clamp = try context.fusedClamp()
+        let yScale = try context.constantInput(7, "y_scale")
+        outputQuantization = try yScale.map {
+            try ActivationQuantization(scale: $0, zeroPoint: try context.constantInput(8, "y_zero_point"), what: "y")
+        }
+        let biasTensor = try context.constantInput(6, "bias")
+        let b = context.constant(3)
+        let bScale = try context.constantInput(4, "b_scale"), bZero = try context.constantInput(5, "b_zero_point")
+        if let b {
+            guard b.rank == 2 else { throw KernelError.invalid("a constant B must be 2-D, got \(b.shape)") }
+            let (k, n) = transposeB ? (b.shape[1], b.shape[0]) : (b.shape[0], b.shape[1])
+            weightType = b.dtype
+            weightQuantization = try WeightQuantization(scale: bScale, zeroPoint: bZero, weightType: b.dtype, channels: n)
+            let scales = Self.accumulatorScales(input.scale, weightQuantization.scales)
+            (int32Bias, floatBias) = try Self.bias(biasTensor, columns: n, scales: scales, floatOutput: yScale == nil)
+            prepared = try FusedInt8Weights(weights: b, k: k, n: n, transposed: transposeB,
+                                            zeroPoints: weightQuantization.zeroPoints, bias: int32Bias)
+            output = try FusedOutput.make(output: outputQuantization, accumulatorScales: scales, columns: n,
+                                          floatBias: floatBias, low: clamp.low, high: clamp.high)
+            constantB = b
+        } else {
+            guard !transposeB else { throw KernelError.unsupported("transB with a runtime B") }
+            guard let bZero, bZero.dtype == .uint8 || bZero.dtype == .int8 else {
+                throw KernelError.invalid("a runtime B needs a constant uint8/int8 zero point")
+            }
+            weightType = bZero.dtype
+            weightQuantization = try WeightQuantization(scale: bScale, zeroPoint: bZero, weightType: bZero.dtype, channels: 1)
+            guard weightQuantization.scales.count == 1 else { throw KernelError.invalid("a runtime B needs per-tensor parameters") }
+            let scales = Self.accumulatorScales(input.scale, weightQuantization.scales)
+            if let biasTensor {
+                (int32Bias, floatBias) = try Self.bias(biasTensor, columns: biasTensor.count, scales: scales,
+                                                       floatOutput: yScale == nil)
+            } else {
+                (int32Bias, floatBias) = (nil, nil)
+            }
+            prepared = nil
+            output = nil
+            constantB = nil
+        }
+    }
+
+    /// `s_in · s_w[j]` in double.
+    static func accumulatorScales(_ inputScale: Float, _ weightScales: [Float]) -> [Double] {
+        weightScales.map { Double(inputScale) * Double($0) }
+    }
+
+    /// The bias as int32 accumulator units (quantized output; float biases are converted) or as float
+    /// values (float output; int32 biases are scaled by the accumulator scale in float32).
+    static func bias(_ tensor: Tensor?, columns: Int, scales: [Double], floatOutput: Bool) throws
+        -> (int32: [Int32]?, float: [Float]?)
+    {
+        let (integer, real) = try FusedBias.read(tensor, channels: columns)
+        if floatOutput {
+            if let integer {
+                return (nil, integer.indices.map { Float(integer[$0]) * Float(scales.count == 1 ? scales[0] : scales[$0]) })
+            }
+            return (nil, real)
+        }
+        if let real { return (try FusedBias.int32(real, accumulatorScales: scales), nil) }
+        return (integer, nil)
+    }
+
+    func run(_ inputs: [Tensor?], context: ExecutionContext) throws -> [Tensor] {
+        try compute(inputs, context: context, reference: false)
+    }
+
+    /// The reference twin: the same result element by element from the original operand values.
+    func runReference(_ inputs: [Tensor?]) throws -> [Tensor] {
+        try compute(inputs, context: ExecutionContext(threadCount: 1), reference: true)
+    }
+
+    private func compute(_ inputs: [Tensor?], context: ExecutionContext, reference: Bool) throws -> [Tensor] {
+        let a = try required(inputs, 0)
+        guard a.dtype == input.dtype else {
+            throw KernelError.invalidInput(index: 0, reason: "A is \(a.dtype) but its zero point is \(input.dtype)")
+        }
+        if let requiredRank, a.rank != requiredRank {
+            throw KernelError.invalidInput(index: 0, reason: "A must have rank \(requiredRank), got shape \(a.shape)")
+        }
+        if let prepared, let output, let constantB {
+            guard a.rank >= 1, a.shape[a.rank - 1] == prepared.depth else {
+                throw KernelError.invalidInput(index: 0, reason: "A \(a.shape) does not end in K = \(prepared.depth)")
+            }
+            let m = try Shape.elementCount(Array(a.shape.dropLast()))
+            var y = try Tensor(zeros: output.dtype, shape: Array(a.shape.dropLast()) + [prepared.columns])
+            if reference {
+                let values = try referenceOutput(a: try a.quantizedIntegerValues(input: 0), m: m, b: constantB,
+                                                 k: prepared.depth, n: prepared.columns, output: output)
+                try fill(&y, values)
+            } else {
+                try multiply(a, rows: m, offset: 0, weights: prepared, output: output, into: &y, threads: context.threadCount)
+            }
+            return [y]
+        }
+        return [try runWithRuntimeB(a, try required(inputs, 3), context: context, reference: reference)]
+    }
+
+    /// Fused GEMM of `rows` rows of `a` starting at row `offset`, into the same rows of `y`.
+    private func multiply(_ a: Tensor, rows: Int, offset: Int, weights: FusedInt8Weights, output: FusedOutput,
+                          into y: inout Tensor, threads: Int) throws {
+        let view = try UInt8Activations(a, zeroPoint: input.zeroPoint)
+        defer { view.release() }
+        let k = weights.depth, n = weights.columns
+        let elementSize = output.dtype == .float32 ? 4 : 1
+        y.withUnsafeMutableBytes { raw in
+            output.execute(Int8GEMMActivations(m: rows, a: view.pointer + offset * k, lda: k, zeroPoint: view.zeroPoint),
+                           weights: weights, output: raw.baseAddress! + offset * n * elementSize,
+                           rowStride: n, columnStride: 1, threads: threads)
+        }
+    }
+
+    /// Activation × activation: B packed per batch matrix, batches broadcast like numpy matmul.
+    private func runWithRuntimeB(_ a: Tensor, _ b: Tensor, context: ExecutionContext, reference: Bool) throws -> Tensor {
+        guard b.dtype == weightType else {
+            throw KernelError.invalidInput(index: 3, reason: "B is \(b.dtype) but its zero point is \(weightType)")
+        }
+        let plan = try MatMulPlan(a: a.shape, b: b.shape)
+        let (m, n, k) = (plan.m, plan.n, plan.k)
+        let scales = Self.accumulatorScales(input.scale, weightQuantization.scales)
+        if let bias = int32Bias ?? floatBias.map({ $0.map { _ in Int32(0) } }), bias.count != n {
+            throw KernelError.invalidInput(index: 6, reason: "bias holds \(bias.count) values, N is \(n)")
+        }
+        let output = try FusedOutput.make(output: outputQuantization, accumulatorScales: scales, columns: n,
+                                          floatBias: floatBias, low: clamp.low, high: clamp.high)
+        var y = try Tensor(zeros: output.dtype, shape: plan.outputShape)
+        guard y.count > 0 else { return y }
+        let offsets = plan.batchOffsets()
+        let bValues = try b.quantizedIntegerValues(input: 3)
+        if reference {
+            let aValues = try a.quantizedIntegerValues(input: 0)
+            var values: (codes: [Int32], floats: [Float]) = ([], [])
+            for (aIndex, bIndex) in offsets {
+                let matrix = try Tensor(shape: [k, n], scalars: Array(bValues[(bIndex * k * n)..<((bIndex + 1) * k * n)]))
+                let part = try referenceOutput(a: Array(aValues[(aIndex * m * k)..<((aIndex + 1) * m * k)]), m: m,
+                                               b: matrix, k: k, n: n, output: output)
+                values.codes += part.codes ?? []
+                values.floats += part.floats ?? []
+            }
+            try fill(&y, (output.dtype == .float32 ? nil : values.codes, output.dtype == .float32 ? values.floats : nil))
+            return y
+        }
+        // B's values shifted into int8 once; each batch matrix packed from them.
+        let shift: Int32 = b.dtype == .uint8 ? 128 : 0
+        let signed = bValues.map { Int8(truncatingIfNeeded: $0 - shift) }
+        let view = try UInt8Activations(a, zeroPoint: input.zeroPoint)
+        defer { view.release() }
+        let bZero = weightQuantization.zeroPoints[0] - shift
+        let elementSize = output.dtype == .float32 ? 4 : 1
+        let batchThreads = plan.batchCount >= context.threadCount ? 1 : context.threadCount
+        try y.withUnsafeMutableBytes { raw in
+            let base = raw.baseAddress!
+            var failure: Error?
+            let body = { (batch: Int) in
+                let (aIndex, bIndex) = offsets[batch]
+                do {
+                    let weights = try signed.withUnsafeBufferPointer { values in
+                        try FusedInt8Weights(
+                            packedFrom: UnsafeBufferPointer(rebasing: values[(bIndex * k * n)..<((bIndex + 1) * k * n)]),
+                            k: k, n: n, zeroPoint: bZero, bias: int32Bias)
+                    }
+                    output.execute(Int8GEMMActivations(m: m, a: view.pointer + aIndex * m * k, lda: k, zeroPoint: view.zeroPoint),
+                                   weights: weights, output: base + batch * m * n * elementSize,
+                                   rowStride: n, columnStride: 1, threads: batchThreads)
+                } catch {
+                    failure = error
+                }
+            }
+            if batchThreads == 1 {
+                context.parallelFor(plan.batchCount, body)
+            } else {
+                for batch in 0..<plan.batchCount { body(batch) }
+            }
+            if let failure { throw failure }
+        }
+        return y
+    }
+
+    /// The reference twin's output for one matrix: accumulators, then the output stage, element by element.
+    private func referenceOutput(a: [Int32], m: Int, b: Tensor, k: Int, n: Int, output: FusedOutput) throws
+        -> (codes: [Int32]?, floats: [Float]?)
+    {
+        var bValues = try b.quantizedIntegerValues(input: 3)
+        if transposeB {
+            bValues = (0..<(k * n)).map { index in bValues[(index % n) * k + index / n] }
+        }
+        let acc = FusedInt8Reference.accumulators(
+            m: m, k: k, n: n, a: a, activationZeroPoint: input.zeroPoint, b: bValues,
+            weightZeroPoints: weightQuantization.zeroPoints, bias: int32Bias)
+        return output.reference(acc)
+    }
+
+    private func fill(_ y: inout Tensor, _ values: (codes: [Int32]?, floats: [Float]?)) throws {
+        switch y.dtype {
+        case .float32: y = try Tensor(shape: y.shape, scalars: values.floats ?? [])
+        case .uint8: y = try Tensor(shape: y.shape, scalars: (values.codes ?? []).map { UInt8(truncatingIfNeeded: $0) })
+        default: y = try Tensor(shape: y.shape, scalars: (values.codes ?? []).map { Int8(truncatingIfNeeded: $0) })
+        }
+    }
+}
+
+extension FusedInt8Weights {
+    /// Weights packed from int8 values already in the packed domain (`[K, N]` row-major).
+    init(packedFrom values: UnsafeBufferPointer<Int8>, k: Int, n: Int, zeroPoint: Int32, bias: [Int32]?) throws {
+        let tensor = try Tensor(dtype: .int8, shape: [k, n], bytes: UnsafeRawBufferPointer(values))
+        try self.init(weights: tensor, k: k, n: n, transposed: false, zeroPoints: [zeroPoint], bias: bias)
+    }
+}

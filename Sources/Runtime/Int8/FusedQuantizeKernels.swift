@@ -1,0 +1,163 @@
+import GraphIR
+import Tensors
+
+// Per-tensor QuantizeLinear, DequantizeLinear and DequantizeLinear → QuantizeLinear on float32 and
+// 8-bit codes, as tight loops. They compute exactly what the reference kernels compute (same float32
+// operations in the same order), so they equal them bit for bit.
+
+/// `com.swiftquant::Quantize`: `y = clamp(round_half_even(x / scale) + zero_point)`, float32 `x`,
+/// uint8/int8 `y`; inputs `x`, `scale`, `zero_point` (constants, one value each). NaN goes to the low
+/// end, as in the reference QuantizeLinear.
+///
+/// Rounding adds 1.5·2^23: for |v| < 2^22 the sum's low mantissa bits are `round_half_even(v)` (offset by
+/// 2^22), read back as an integer. The quotient is first clamped to one step beyond the output range,
+/// which changes no result, so the loop has no rounding instruction, no float-to-int conversion check and
+/// no branch, and vectorises.
+struct FusedQuantizeKernel: Kernel {
+    let output: ActivationQuantization
+    /// Other input types (int32, half precision) go to the reference kernel.
+    let fallback: QuantizeLinearKernel
+
+    init(_ context: KernelBuildContext) throws {
+        output = try ActivationQuantization(scale: try context.constantInput(1, "scale"),
+                                            zeroPoint: try context.constantInput(2, "zero_point"), what: "y")
+        fallback = try QuantizeLinearKernel(context, version: 21)
+    }
+
+    func run(_ inputs: [Tensor?], context: ExecutionContext) throws -> [Tensor] {
+        let x = try required(inputs, 0)
+        guard x.dtype == .float32 else { return try fallback.run(inputs, context: context) }
+        var y = try Tensor(zeros: output.dtype, shape: x.shape)
+        let scale = output.scale, zero = Float(output.zeroPoint)
+        let lower = Float(output.range.lowerBound), upper = Float(output.range.upperBound)
+        x.withUnsafeBufferPointer(as: Float.self) { source in
+            y.withUnsafeMutableBytes { raw in
+                let base = source.baseAddress!
+                Parallel.forRanges(source.count, threads: context.threadCount, grain: 1 << 15) { range in
+                    if output.dtype == .uint8 {
+                        Self.quantize(base + range.lowerBound, range.count, scale, zero, lower, upper,
+                                      raw.baseAddress!.assumingMemoryBound(to: UInt8.self) + range.lowerBound)
+                    } else {
+                        Self.quantize(base + range.lowerBound, range.count, scale, zero, lower, upper,
+                                      raw.baseAddress!.assumingMemoryBound(to: Int8.self) + range.lowerBound)
+                    }
+                }
+            }
+        }
+        return [y]
+    }
+
+    @inline(__always)
+    static func quantize<Q: FixedWidthInteger>(
+        _ x: UnsafePointer<Float>, _ count: Int, _ scale: Float, _ zero: Float, _ lower: Float, _ upper: Float,
+        _ y: UnsafeMutablePointer<Q>
+    ) {
+        let low = lower - zero - 1, high = upper - zero + 1
+        let zeroCode = Int32(zero), lowCode = Int32(lower), highCode = Int32(upper)
+        for i in 0..<count {
+            let code = roundedCode(x[i] / scale, low: low, high: high) &+ zeroCode
+            y[i] = Q(truncatingIfNeeded: code < lowCode ? lowCode : (code > highCode ? highCode : code))
+        }
+    }
+}
+
+/// `round_half_even(v)` for `v` clamped to `[low, high]` (NaN to `low`), where both bounds are integers of
+/// magnitude < 2^22: `v + 1.5·2^23` rounds in the FPU's default mode and its low bits hold the result.
+@inline(__always)
+func roundedCode(_ v: Float, low: Float, high: Float) -> Int32 {
+    let bounded = v > high ? high : (v >= low ? v : low)
+    return Int32(bitPattern: (bounded + 12_582_912).bitPattern) &- 0x4B40_0000
+}
+
+/// `com.swiftquant::Dequantize`: `y = Float(x − zero_point) · scale`, uint8/int8 `x`, float32 `y`; inputs
+/// `x`, `scale`, `zero_point` (constants, one value each).
+struct FusedDequantizeKernel: Kernel {
+    let input: ActivationQuantization
+
+    init(_ context: KernelBuildContext) throws {
+        input = try ActivationQuantization(scale: try context.constantInput(1, "scale"),
+                                           zeroPoint: try context.constantInput(2, "zero_point"), what: "x")
+    }
+
+    func run(_ inputs: [Tensor?], context: ExecutionContext) throws -> [Tensor] {
+        let x = try required(inputs, 0)
+        guard x.dtype == input.dtype else {
+            throw KernelError.invalidInput(index: 0, reason: "x is \(x.dtype) but its zero point is \(input.dtype)")
+        }
+        var y = try Tensor(zeros: .float32, shape: x.shape)
+        let zero = input.zeroPoint, scale = input.scale
+        y.withUnsafeMutableBufferPointer(as: Float.self) { target in
+            let output = target.baseAddress!
+            x.withUnsafeBytes { raw in
+                Parallel.forRanges(x.count, threads: context.threadCount, grain: 1 << 15) { range in
+                    if input.dtype == .uint8 {
+                        let codes = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
+                        for i in range { output[i] = Float(Int32(codes[i]) &- zero) * scale }
+                    } else {
+                        let codes = raw.baseAddress!.assumingMemoryBound(to: Int8.self)
+                        for i in range { output[i] = Float(Int32(codes[i]) &- zero) * scale }
+                    }
+                }
+            }
+        }
+        return [y]
+    }
+
+    /// The float value of each byte pattern (index = the code's bits), as DequantizeLinear computes it.
+    static func table(_ q: ActivationQuantization) -> [Float] {
+        (0..<256).map { bits in
+            let code = q.dtype == .int8 ? Int32(Int8(truncatingIfNeeded: bits)) : Int32(bits)
+            return Float(code - q.zeroPoint) * q.scale
+        }
+    }
+}
+
+/// `com.swiftquant::Requantize`: `y = Q_out(DQ_in(x))` for 8-bit `x` and `y`, exactly as the two reference
+/// kernels compute it, through a 256-entry table; inputs `x`, `x_scale`, `x_zero_point`, `y_scale`,
+/// `y_zero_point` (constants).
+struct FusedRequantizeKernel: Kernel {
+    let input: ActivationQuantization
+    let output: ActivationQuantization
+    let table: [UInt8]
+
+    init(_ context: KernelBuildContext) throws {
+        input = try ActivationQuantization(scale: try context.constantInput(1, "x_scale"),
+                                           zeroPoint: try context.constantInput(2, "x_zero_point"), what: "x")
+        output = try ActivationQuantization(scale: try context.constantInput(3, "y_scale"),
+                                            zeroPoint: try context.constantInput(4, "y_zero_point"), what: "y")
+        table = Self.table(from: input, to: output)
+    }
+
+    /// The output byte of each input byte pattern.
+    static func table(from input: ActivationQuantization, to output: ActivationQuantization) -> [UInt8] {
+        FusedDequantizeKernel.table(input).map { UInt8(truncatingIfNeeded: output.quantize($0)) }
+    }
+
+    func run(_ inputs: [Tensor?], context: ExecutionContext) throws -> [Tensor] {
+        let x = try required(inputs, 0)
+        guard x.dtype == input.dtype else {
+            throw KernelError.invalidInput(index: 0, reason: "x is \(x.dtype) but its zero point is \(input.dtype)")
+        }
+        var y = try Tensor(zeros: output.dtype, shape: x.shape)
+        y.withUnsafeMutableBytes { target in
+            x.withUnsafeBytes { source in
+                applyByteTable(table, source, target, threads: context.threadCount)
+            }
+        }
+        return [y]
+    }
+}
+
+/// `target[i] = table[source[i]]` over all bytes of `source`.
+func applyByteTable(_ table: [UInt8], _ source: UnsafeRawBufferPointer, _ target: UnsafeMutableRawBufferPointer,
+                    threads: Int) {
+    guard source.count > 0 else { return }
+    table.withUnsafeBufferPointer { table in
+        let lookup = table.baseAddress!
+        let input = source.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        let output = target.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        Parallel.forRanges(source.count, threads: threads, grain: 1 << 16) { range in
+            for i in range { output[i] = lookup[Int(input[i])] }
+        }
+    }
+}

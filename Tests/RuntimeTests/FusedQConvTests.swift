@@ -144,7 +144,7 @@ import Testing
                            inputs: ["x", "x_scale", "x_zero_point", "w", "w_scale", "w_zero_point", "y_scale", "y_zero_point", "bias"],
                            outputs: ["y"])
         qlinear.attributes["pads"] = .ints([1, 1, 1, 1])
-        let reference = try QLinearConvKernel(attributes: IntegerConvAttributes(buildContext(qlinear, constants: constants)))
+        let reference = try QLinearConvKernel(attributes: IntegerConvAttributes(buildContext(qlinear, constants: constants)), constantW: nil, level: .reference)
         let ours = try fused.runReference(orderedInputs(fusedNode, constants: constants, feeds: ["x": x]))[0].doubleValues
         let theirs = try reference.run(orderedInputs(qlinear, constants: constants, feeds: ["x": x]),
                                        context: ExecutionContext(threadCount: 1))[0].doubleValues

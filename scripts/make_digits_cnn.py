@@ -36,6 +36,10 @@ import torch.nn.functional as F
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
+# The squeeze-excite block (GlobalAveragePool, 1x1 Conv, ReLU, 1x1 Conv, HardSigmoid, Mul) and the random
+# BatchNorm statistics are the test models' own.
+from make_test_models import SqueezeExcite, randomize_batchnorm
+
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Sources", "swiftquant", "Resources", "demo")
 SEED = 0
 UPSCALE = 4
@@ -51,17 +55,6 @@ def conv_bn(cin, cout, kernel, stride=1, groups=1, activation=True):
     if activation:
         layers.append(nn.Hardswish())
     return nn.Sequential(*layers)
-
-
-class SqueezeExcite(nn.Module):
-    def __init__(self, channels, reduced):
-        super().__init__()
-        self.reduce = nn.Conv2d(channels, reduced, 1)
-        self.expand = nn.Conv2d(reduced, channels, 1)
-
-    def forward(self, x):
-        gate = F.hardsigmoid(self.expand(F.relu(self.reduce(F.adaptive_avg_pool2d(x, 1)))))
-        return x * gate
 
 
 class DepthwiseSeparable(nn.Module):
@@ -174,17 +167,6 @@ def export(model, example, path):
     model_proto = onnx.load(path)
     onnx.checker.check_model(model_proto, full_check=True)
     assert len(model_proto.graph.initializer) > 0, "weights must be initializers"
-
-
-def randomize_batchnorm(model, generator):
-    # Fresh BatchNorm layers are identities; give them plausible statistics so the benchmark model is not trivial.
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            n = module.num_features
-            module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
-            module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
-            module.weight.data.copy_(torch.rand(n, generator=generator) + 0.5)
-            module.bias.data.copy_(torch.randn(n, generator=generator) * 0.1)
 
 
 def write_large(path):

@@ -153,6 +153,13 @@ public struct EvaluationReport: Sendable, Codable, Equatable {
             if !parts.isEmpty { line += ": " + parts.joined(separator: ", ") }
             lines.append(line)
         }
+        if let macs = candidate.multiplyAccumulates, macs.integer > 0, macs.integer < macs.total {
+            // Where a partly quantized model still computes in float, largest first.
+            let float = macs.nodes.filter { !$0.integer }.sorted { $0.macs > $1.macs }
+            let shown = float.prefix(6).map { "\($0.name) (\(Self.count($0.macs)))" }
+            lines.append("float in the candidate: " + shown.joined(separator: ", ")
+                         + (float.count > shown.count ? " and \(float.count - shown.count) more" : ""))
+        }
         lines.append(contentsOf: notes.map { "note: \($0)" })
         return lines.joined(separator: "\n")
     }

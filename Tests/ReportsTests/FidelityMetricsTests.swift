@@ -132,4 +132,21 @@ struct FidelityMetricsTests {
         #expect(try EvaluationReport.decode(json) == report)
         #expect(report.formatted().contains("inf dB (identical)"))
     }
+
+    @Test func summaryListsWhatStayedFloat() {
+        let macs = MultiplyAccumulateCount(nodes: [
+            .init(name: "qkv", opType: "MatMul", macs: 3_000_000, integer: true),
+            .init(name: "scores", opType: "MatMul", macs: 20_000, integer: false),
+            .init(name: "head", opType: "Gemm", macs: 500, integer: false),
+        ])
+        #expect(macs.total == 3_020_500)
+        #expect(abs(macs.integerShare - 3_000_000.0 / 3_020_500.0) < 1e-15)
+        let report = EvaluationReport(
+            reference: .init(name: "a.onnx", fileBytes: 400),
+            candidate: .init(name: "b.onnx", fileBytes: 100, multiplyAccumulates: macs),
+            data: "d.npz", samples: 1, outputs: [], accuracy: [])
+        let text = report.formatted()
+        #expect(text.contains("integer MACs (candidate): 99.3% of 3.02 M per sample: MatMul 3.02 M (99% integer), Gemm 500 (0% integer)"))
+        #expect(text.contains("float in the candidate: scores (20.0 K), head (500)"))
+    }
 }

@@ -193,7 +193,7 @@ struct DynamicRewrite {
         let made = try matMulWeight(weightName, weight: weight, transposed: transposed, alpha: alpha, format: format,
                                     node: node)
         let (codes, weightScale, weightZero) = (made.names[0], made.names[1], made.names[2])
-        report.weight(weightName, format: format, sqnrDB: made.sqnrDB,
+        report.weight(weightName, type: format.reportName, sqnrDB: made.sqnrDB,
                       reason: granularityText(format, perChannel: options.perChannel))
         let base = node.name.isEmpty ? node.outputs[0] : node.name
         let output = node.outputs[0]
@@ -313,7 +313,7 @@ struct DynamicRewrite {
             report.note("ConvInteger takes one weight zero point, so convolutions with asymmetric weights use one "
                         + "scale and zero point per tensor")
         }
-        report.weight(name, format: format, sqnrDB: made.sqnrDB,
+        report.weight(name, type: format.reportName, sqnrDB: made.sqnrDB,
                       reason: granularityText(format, perChannel: made.perChannel))
         let base = node.name.isEmpty ? node.outputs[0] : node.name
         let (xq, xs, xz) = dynamicallyQuantized(node.inputs[0])
@@ -401,7 +401,7 @@ struct DynamicRewrite {
             }
             return .init(names: [result], sqnrDB: quantized.sqnrDB, perChannel: perChannel)
         }
-        report.weight(name, format: format, sqnrDB: made.sqnrDB,
+        report.weight(name, type: format.reportName, sqnrDB: made.sqnrDB,
                       reason: (perChannel ? "per row" : "per tensor") + ", dequantized in front of \(node.opType)")
         return made.names[0]
     }

@@ -121,9 +121,9 @@ struct ReportBuilder {
     }
 
     /// Records a weight once, however many nodes share it.
-    mutating func weight(_ name: String, format: WeightFormat, sqnrDB: Double?, reason: String) {
+    mutating func weight(_ name: String, type: String, sqnrDB: Double?, reason: String) {
         guard reportedTensors.insert(name).inserted else { return }
-        tensors.append(.init(name: name, role: .weight, action: .quantized, type: format.reportName, reason: reason,
+        tensors.append(.init(name: name, role: .weight, action: .quantized, type: type, reason: reason,
                              sqnrDB: sqnrDB))
     }
 

@@ -59,7 +59,7 @@ struct WeightOnlyQuantizer {
                 let made = try dequantizedWeight(target, groupSize: groupSize, format: format, node: node,
                                                  rewriter: &rewriter)
                 edited.inputs[target.input] = made.names[0]
-                report.weight(node.inputs[target.input], format: format, sqnrDB: made.sqnrDB,
+                report.weight(node.inputs[target.input], type: format.reportName, sqnrDB: made.sqnrDB,
                               reason: "groups of \(groupSize) along \(target.description), "
                                   + (mapping == .symmetric ? "symmetric" : "asymmetric"))
                 quantizedAny = true

@@ -148,7 +148,14 @@ enum WeightQuantization {
         var best = plain
         var bestError = Float.infinity
         let qmin = Float(codes.lowerBound), qmax = Float(codes.upperBound)
-        for fraction in clipCandidates {
+        var fractions = clipCandidates
+        if scheme.mapping == .symmetric && qmin < 0 {
+            // The clips that map the extreme exactly onto qmin or onto qmax (the symmetric rule maps it
+            // onto (qmax − qmin) / 2, between the two).
+            let half = (qmax - qmin) / 2
+            fractions += [half / -qmin, half / qmax]
+        }
+        for fraction in fractions {
             let candidate = try QuantParams.scaleAndZeroPoint(lo: lo * fraction, hi: hi * fraction, scheme: scheme,
                                                               codes: codes)
             let (s, z) = (candidate.0, Float(candidate.1))

@@ -21,6 +21,18 @@ public enum QuantizedFormat: String, Codable, Sendable, CaseIterable {
     case qoperator = "qoperator"
 }
 
+/// How dynamic mode quantizes an activation at run time.
+public enum DynamicActivationScheme: String, Codable, Sendable, CaseIterable {
+    /// One uint8 scale and zero point per tensor, from the tensor's range (`DynamicQuantizeLinear`:
+    /// `s = (max(x_max, 0) − min(x_min, 0)) / 255`, `z = saturate(round(−min(x_min, 0) / s))`) — the pattern
+    /// ONNX Runtime's `quantize_dynamic` writes.
+    case perTensor = "per-tensor"
+    /// One int8 scale per row (token) of a MatMul/Gemm input, symmetric: `s_r = max_k |x_rk| / 127`,
+    /// `q_rk = round_half_even(x_rk / s_r)`. An outlier then costs precision only in its own row.
+    /// Convolutions keep `perTensor` (their rows are not tokens).
+    case perToken = "per-token"
+}
+
 /// Every option of `swiftquant quantize`, typed. The defaults are the ones that must keep accuracy on
 /// real models without tuning (DESIGN.md §5).
 public struct QuantizationOptions: Sendable, Codable, Equatable {
@@ -55,6 +67,8 @@ public struct QuantizationOptions: Sendable, Codable, Equatable {
     public var percentile: Double
     /// Threads the runtime may use during calibration.
     public var threadCount: Int?
+    /// How dynamic mode quantizes MatMul/Gemm activations at run time.
+    public var dynamicActivations: DynamicActivationScheme
 
     public init(
         mode: QuantizationMode = .static, method: CalibrationMethod = .minMax, weightType: QuantType? = nil,
@@ -62,7 +76,7 @@ public struct QuantizationOptions: Sendable, Codable, Equatable {
         symmetricWeights: Bool = true, symmetricActivations: Bool = false, format: QuantizedFormat = .qdq,
         operatorTypes: Set<String>? = nil, excludedNodes: Set<String> = [], plan: QuantizationPlan? = nil,
         calibrationBatchSize: Int = 16, calibrationLimit: Int? = nil, percentile: Double = 99.99,
-        threadCount: Int? = nil
+        threadCount: Int? = nil, dynamicActivations: DynamicActivationScheme = .perTensor
     ) {
         self.mode = mode
         self.method = method
@@ -80,6 +94,7 @@ public struct QuantizationOptions: Sendable, Codable, Equatable {
         self.calibrationLimit = calibrationLimit
         self.percentile = percentile
         self.threadCount = threadCount
+        self.dynamicActivations = dynamicActivations
     }
 
     /// The weight type this run uses.

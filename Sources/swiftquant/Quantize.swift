@@ -40,6 +40,9 @@ struct Quantize: ParsableCommand {
     @Flag(help: "Symmetric activation ranges.")
     var symmetricActivations = false
 
+    @Option(help: "Dynamic mode: per-tensor (DynamicQuantizeLinear) or per-token activation scales for MatMul/Gemm.")
+    var dynamicActivations: String?
+
     @Option(help: "qdq or qoperator.")
     var format: String = QuantizedFormat.qdq.rawValue
 
@@ -116,6 +119,13 @@ struct Quantize: ParsableCommand {
             throw CommandError("--format \(format) is not one of: qdq, qoperator")
         }
         options.format = parsedFormat
+        if let dynamicActivations {
+            guard let parsed = DynamicActivationScheme(rawValue: dynamicActivations) else {
+                throw CommandError("--dynamic-activations \(dynamicActivations) is not one of: "
+                                   + DynamicActivationScheme.allCases.map(\.rawValue).joined(separator: ", "))
+            }
+            options.dynamicActivations = parsed
+        }
         if let ops { options.operatorTypes = Set(Self.list(ops)) }
         if let exclude { options.excludedNodes = Set(Self.list(exclude)) }
         if let plan {

@@ -55,6 +55,9 @@ public struct QuantizationOptions: Sendable, Codable, Equatable {
     public var percentile: Double
     /// Threads the runtime may use during calibration.
     public var threadCount: Int?
+    /// Static mode: move per-channel activation ranges into the weights that read them (SmoothQuant) where
+    /// the error estimate says it helps.
+    public var smoothing: Bool
 
     public init(
         mode: QuantizationMode = .static, method: CalibrationMethod = .minMax, weightType: QuantType? = nil,
@@ -62,7 +65,7 @@ public struct QuantizationOptions: Sendable, Codable, Equatable {
         symmetricWeights: Bool = true, symmetricActivations: Bool = false, format: QuantizedFormat = .qdq,
         operatorTypes: Set<String>? = nil, excludedNodes: Set<String> = [], plan: QuantizationPlan? = nil,
         calibrationBatchSize: Int = 16, calibrationLimit: Int? = nil, percentile: Double = 99.99,
-        threadCount: Int? = nil
+        threadCount: Int? = nil, smoothing: Bool = true
     ) {
         self.mode = mode
         self.method = method
@@ -80,6 +83,7 @@ public struct QuantizationOptions: Sendable, Codable, Equatable {
         self.calibrationLimit = calibrationLimit
         self.percentile = percentile
         self.threadCount = threadCount
+        self.smoothing = smoothing
     }
 
     /// The weight type this run uses.

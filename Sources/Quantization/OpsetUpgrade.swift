@@ -1,97 +1,119 @@
 import GraphIR
 import Tensors
 
-/// Raises a model's default-domain opset, rewriting the operators whose definition changed on the way
-/// (ONNX's operator changelog, opsets 13 → 21):
+/// Raises a model's default-domain opset so quantization operators of a newer version can be written
+/// (per-axis DequantizeLinear needs 13; 16-bit, 4-bit codes and blocked scales need 21).
 ///
-/// - `ReduceL1/L2/LogSum/LogSumExp/Max/Mean/Min/Prod/SumSquare` 18: `axes` moved from an attribute to an
-///   int64 input (an absent attribute, "reduce everything", stays absent);
-/// - `RoiAlign` 16: `coordinate_transformation_mode` appeared with default `half_pixel`, while earlier
-///   versions computed `output_half_pixel`, which is written out explicitly;
-/// - `GridSample` 20: modes renamed (`bilinear` → `linear`, `bicubic` → `cubic`).
-///
+/// Declaring a newer opset changes the meaning of the operators whose definition changed in between
+/// (ONNX's operator changelog), so those are rewritten:
+/// - from 13, Squeeze, Unsqueeze, ReduceSum and Split read their axes or split sizes from an input instead
+///   of an attribute; from 18, so do the other reductions (an absent attribute, "reduce everything", stays
+///   absent);
+/// - RoiAlign 16 gained `coordinate_transformation_mode` with default `half_pixel`, while earlier versions
+///   computed `output_half_pixel`, which is written out explicitly;
+/// - GridSample 20 renamed its modes (`bilinear` → `linear`, `bicubic` → `cubic`).
 /// Every other change in that span adds types, or attributes and inputs whose defaults keep the old
-/// meaning (e.g. `Split`'s `num_outputs`, `Pad`'s `axes`, `Resize`'s `antialias`, `AveragePool`'s
-/// `dilations`, `Cast`'s `saturate`), so those nodes carry over unchanged. Two changes cannot be made
-/// without knowing shapes and are refused: `GroupNormalization` below 21 (scale and bias went from one
-/// value per group to one per channel) and `DFT` below 20 (`axis` became an input).
+/// meaning. Changes that cannot be rewritten without shapes (Softmax's axis semantics at 13 unless it acts
+/// on the last axis, GroupNormalization at 21, DFT at 20) and models older than opset 11 are refused,
+/// naming the node.
 enum OpsetUpgrade {
-    /// The oldest opset this upgrade starts from.
-    static let oldestSource = 13
-
-    static let reductionsWithAxesInput18: Set<String> = [
+    /// Reductions whose `axes` became an input at 18 (ReduceSum moved at 13).
+    static let reductionsMovedAt18: Set<String> = [
         "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean", "ReduceMin",
         "ReduceProd", "ReduceSumSquare",
     ]
+    /// Operators whose attribute became an input at 13.
+    static let attributesMovedAt13: [String: String] = [
+        "Squeeze": "axes", "Unsqueeze": "axes", "ReduceSum": "axes", "Split": "split",
+    ]
+    /// Operators whose meaning changed between 11 and 22 in ways not rewritten here, by the version of the change.
+    static let changedSemantics: [String: Int] = [
+        "Softmax": 13, "LogSoftmax": 13, "Hardmax": 13, "GroupNormalization": 21, "DFT": 20,
+    ]
 
-    /// Raises `model` to `target` when it imports an older default-domain opset (and the IR version to
-    /// what that opset needs); a model already at or above `target` is left alone.
+    /// Why the graph (at `from`) cannot be raised to `to`, or nil when it can.
+    static func obstacle(in graph: Graph, from: Int, to: Int) -> String? {
+        guard to > from else { return nil }
+        guard from >= 11 else { return "the model's opset \(from) is older than 11" }
+        for node in graph.nodes where node.normalizedDomain.isEmpty {
+            if let version = changedSemantics[node.opType], from < version, to >= version {
+                // Softmax and friends keep their meaning when they act on the last axis.
+                if version == 13, node.attributes["axis"]?.intValue == -1 { continue }
+                return "\(node.label) changed meaning at opset \(version)"
+            }
+            var problem: String?
+            node.forEachSubgraph { body in
+                if problem == nil { problem = obstacle(in: body, from: from, to: to) }
+            }
+            if let problem { return problem }
+        }
+        return nil
+    }
+
+    /// Declares opset `to` for the default domain, rewriting the operators whose definition changed.
     ///
     /// - Returns: one line per kind of rewrite made, for the report.
-    /// - Throws: `QuantizationError.unsupportedOption` for a source opset below 13,
-    ///   `QuantizationError.unsupportedNode` for a node the upgrade cannot carry over.
     @discardableResult
-    static func raise(_ model: inout Model, to target: Int) throws -> [String] {
-        let source = model.opsetVersion(domain: "") ?? PassContext.fallbackOpset
-        guard source < target else { return [] }
-        guard source >= oldestSource else {
-            throw QuantizationError.unsupportedOption(
-                "the model imports opset \(source); raising it to \(target) is supported from opset \(oldestSource) "
-                    + "(convert it with onnx.version_converter first)")
+    static func raise(_ model: inout Model, to: Int) throws -> [String] {
+        let from = model.opsetVersion(domain: "") ?? 1
+        guard to > from else { return [] }
+        if let obstacle = obstacle(in: model.graph, from: from, to: to) {
+            throw QuantizationError.unsupportedOption("cannot raise the model to opset \(to): \(obstacle)")
         }
+        var namer = UniqueNamer(graph: model.graph)
         var changes = Set<String>()
-        try upgrade(&model.graph, from: source, changes: &changes)
+        try rewrite(&model.graph, from: from, to: to, namer: &namer, changes: &changes)
+        model.opsetImports[""] = to
         model.opsetImports.removeValue(forKey: "ai.onnx")
-        model.opsetImports[""] = target
-        // Opset 21 (and the int4 types it brings) needs IR version 10.
-        if target >= 21 { model.irVersion = max(model.irVersion, 10) }
-        return ["opset raised from \(source) to \(target)"] + changes.sorted()
+        model.raiseIRVersion(forOpset: to)
+        return ["opset raised from \(from) to \(to)"] + changes.sorted()
     }
 
-    static func upgrade(_ graph: inout Graph, from source: Int, changes: inout Set<String>) throws {
-        var namer = UniqueNamer(graph: graph)
+    private static func rewrite(_ graph: inout Graph, from: Int, to: Int, namer: inout UniqueNamer,
+                                changes: inout Set<String>) throws {
         for index in graph.nodes.indices {
-            var node = graph.nodes[index]
-            try node.mapSubgraphs { try upgrade(&$0, from: source, changes: &changes) }
-            if node.normalizedDomain.isEmpty {
-                try upgrade(&node, in: &graph, from: source, namer: &namer, changes: &changes)
+            try graph.nodes[index].mapSubgraphs {
+                try rewrite(&$0, from: from, to: to, namer: &namer, changes: &changes)
             }
-            graph.nodes[index] = node
+            guard graph.nodes[index].normalizedDomain.isEmpty else { continue }
+            try rewrite(node: index, in: &graph, from: from, to: to, namer: &namer, changes: &changes)
         }
     }
 
-    static func upgrade(_ node: inout Node, in graph: inout Graph, from source: Int, namer: inout UniqueNamer,
-                        changes: inout Set<String>) throws {
+    private static func rewrite(node index: Int, in graph: inout Graph, from: Int, to: Int,
+                                namer: inout UniqueNamer, changes: inout Set<String>) throws {
+        let node = graph.nodes[index]
+        func crosses(_ version: Int) -> Bool { from < version && to >= version }
         switch node.opType {
-        case let op where reductionsWithAxesInput18.contains(op) && source < 18:
-            guard let axes = node.attributes.removeValue(forKey: "axes") else { return }
-            guard let values = axes.intsValue else {
-                throw QuantizationError.unsupportedNode(node: node.name, reason: "axes is not a list of integers")
-            }
-            let name = namer.make(base: (node.name.isEmpty ? op : node.name) + "_axes")
-            graph.initializers[name] = try Tensor(shape: [values.count], scalars: values.map { Int64($0) })
-            node.inputs = [node.inputs.first ?? "", name]
-            changes.insert("\(op): axes moved from an attribute to an input (opset 18)")
-        case "RoiAlign" where source < 16:
+        case "RoiAlign" where crosses(16):
             if node.attributes["coordinate_transformation_mode"] == nil {
-                node.attributes["coordinate_transformation_mode"] = .text("output_half_pixel")
+                graph.nodes[index].attributes["coordinate_transformation_mode"] = .text("output_half_pixel")
                 changes.insert("RoiAlign: coordinate_transformation_mode = output_half_pixel written out (opset 16)")
             }
-        case "GridSample" where source < 20:
+            return
+        case "GridSample" where crosses(20):
             let renamed = ["bilinear": "linear", "bicubic": "cubic"]
             if let mode = node.attributes["mode"]?.stringValue, let new = renamed[mode] {
-                node.attributes["mode"] = .text(new)
+                graph.nodes[index].attributes["mode"] = .text(new)
                 changes.insert("GridSample: mode \(mode) renamed \(new) (opset 20)")
             }
-        case "GroupNormalization" where source < 21:
-            throw QuantizationError.unsupportedNode(
-                node: node.name, reason: "GroupNormalization-18 (one scale per group) cannot be carried to opset 21 "
-                    + "(one scale per channel) without knowing the channel count")
-        case "DFT" where source < 20:
-            throw QuantizationError.unsupportedNode(
-                node: node.name, reason: "DFT below opset 20 takes axis as an attribute; carrying it to opset 20+ is not supported")
+            return
         default:
             break
         }
+        var attribute: String?
+        var version = 0
+        if crosses(13), let moved = attributesMovedAt13[node.opType] { (attribute, version) = (moved, 13) }
+        if crosses(18), reductionsMovedAt18.contains(node.opType) { (attribute, version) = ("axes", 18) }
+        guard let attribute, let value = node.attributes[attribute] else { return }
+        guard let values = value.intsValue else {
+            throw QuantizationError.unsupportedNode(node: node.name, reason: "\(attribute) is not a list of integers")
+        }
+        let name = namer.make(base: (node.name.isEmpty ? node.opType : node.name) + "_" + attribute)
+        graph.initializers[name] = try Tensor(shape: [values.count], scalars: values.map { Int64($0) })
+        graph.nodes[index].attributes.removeValue(forKey: attribute)
+        // The moved attribute becomes input 1, right after the data.
+        graph.nodes[index].inputs = [node.inputs.first ?? "", name]
+        changes.insert("\(node.opType): \(attribute) moved from an attribute to an input (opset \(version))")
     }
 }

@@ -69,6 +69,9 @@ public struct QuantizationOptions: Sendable, Codable, Equatable {
     public var threadCount: Int?
     /// How dynamic mode quantizes MatMul/Gemm activations at run time.
     public var dynamicActivations: DynamicActivationScheme
+    /// Static mode: move per-channel activation ranges into the weights that read them (SmoothQuant) where
+    /// the error estimate says it helps.
+    public var smoothing: Bool
 
     public init(
         mode: QuantizationMode = .static, method: CalibrationMethod = .minMax, weightType: QuantType? = nil,
@@ -76,7 +79,7 @@ public struct QuantizationOptions: Sendable, Codable, Equatable {
         symmetricWeights: Bool = true, symmetricActivations: Bool = false, format: QuantizedFormat = .qdq,
         operatorTypes: Set<String>? = nil, excludedNodes: Set<String> = [], plan: QuantizationPlan? = nil,
         calibrationBatchSize: Int = 16, calibrationLimit: Int? = nil, percentile: Double = 99.99,
-        threadCount: Int? = nil, dynamicActivations: DynamicActivationScheme = .perTensor
+        threadCount: Int? = nil, dynamicActivations: DynamicActivationScheme = .perTensor, smoothing: Bool = true
     ) {
         self.mode = mode
         self.method = method
@@ -95,6 +98,7 @@ public struct QuantizationOptions: Sendable, Codable, Equatable {
         self.percentile = percentile
         self.threadCount = threadCount
         self.dynamicActivations = dynamicActivations
+        self.smoothing = smoothing
     }
 
     /// The weight type this run uses.

@@ -25,20 +25,70 @@ public struct QuantizationReport: Sendable, Codable, Equatable {
         /// Signal-to-quantization-noise ratio measured on the calibration set (activations) or on the
         /// weights themselves, in dB.
         public var sqnrDB: Double?
+        /// The clip range `[min, max]` the parameters were computed from (activations).
+        public var range: [Float]?
+        /// SmoothQuant migration strength α when per-channel factors moved from this activation into the
+        /// weights that read it.
+        public var smoothingAlpha: Double?
 
         public init(name: String, role: Role, action: Action, type: String? = nil, reason: String? = nil,
-                    sqnrDB: Double? = nil) {
+                    sqnrDB: Double? = nil, range: [Float]? = nil, smoothingAlpha: Double? = nil) {
             self.name = name
             self.role = role
             self.action = action
             self.type = type
             self.reason = reason
             self.sqnrDB = sqnrDB
+            self.range = range
+            self.smoothingAlpha = smoothingAlpha
         }
 
         enum CodingKeys: String, CodingKey {
-            case name, role, action, type, reason
+            case name, role, action, type, reason, range
             case sqnrDB = "sqnr_db"
+            case smoothingAlpha = "smoothing_alpha"
+        }
+    }
+
+    /// Multiply-accumulates of the matrix operators (Conv, ConvTranspose, Gemm, MatMul) over the
+    /// calibration set, and how many of them run on 8-bit integer operands.
+    public struct MultiplyAccumulates: Sendable, Codable, Equatable {
+        public var total: Double
+        public var integer8: Double
+        /// `integer8 / total` (0 when there are none).
+        public var integer8Share: Double { total > 0 ? integer8 / total : 0 }
+        /// Matrix operators that stay float (or run on wider integers), largest first, with their share.
+        public var notInteger8: [NodeShare]
+
+        public struct NodeShare: Sendable, Codable, Equatable {
+            public var name: String
+            public var share: Double
+            public var reason: String
+        }
+
+        public init(total: Double, integer8: Double, notInteger8: [NodeShare]) {
+            self.total = total
+            self.integer8 = integer8
+            self.notInteger8 = notInteger8
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case total, integer8 = "int8", integer8Share = "int8_share", notInteger8 = "not_int8"
+        }
+
+        public init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            total = try c.decode(Double.self, forKey: .total)
+            integer8 = try c.decode(Double.self, forKey: .integer8)
+            notInteger8 = try c.decode([NodeShare].self, forKey: .notInteger8)
+        }
+
+        public func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(total, forKey: .total)
+            try c.encode(integer8, forKey: .integer8)
+            try c.encode(integer8Share, forKey: .integer8Share)
+            try c.encode(notInteger8, forKey: .notInteger8)
         }
     }
 
@@ -70,6 +120,8 @@ public struct QuantizationReport: Sendable, Codable, Equatable {
     public var nodes: [NodeDecision]
     /// Anything else a user should know (passes applied, fallbacks taken, …).
     public var notes: [String]
+    /// Static mode: multiply-accumulates of the matrix operators and their 8-bit integer share.
+    public var multiplyAccumulates: MultiplyAccumulates?
 
     public init(options: QuantizationOptions, tensors: [TensorDecision] = [], nodes: [NodeDecision] = [],
                 notes: [String] = []) {
@@ -79,6 +131,12 @@ public struct QuantizationReport: Sendable, Codable, Equatable {
         self.tensors = tensors
         self.nodes = nodes
         self.notes = notes
+        self.multiplyAccumulates = nil
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case mode, format, options, tensors, nodes, notes
+        case multiplyAccumulates = "multiply_accumulates"
     }
 
     /// Pretty-printed JSON with sorted keys.

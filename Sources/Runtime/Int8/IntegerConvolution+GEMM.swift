@@ -1,4 +1,5 @@
 import Tensors
+import _CKernels
 
 // ConvInteger / QLinearConv on the int8 GEMM, or a direct loop for depthwise convolutions.
 //
@@ -173,17 +174,9 @@ func integerConvolution(
 }
 
 /// `channels` planes of `pixels` bytes → `pixels` rows of `channels` bytes, each byte XOR `flip`.
-/// Blocked by 64 pixels so reads and writes both stay within a few cache lines.
 private func transposeToChannelsLast(_ source: UnsafePointer<UInt8>, channels: Int, pixels: Int, flip: UInt8,
                                      into target: UnsafeMutablePointer<UInt8>) {
-    let block = 64
-    for start in stride(from: 0, to: pixels, by: block) {
-        let end = min(pixels, start + block)
-        for c in 0..<channels {
-            let plane = source + c * pixels
-            for p in start..<end { target[p * channels + c] = plane[p] ^ flip }
-        }
-    }
+    sq_transpose_u8(source, channels, pixels, pixels, target, channels, flip)
 }
 
 /// Rows `positions` of the im2col matrix from a channels-last input: row p holds, for each kernel tap q,

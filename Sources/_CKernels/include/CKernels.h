@@ -111,6 +111,11 @@ int sq_requantize_u8(int level, const int32_t *acc, size_t count, const int32_t 
                      const double *multiplier, size_t multiplier_step, int32_t zero_point, int32_t lower,
                      int32_t upper, uint8_t *out);
 
+/// dst[j * dst_stride + i] = src[i * src_stride + j] ^ flip for i < rows, j < cols: a byte matrix
+/// transpose (e.g. planes to channels-last), in 16 x 16 blocks of SSE2 unpacks on x86-64.
+void sq_transpose_u8(const uint8_t *src, size_t rows, size_t cols, size_t src_stride, uint8_t *dst,
+                     size_t dst_stride, uint8_t flip);
+
 /// Runs `iterations` x 64 dependent 64-bit adds (one per cycle on every x86 core since the P6), so
 /// iterations * 64 / seconds is the core clock. Benchmarks use it to state their peak.
 uint64_t sq_dependent_add_chain(uint64_t iterations);

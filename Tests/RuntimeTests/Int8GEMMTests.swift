@@ -69,6 +69,13 @@ private struct Problem {
 
 private let sentinel: Int32 = 0x5A5A_5A5A
 
+/// nil when equal, else the first differing index and values (keeps failure messages short).
+private func firstDifference(_ got: [Int32], _ expected: [Int32]) -> String? {
+    guard got.count == expected.count else { return "\(got.count) values, expected \(expected.count)" }
+    guard let i = got.indices.first(where: { got[$0] != expected[$0] }) else { return nil }
+    return "index \(i): \(got[i]), expected \(expected[i])"
+}
+
 @Suite struct Int8GEMMTests {
     static let awkwardDepths = Array(1...10) + Array(118...122)
     /// (M, N): tile heights + 1 (VNNI/BW 8, AVX2 4, AMX 16/32), N = 16x + 15 and vector-width edges.
@@ -87,10 +94,10 @@ private let sentinel: Int32 = 0x5A5A_5A5A
                     let ldc = n + 5
                     let got = problem.run(packed, level: level, columns: 0..<n, ldc: ldc)
                     let reference = problem.run(packed, level: .reference, columns: 0..<n, ldc: ldc)
-                    #expect(got == reference, "\(level) m \(m) n \(n) k \(k) transposed \(transposed)")
+                    #expect(firstDifference(got, reference) == nil, "\(level) m \(m) n \(n) k \(k) transposed \(transposed)")
                     var naive = [Int32](repeating: sentinel, count: m * ldc)
                     for i in 0..<m { for j in 0..<n { naive[i * ldc + j] = problem.naive(i, j) } }
-                    #expect(reference == naive, "reference m \(m) n \(n) k \(k) transposed \(transposed)")
+                    #expect(firstDifference(reference, naive) == nil, "reference m \(m) n \(n) k \(k) transposed \(transposed)")
                 }
             }
         }
@@ -111,7 +118,7 @@ private let sentinel: Int32 = 0x5A5A_5A5A
             let got = problem.run(packed, level: level, columns: shape.columns, ldc: shape.n)
             var expected = [Int32](repeating: sentinel, count: shape.m * shape.n)
             for i in 0..<shape.m { for j in shape.columns { expected[i * shape.n + j] = problem.naive(i, j) } }
-            #expect(got == expected, "\(level) \(shape)")
+            #expect(firstDifference(got, expected) == nil, "\(level) \(shape)")
         }
     }
 
@@ -131,7 +138,7 @@ private let sentinel: Int32 = 0x5A5A_5A5A
                                       columns: 0..<17, level: level)
                 }
             }
-            #expect(c == [Int32](repeating: Int32(k * 255 * Int(value)), count: 3 * 17), "\(level) k \(k)")
+            #expect(firstDifference(c, [Int32](repeating: Int32(k * 255 * Int(value)), count: 3 * 17)) == nil, "\(level) k \(k)")
         }
     }
 
@@ -191,7 +198,7 @@ private let sentinel: Int32 = 0x5A5A_5A5A
                 expected[i * n + j] = Int32(truncatingIfNeeded: sum)
             }
         }
-        #expect(c == expected)
+        #expect(firstDifference(c, expected) == nil)
     }
 
     @Test func bestLevelIsAvailable() {

@@ -112,7 +112,7 @@ func integerConvolution(
     // The zero point as a stored byte (0...255 after the int8 shift): padding taps hold it.
     let xZeroByte = xZero &+ (x.dtype == .int8 ? 128 : 0)
     if groupInputs == 1, g.inputSpatial.count <= 2 {
-        try depthwiseConvolution(x: x, flip: flip, xZero: xZeroByte, w: w, wZeros: wZeros, geometry: g,
+        try depthwiseConvolution(x: x, flip: flip, xZero: xZeroByte, w: w, wZeros: wZeros, geometry: g, level: level,
                                  context: context, sink: sink)
         return
     }
@@ -212,9 +212,10 @@ private func fillIm2col(
 /// zero point, so every window is interior; then, row by row,
 /// `acc[o] = Σ_taps w'[tap] · xpad[o · stride + tap offset] - xZero · Σ w'` with `w' = w - wZero`,
 /// which equals Σ over in-bounds taps of (x - xZero) · w' (padding bytes contribute (xZero - xZero) · w' = 0).
+/// Rows run in C (`sq_depthwise_row_u8`) where `level` has a kernel for the stride, else in the Swift loop.
 private func depthwiseConvolution(
     x: Tensor, flip: UInt8, xZero: Int32, w: Tensor, wZeros: [Int32], geometry g: IntegerConvGeometry,
-    context: ExecutionContext, sink: ConvolutionSink
+    level: Int8GEMMLevel, context: ExecutionContext, sink: ConvolutionSink
 ) throws {
     // 1-D as 2-D with a height of one.
     let twoD = g.inputSpatial.count == 2
@@ -257,6 +258,12 @@ private func depthwiseConvolution(
             let out = UnsafeMutablePointer<Int32>.allocate(capacity: outputHeight * outputWidth)
             defer { out.deallocate() }
             for oh in 0..<outputHeight {
+                let top = padded + oh * strideY * paddedWidth
+                if sq_depthwise_row_u8(Int32(level.rawValue), top, dilationY * paddedWidth, kernelHeight, kernelWidth, strideX,
+                                       dilationX, tapWeights, outputWidth, accumulators) != 0 {
+                    for ow in 0..<outputWidth { out[oh * outputWidth + ow] = accumulators[ow] &- correction }
+                    continue
+                }
                 accumulators.update(repeating: 0, count: outputWidth)
                 for kh in 0..<kernelHeight {
                     for kw in 0..<kernelWidth {

@@ -120,6 +120,7 @@ func integerConvolution(
         throw KernelError.invalidInput(index: 1, reason: "weights \(w.dtype) \(w.shape) cannot be packed for group \(g.group)")
     }
     let wZerosShifted = wZeros.map { $0 &+ packed.shift }
+    let symmetric = wZerosShifted.allSatisfy { $0 == 0 }  // then no row sums are needed
     let depth = groupInputs * g.kernelSize
     let table = ConvWindowTable(g)
     let planes = g.batch * g.group
@@ -162,7 +163,7 @@ func integerConvolution(
             } else {
                 a = UnsafePointer(input + first * groupInputs)
             }
-            Int8GEMM.rowSums(m: rows, k: depth, a: a, lda: depth, into: sums)
+            if !symmetric { Int8GEMM.rowSums(m: rows, k: depth, a: a, lda: depth, into: sums) }
             Int8GEMM.multiply(m: rows, a: a, lda: depth, b: matrix, c: products, ldc: groupOutputs,
                               columns: 0..<groupOutputs, level: level)
             Int8GEMM.subtractZeroPoints(m: rows, c: products, ldc: groupOutputs, columns: 0..<groupOutputs, b: matrix,

@@ -129,7 +129,7 @@ private func convAttributes(_ attributes: [String: Attribute]) throws -> Integer
         // Depthwise (one input channel per output channel): multiplier 2, dilation, 1-D, one channel.
         ([2, 6, 9, 11], [12, 1, 3, 3], ["group": .int(6), "pads": .ints([1, 2, 0, 1])]),
         ([1, 4, 12, 10], [4, 1, 3, 2], ["group": .int(4), "dilations": .ints([2, 3]), "strides": .ints([1, 2]), "pads": .ints([2, 2, 2, 2])]),
-        ([1, 3, 20], [3, 1, 5], ["group": .int(3), "auto_pad": .string(Array("SAME_LOWER".utf8))]),
+        ([1, 3, 20], [3, 1, 5], ["group": .int(3), "strides": .ints([3]), "auto_pad": .string(Array("SAME_LOWER".utf8))]),
         ([1, 1, 7, 6], [5, 1, 2, 3], ["pads": .ints([0, 1, 1, 0])]),
         // 1 x 1 with unit strides: the channels-last input is multiplied without im2col.
         ([2, 19, 4, 9], [23, 19, 1, 1], [:]),

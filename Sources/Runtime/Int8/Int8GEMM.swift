@@ -139,18 +139,32 @@ public enum Int8GEMM {
     /// Turns C = A·B into C = (A - za)(B - zb) in place, for rows 0..<m and `columns`:
     /// `C[i][j] -= zb[j]·(rowSums[i] - K·za[i]) + za[i]·columnSums[j]` (wrapping int32, so exactly the
     /// wrapped direct sum). `aZeros` has one value per row and `bZeros` one per column of B (index j).
+    /// `rowSums` is read only when some zb[j] of `columns` is nonzero: symmetric weights need no row sums.
     public static func subtractZeroPoints(
         m: Int, c: UnsafeMutablePointer<Int32>, ldc: Int, columns: Range<Int>, b: PackedInt8Matrix,
         rowSums: UnsafePointer<Int32>, aZeros: UnsafePointer<Int32>, bZeros: UnsafePointer<Int32>
     ) {
-        let depth = Int32(truncatingIfNeeded: b.k)
+        guard m > 0, !columns.isEmpty else { return }
+        let depth = Int32(truncatingIfNeeded: b.k), width = columns.count
+        let symmetric = columns.allSatisfy { bZeros[$0] == 0 }
+        // za · columnSums[j], recomputed only when za changes from one row to the next.
+        let scaled = UnsafeMutablePointer<Int32>.allocate(capacity: width)
+        defer { scaled.deallocate() }
         b.columnSums.withUnsafeBufferPointer { columnSums in
+            let sums = columnSums.baseAddress! + columns.lowerBound, zb = bZeros + columns.lowerBound
+            var scaledFor: Int32?
             for i in 0..<m {
-                let row = c + i * ldc
                 let za = aZeros[i]
-                let rowTerm = rowSums[i] &- depth &* za
-                for j in columns {
-                    row[j] = row[j] &- bZeros[j] &* rowTerm &- za &* columnSums[j]
+                if scaledFor != za {
+                    for j in 0..<width { scaled[j] = za &* sums[j] }
+                    scaledFor = za
+                }
+                let row = c + i * ldc + columns.lowerBound
+                if symmetric {
+                    for j in 0..<width { row[j] &-= scaled[j] }
+                } else {
+                    let rowTerm = rowSums[i] &- depth &* za
+                    for j in 0..<width { row[j] = row[j] &- zb[j] &* rowTerm &- scaled[j] }
                 }
             }
         }

@@ -1,4 +1,5 @@
 import Tensors
+import _CKernels
 
 // ConvInteger / QLinearConv on the int8 GEMM, or a direct loop for depthwise convolutions.
 //
@@ -111,7 +112,7 @@ func integerConvolution(
     // The zero point as a stored byte (0...255 after the int8 shift): padding taps hold it.
     let xZeroByte = xZero &+ (x.dtype == .int8 ? 128 : 0)
     if groupInputs == 1, g.inputSpatial.count <= 2 {
-        try depthwiseConvolution(x: x, flip: flip, xZero: xZeroByte, w: w, wZeros: wZeros, geometry: g,
+        try depthwiseConvolution(x: x, flip: flip, xZero: xZeroByte, w: w, wZeros: wZeros, geometry: g, level: level,
                                  context: context, sink: sink)
         return
     }
@@ -119,6 +120,7 @@ func integerConvolution(
         throw KernelError.invalidInput(index: 1, reason: "weights \(w.dtype) \(w.shape) cannot be packed for group \(g.group)")
     }
     let wZerosShifted = wZeros.map { $0 &+ packed.shift }
+    let symmetric = wZerosShifted.allSatisfy { $0 == 0 }  // then no row sums are needed
     let depth = groupInputs * g.kernelSize
     let table = ConvWindowTable(g)
     let planes = g.batch * g.group
@@ -161,7 +163,7 @@ func integerConvolution(
             } else {
                 a = UnsafePointer(input + first * groupInputs)
             }
-            Int8GEMM.rowSums(m: rows, k: depth, a: a, lda: depth, into: sums)
+            if !symmetric { Int8GEMM.rowSums(m: rows, k: depth, a: a, lda: depth, into: sums) }
             Int8GEMM.multiply(m: rows, a: a, lda: depth, b: matrix, c: products, ldc: groupOutputs,
                               columns: 0..<groupOutputs, level: level)
             Int8GEMM.subtractZeroPoints(m: rows, c: products, ldc: groupOutputs, columns: 0..<groupOutputs, b: matrix,
@@ -173,17 +175,9 @@ func integerConvolution(
 }
 
 /// `channels` planes of `pixels` bytes → `pixels` rows of `channels` bytes, each byte XOR `flip`.
-/// Blocked by 64 pixels so reads and writes both stay within a few cache lines.
 private func transposeToChannelsLast(_ source: UnsafePointer<UInt8>, channels: Int, pixels: Int, flip: UInt8,
                                      into target: UnsafeMutablePointer<UInt8>) {
-    let block = 64
-    for start in stride(from: 0, to: pixels, by: block) {
-        let end = min(pixels, start + block)
-        for c in 0..<channels {
-            let plane = source + c * pixels
-            for p in start..<end { target[p * channels + c] = plane[p] ^ flip }
-        }
-    }
+    sq_transpose_u8(source, channels, pixels, pixels, target, channels, flip)
 }
 
 /// Rows `positions` of the im2col matrix from a channels-last input: row p holds, for each kernel tap q,
@@ -219,9 +213,10 @@ private func fillIm2col(
 /// zero point, so every window is interior; then, row by row,
 /// `acc[o] = Σ_taps w'[tap] · xpad[o · stride + tap offset] - xZero · Σ w'` with `w' = w - wZero`,
 /// which equals Σ over in-bounds taps of (x - xZero) · w' (padding bytes contribute (xZero - xZero) · w' = 0).
+/// Rows run in C (`sq_depthwise_row_u8`) where `level` has a kernel for the stride, else in the Swift loop.
 private func depthwiseConvolution(
     x: Tensor, flip: UInt8, xZero: Int32, w: Tensor, wZeros: [Int32], geometry g: IntegerConvGeometry,
-    context: ExecutionContext, sink: ConvolutionSink
+    level: Int8GEMMLevel, context: ExecutionContext, sink: ConvolutionSink
 ) throws {
     // 1-D as 2-D with a height of one.
     let twoD = g.inputSpatial.count == 2
@@ -264,6 +259,12 @@ private func depthwiseConvolution(
             let out = UnsafeMutablePointer<Int32>.allocate(capacity: outputHeight * outputWidth)
             defer { out.deallocate() }
             for oh in 0..<outputHeight {
+                let top = padded + oh * strideY * paddedWidth
+                if sq_depthwise_row_u8(Int32(level.rawValue), top, dilationY * paddedWidth, kernelHeight, kernelWidth, strideX,
+                                       dilationX, tapWeights, outputWidth, accumulators) != 0 {
+                    for ow in 0..<outputWidth { out[oh * outputWidth + ow] = accumulators[ow] &- correction }
+                    continue
+                }
                 accumulators.update(repeating: 0, count: outputWidth)
                 for kh in 0..<kernelHeight {
                     for kw in 0..<kernelWidth {

@@ -91,7 +91,9 @@ func integerMatMulAccumulators(
     let aBatches = shiftedA.count / max(rows, 1)
     aOperand.withPointer { aBase in
         var rowSums = [Int32](repeating: 0, count: aBatches * rows)
-        Int8GEMM.rowSums(m: aBatches * rows, k: depth, a: aBase, lda: depth, into: &rowSums)
+        if shiftedB.contains(where: { $0 != 0 }) {
+            Int8GEMM.rowSums(m: aBatches * rows, k: depth, a: aBase, lda: depth, into: &rowSums)
+        }
         // Batches first; a batch's GEMM is split further only when there are fewer batches than threads.
         let split = WorkSplit(rows: rows, columns: columns,
                               threads: shape.batchCount >= context.threadCount ? 1 : context.threadCount)

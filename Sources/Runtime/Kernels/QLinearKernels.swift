@@ -1,5 +1,6 @@
 import GraphIR
 import Tensors
+import _CKernels
 
 // Kernels for ONNX MatMulInteger (10), QLinearMatMul (10, 21), ConvInteger (10) and QLinearConv (10).
 // Integer products are exact; int32 accumulation wraps on overflow (ONNX: "the accumulation may
@@ -382,8 +383,12 @@ struct QLinearConvKernel: Kernel {
                                   multipliers: blockMultipliers, multiplierStep: 1, requant: requant,
                                   into: block8 + r * width, level: level)
                 }
-                storeChannelPlanes(UnsafePointer(block8), rowStride: width, batch: n, channels: block, positions: range,
-                                   into: base!, outputChannels: channels, planeSize: positions)
+                let target = base! + (n * channels + block.lowerBound) * positions + range.lowerBound
+                block8.withMemoryRebound(to: UInt8.self, capacity: rows * width) { source in
+                    target.withMemoryRebound(to: UInt8.self, capacity: (width - 1) * positions + rows) {
+                        sq_transpose_u8(source, rows, width, width, $0, positions, 0)
+                    }
+                }
             }
         }}}
     }

@@ -111,6 +111,19 @@ int sq_requantize_u8(int level, const int32_t *acc, size_t count, const int32_t 
                      const double *multiplier, size_t multiplier_step, int32_t zero_point, int32_t lower,
                      int32_t upper, uint8_t *out);
 
+/// dst[j * dst_stride + i] = src[i * src_stride + j] ^ flip for i < rows, j < cols: a byte matrix
+/// transpose (e.g. planes to channels-last), in 16 x 16 blocks of SSE2 unpacks on x86-64.
+void sq_transpose_u8(const uint8_t *src, size_t rows, size_t cols, size_t src_stride, uint8_t *dst,
+                     size_t dst_stride, uint8_t flip);
+
+/// One output row of a depthwise integer convolution over a zero-point-padded uint8 plane:
+/// acc[o] = sum over taps (i, j) < (kernel_h, kernel_w) of w[i * kernel_w + j] * x[i * row_step + o * stride + j * dilation]
+/// for o < width, in wrapping int32. Vectorized for stride 1 and 2 (AVX-512BW: 16 outputs, AVX2: 8, stride 1
+/// only); reads no byte past the last tap of the last output. Returns 0 when `level` (SQ_QGEMM_LEVEL_*)
+/// has no kernel here, leaving the caller's loop to run.
+int sq_depthwise_row_u8(int level, const uint8_t *x, size_t row_step, size_t kernel_h, size_t kernel_w, size_t stride,
+                        size_t dilation, const int32_t *w, size_t width, int32_t *acc);
+
 /// Runs `iterations` x 64 dependent 64-bit adds (one per cycle on every x86 core since the P6), so
 /// iterations * 64 / seconds is the core clock. Benchmarks use it to state their peak.
 uint64_t sq_dependent_add_chain(uint64_t iterations);

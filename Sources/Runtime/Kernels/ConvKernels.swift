@@ -160,6 +160,25 @@ struct ConvProblem: FloatConvolutionProblem {
         let geometry = sq_window3d(input: triple(\.input), output: triple(\.output), kernel: triple(\.kernel),
                                    stride: triple(\.stride), dilation: triple(\.dilation), pad_begin: triple(\.padBegin))
         let activation = self.activation.map { SGEMM.Epilogue(activation: $0) }
+        // Output rows narrower than a vector: channels as lanes, 16 planes at a time (one input plane
+        // per output channel). The kernel declines where it does not apply; the planes then run below.
+        if perGroup == 1, axes[2].output < 16 {
+            let blocks = (outputChannels + 15) / 16
+            let declined = UnsafeMutablePointer<Bool>.allocate(capacity: batch * blocks)
+            defer { declined.deallocate() }
+            Parallel.forEach(batch * blocks, threads: threads) { task in
+                let (n, block) = task.quotientAndRemainder(dividingBy: blocks)
+                let first = block * 16, count = min(16, outputChannels - first)
+                let out = y + (n * outputChannels + first) * outSize
+                let done = withUnsafePointer(to: geometry) { g in
+                    sq_conv_depthwise_channels(-1, x + (n * channels + first) * inSize, w + first * taps,
+                                               bias.map { $0 + first }, out, count, g)
+                }
+                declined[task] = done == 0
+                if done != 0 { activation?.apply(to: out, rows: 1, columns: count * outSize, ldc: count * outSize) }
+            }
+            guard (0..<(batch * blocks)).contains(where: { declined[$0] }) else { return }
+        }
         Parallel.forEach(batch * outputChannels, threads: threads) { index in
             let (n, m) = index.quotientAndRemainder(dividingBy: outputChannels)
             let inputChannel = m / perGroup

@@ -107,6 +107,14 @@ typedef struct {
 /// `level` picks the instruction set as for SGEMM (SQ_SGEMM_LEVEL_*).
 void sq_conv_depthwise_plane(int level, const float *x, const float *w, float bias, float *y, const sq_window3d *g);
 
+/// Depthwise convolution of `channels` consecutive 2-D planes (input plane c with filter c, plus bias[c];
+/// `bias` may be NULL) with the channels as vector lanes, 16 at a time: for planes whose output rows are
+/// narrower than a vector. Sums in the same order as sq_conv_depthwise_plane at the same level. Returns 0,
+/// doing nothing, when the level or geometry does not suit it (then use the plane function); needs
+/// AVX-512F, g->input[0] == g->kernel[0] == 1 and at most 64 taps.
+int sq_conv_depthwise_channels(int level, const float *x, const float *w, const float *bias, float *y,
+                               size_t channels, const sq_window3d *g);
+
 // MARK: - Vector math (float32)
 
 /// y[i] = e^x[i] for n floats (within 1 ulp on [-103, 88.7]; see vector_math.c). `level` picks the

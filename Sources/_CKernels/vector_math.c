@@ -64,6 +64,10 @@ void sq_softmax_rows(int level, const float *x, float *y, size_t rows, size_t le
     DISPATCH(softmax, x, y, rows, length, logarithmic)
 }
 
+void sq_copy_strided(int level, float *dst, const float *src, size_t count, size_t stride) {
+    DISPATCH(copy_strided, dst, src, count, stride)
+}
+
 void sq_apply_epilogue(int level, float *c, size_t ldc, size_t rows, size_t cols, const sq_epilogue *e) {
     if (!e || rows == 0 || cols == 0) return;
     if (!e->row_bias && !e->column_bias && e->activation == SQ_ACTIVATION_NONE) return;

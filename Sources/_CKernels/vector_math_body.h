@@ -155,6 +155,15 @@ static VM_TARGET void VM(softmax)(const float *x, float *y, size_t rows, size_t 
     }
 }
 
+/// dst[j] = src[j * stride]; the stride-2 loop is written apart so that it vectorises as a deinterleave.
+static VM_TARGET void VM(copy_strided)(float *dst, const float *src, size_t count, size_t stride) {
+    if (stride == 2) {
+        for (size_t j = 0; j < count; j++) dst[j] = src[2 * j];
+    } else {
+        for (size_t j = 0; j < count; j++) dst[j] = src[j * stride];
+    }
+}
+
 // MARK: - GEMM epilogue
 
 // Rounded one operation at a time, like the separate operators (see CKernels.h): no contraction here.

@@ -136,10 +136,10 @@ struct ConvProblem: FloatConvolutionProblem {
         let output = try context.output(.float32, shape: outputShape)
         guard output.tensor.count > 0 else { return output.tensor }
         let threads = context.threadCount
-        let noBias = try Tensor(zeros: .float32, shape: [0])
         x.withUnsafeBufferPointer(as: Float.self) { xBuffer in
             w.withUnsafeBufferPointer(as: Float.self) { wBuffer in
-                (bias ?? noBias).withUnsafeBufferPointer(as: Float.self) { biasBuffer in
+                // Without a bias, any float32 tensor serves as the buffer; its pointer is not used.
+                (bias ?? x).withUnsafeBufferPointer(as: Float.self) { biasBuffer in
                     let biasValues = bias == nil ? nil : biasBuffer.baseAddress
                     let x = xBuffer.baseAddress!, w = wBuffer.baseAddress!, y = output.pointer(as: Float.self)
                     if isDepthwise {
@@ -266,8 +266,9 @@ struct ConvProblem: FloatConvolutionProblem {
                             if wRange.lowerBound > 0 { out.update(repeating: 0, count: wRange.lowerBound) }
                             if aw.stride == 1 {
                                 (out + wRange.lowerBound).update(from: source + wRange.lowerBound, count: wRange.count)
-                            } else {
-                                for ow in wRange { out[ow] = source[ow * aw.stride] }
+                            } else if !wRange.isEmpty {
+                                sq_copy_strided(-1, out + wRange.lowerBound, source + wRange.lowerBound * aw.stride,
+                                                wRange.count, aw.stride)
                             }
                             if wRange.upperBound < width {
                                 (out + wRange.upperBound).update(repeating: 0, count: width - wRange.upperBound)

@@ -124,6 +124,8 @@ void sq_vec_exp(int level, const float *x, float *y, size_t n);
 void sq_vec_erf(int level, const float *x, float *y, size_t n);
 /// y[i] = x[i]/2 * (1 + erf(x[i]/sqrt 2)), the exact Gelu.
 void sq_vec_gelu(int level, const float *x, float *y, size_t n);
+/// dst[j] = src[j * stride] for j < count (im2col of strided convolutions).
+void sq_copy_strided(int level, float *dst, const float *src, size_t count, size_t stride);
 /// Softmax of each of `rows` contiguous rows of `length` floats: y = exp(x - max) / sum, or with
 /// `logarithmic`, y = x - max - log(sum). A row holding NaN gives NaN throughout.
 void sq_softmax_rows(int level, const float *x, float *y, size_t rows, size_t length, int logarithmic);

@@ -92,13 +92,14 @@ public struct CompiledGraph: Sendable {
 
         var steps: [Step] = []
         let visibleToSubgraphs = outerScope.union(graph.sourceValueNames).union(graph.nodes.flatMap(\.outputs))
-        let groups = FloatFusion.groups(in: graph)
+        let groups = FloatFusion.groups(in: graph, opset: model.opsetVersion(domain: "") ?? 0)
         var groupOfMember: [Int: Int] = [:]
         for (groupIndex, group) in groups.enumerated() {
             for member in group.members { groupOfMember[member] = groupIndex }
         }
         // Members of a group are compiled as usual but held back until the group's root.
         var heldBack: [Int: [Step]] = [:]
+        var memberContexts: [Int: KernelBuildContext] = [:]
         for index in order {
             let node = graph.nodes[index]
             guard let opset = model.opsetVersion(domain: node.normalizedDomain) else {
@@ -144,12 +145,21 @@ public struct CompiledGraph: Sendable {
                 continue
             }
             heldBack[groupIndex, default: []].append(step)
+            memberContexts[index] = context
             let group = groups[groupIndex]
             // Every member feeds the root, so all of them are compiled by the time the root is.
             guard index == group.root, let members = heldBack.removeValue(forKey: groupIndex) else { continue }
             let hidden = members.dropLast().flatMap { zip($0.outputNames, $0.outputs) }
+            let fusedKernel: any Kernel
+            do {
+                fusedKernel = try group.makeKernel(group.primary.flatMap { memberContexts[$0] })
+            } catch let error as RuntimeError {
+                throw error
+            } catch {
+                throw RuntimeError.nodeFailed(node: node.label, reason: "\(error)")
+            }
             steps.append(Step(
-                kernel: group.kernel, label: "\(node.label) (fused \(group.opType))", opType: group.opType,
+                kernel: fusedKernel, label: "\(node.label) (fused \(group.opType))", opType: group.opType,
                 inputs: group.inputs.map { slot($0) }, outputs: step.outputs, outputNames: step.outputNames,
                 captures: [], release: [], expansion: members,
                 hiddenNames: Set(hidden.map(\.0)), hiddenSlots: hidden.compactMap(\.1)))
@@ -200,15 +210,21 @@ public struct CompiledGraph: Sendable {
             values[slot] = value
         }
         for step in steps {
-            if !step.expansion.isEmpty, let observer, !observer.names.isDisjoint(with: step.hiddenNames) {
+            var expand = !step.expansion.isEmpty && !(observer?.names.isDisjoint(with: step.hiddenNames) ?? true)
+            if !expand {
+                do {
+                    try execute(step, values: &values, threadCount: threadCount, scope: scope, pool: pool,
+                                profile: profile, observer: observer)
+                } catch is FusedKernelDeclined {
+                    expand = true
+                }
+            }
+            if expand {
                 for member in step.expansion {
                     try execute(member, values: &values, threadCount: threadCount, scope: scope, pool: pool,
                                 profile: profile, observer: observer)
                 }
                 for slot in step.hiddenSlots { values[slot] = nil }
-            } else {
-                try execute(step, values: &values, threadCount: threadCount, scope: scope, pool: pool,
-                            profile: profile, observer: observer)
             }
             for slot in step.release { values[slot] = nil }
         }
@@ -253,6 +269,8 @@ public struct CompiledGraph: Sendable {
             return try kernel.run(inputs, context: context)
         } catch let error as RuntimeError {
             throw error
+        } catch let declined as FusedKernelDeclined {
+            throw declined
         } catch {
             throw RuntimeError.nodeFailed(node: label, reason: "\(error)")
         }

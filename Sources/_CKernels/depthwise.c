@@ -115,7 +115,9 @@ static inline __attribute__((always_inline)) void tap_offsets(const padded_plane
 }
 
 /// Returns 0 when no buffer could be had (the caller then falls back to the bounds-checked loop).
-static int make_padded(const float *x, const sq_window3d *g, padded_plane *out) {
+/// Inlined into each level's caller, so that the stride-2 split vectorises for that level.
+static inline __attribute__((always_inline)) int make_padded(const float *x, const sq_window3d *g,
+                                                            padded_plane *out) {
     size_t extent[3];
     for (int a = 0; a < 3; a++) {
         extent[a] = (g->output[a] - 1) * g->stride[a] + (g->kernel[a] - 1) * g->dilation[a] + 1;
@@ -157,6 +159,16 @@ static int make_padded(const float *x, const sq_window3d *g, padded_plane *out) 
             const float *src = x + ((size_t)id * g->input[1] + (size_t)ih) * g->input[2] + skip;
             if (stride == 1) {
                 memcpy(dst + first, src, (size_t)count * sizeof(float));
+            } else if (stride == 2) {
+                // Source columns alternate between the two phases, starting with first's parity.
+                float *even = dst + ((size_t)first % 2) * phase + (size_t)first / 2;
+                float *odd = dst + ((size_t)first + 1) % 2 * phase + ((size_t)first + 1) / 2;
+                ptrdiff_t pairs = count / 2;
+                for (ptrdiff_t j = 0; j < pairs; j++) {
+                    even[j] = src[2 * j];
+                    odd[j] = src[2 * j + 1];
+                }
+                if (count % 2) even[pairs] = src[2 * pairs];
             } else {
                 // Phase by phase: column first + q + j * stride goes to phase (first + q) % stride.
                 for (size_t q = 0; q < stride && (ptrdiff_t)q < count; q++) {
@@ -320,6 +332,90 @@ static __attribute__((target("avx512f"))) void plane_avx512_padded(const padded_
     }
 }
 
+/// Per-thread channels-last buffer of the channel-block kernel.
+static _Thread_local float *block_buffer;
+static _Thread_local size_t block_capacity;
+
+enum { BLOCK_COLUMNS = 8, MAX_BLOCK_TAPS = 64 };
+
+/// Depthwise convolution of 2-D planes with the channels as vector lanes: 16 planes at a time are
+/// gathered into a zero-padded channels-last buffer ([row][column][16]), each output position is a
+/// 16-lane sum over the taps (weights held in registers, BLOCK_COLUMNS outputs of a row at a time for
+/// independent FMA chains), and the results are scattered back. The taps are summed from the bias in
+/// the same order as the plane kernels. Returns 0 when the geometry does not suit it.
+static __attribute__((target("avx512f"))) int channels_avx512(const float *x, const float *w, const float *bias,
+                                                             float *y, size_t channels, const sq_window3d *g) {
+    const size_t in_h = g->input[1], in_w = g->input[2], out_h = g->output[1], out_w = g->output[2];
+    const size_t k_h = g->kernel[1], k_w = g->kernel[2], taps = k_h * k_w;
+    const size_t s_h = g->stride[1], s_w = g->stride[2], d_h = g->dilation[1], d_w = g->dilation[2];
+    if (g->input[0] != 1 || g->kernel[0] != 1 || g->output[0] != 1 || taps > MAX_BLOCK_TAPS) return 0;
+    const size_t in_plane = in_h * in_w, out_plane = out_h * out_w;
+    // 32-bit gather and scatter offsets.
+    if (in_plane * 16 > 0x7FFFFFFF || out_plane * 16 > 0x7FFFFFFF) return 0;
+    const size_t e_h = (out_h - 1) * s_h + (k_h - 1) * d_h + 1, e_w = (out_w - 1) * s_w + (k_w - 1) * d_w + 1;
+    const size_t need = e_h * e_w * 16;
+    if (need > block_capacity) {
+        free(block_buffer);
+        block_buffer = NULL;
+        block_capacity = 0;
+        void *p = NULL;
+        if (posix_memalign(&p, 64, need * sizeof(float)) != 0) return 0;
+        block_buffer = p;
+        block_capacity = need;
+    }
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i in_index = _mm512_mullo_epi32(lane, _mm512_set1_epi32((int)in_plane));
+    const __m512i out_index = _mm512_mullo_epi32(lane, _mm512_set1_epi32((int)out_plane));
+    const __m512i tap_index = _mm512_mullo_epi32(lane, _mm512_set1_epi32((int)taps));
+    for (size_t c0 = 0; c0 < channels; c0 += 16) {
+        const size_t lanes = channels - c0 < 16 ? channels - c0 : 16;
+        const __mmask16 mask = (__mmask16)(lanes == 16 ? 0xFFFF : (1u << lanes) - 1u);
+        memset(block_buffer, 0, need * sizeof(float));
+        for (size_t eh = 0; eh < e_h; eh++) {
+            ptrdiff_t ih = (ptrdiff_t)eh - g->pad_begin[1];
+            if (ih < 0 || ih >= (ptrdiff_t)in_h) continue;
+            for (size_t ew = 0; ew < e_w; ew++) {
+                ptrdiff_t iw = (ptrdiff_t)ew - g->pad_begin[2];
+                if (iw < 0 || iw >= (ptrdiff_t)in_w) continue;
+                const float *source = x + c0 * in_plane + (size_t)ih * in_w + (size_t)iw;
+                _mm512_store_ps(block_buffer + (eh * e_w + ew) * 16,
+                                _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mask, in_index, source, 4));
+            }
+        }
+        __m512 weights[MAX_BLOCK_TAPS];
+        for (size_t t = 0; t < taps; t++)
+            weights[t] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mask, tap_index, w + c0 * taps + t, 4);
+        const __m512 start = bias ? _mm512_maskz_loadu_ps(mask, bias + c0) : _mm512_setzero_ps();
+        for (size_t oh = 0; oh < out_h; oh++) {
+            for (size_t ow0 = 0; ow0 < out_w; ow0 += BLOCK_COLUMNS) {
+                const size_t columns = out_w - ow0 < BLOCK_COLUMNS ? out_w - ow0 : BLOCK_COLUMNS;
+                __m512 acc[BLOCK_COLUMNS];
+#pragma clang loop unroll(full)
+                for (int i = 0; i < BLOCK_COLUMNS; i++) acc[i] = start;
+                for (size_t kh = 0; kh < k_h; kh++) {
+                    const float *row = block_buffer + ((oh * s_h + kh * d_h) * e_w + ow0 * s_w) * 16;
+                    for (size_t kw = 0; kw < k_w; kw++) {
+                        const __m512 weight = weights[kh * k_w + kw];
+                        const float *tap = row + kw * d_w * 16;
+#pragma clang loop unroll(full)
+                        for (int i = 0; i < BLOCK_COLUMNS; i++) {
+                            if ((size_t)i < columns)
+                                acc[i] = _mm512_fmadd_ps(weight, _mm512_load_ps(tap + (size_t)i * s_w * 16), acc[i]);
+                        }
+                    }
+                }
+#pragma clang loop unroll(full)
+                for (int i = 0; i < BLOCK_COLUMNS; i++) {
+                    if ((size_t)i < columns)
+                        _mm512_mask_i32scatter_ps(y + c0 * out_plane + oh * out_w + ow0 + (size_t)i, mask, out_index,
+                                                  acc[i], 4);
+                }
+            }
+        }
+    }
+    return 1;
+}
+
 static __attribute__((target("avx512f"))) void plane_avx512(const float *x, const float *w, float bias, float *y,
                                                            const sq_window3d *g) {
     padded_plane p;
@@ -331,6 +427,16 @@ static __attribute__((target("avx512f"))) void plane_avx512(const float *x, cons
     }
 }
 #endif
+
+int sq_conv_depthwise_channels(int level, const float *x, const float *w, const float *bias, float *y,
+                               size_t channels, const sq_window3d *g) {
+#if defined(__x86_64__) || defined(_M_X64)
+    if (sq_sgemm_resolve_level(level) == SQ_SGEMM_LEVEL_AVX512) return channels_avx512(x, w, bias, y, channels, g);
+#else
+    (void)level; (void)x; (void)w; (void)bias; (void)y; (void)channels; (void)g;
+#endif
+    return 0;
+}
 
 void sq_conv_depthwise_plane(int level, const float *x, const float *w, float bias, float *y, const sq_window3d *g) {
 #if defined(__x86_64__) || defined(_M_X64)

@@ -103,9 +103,12 @@ static void scale_c(size_t m, size_t n, float beta, float *c, size_t ldc) {
 /// across the block's tiles. Packing it k-major first was measured on Zen 5 for the BERT shapes and for
 /// conv-sized ones (576 x 3136 x 64) and never paid; for narrow blocks (N = 32-64, attention) the copy
 /// cost as much as the arithmetic.
-static void run_block(const sq_sgemm_kernel *kern, int trans_a, size_t m, size_t ncols, size_t kc,
+///
+/// With `epilogue` (on the last K block only), each chunk's rows get it right after their tiles, while
+/// they are in L1; its biases are indexed from this block's row 0 and column `n0`.
+static void run_block(const sq_sgemm_kernel *kern, int level, int trans_a, size_t m, size_t ncols, size_t kc,
                       const float *a, size_t lda, const float *bblock, float alpha, float beta, int load_c,
-                      float *c, size_t ldc) {
+                      float *c, size_t ldc, const sq_epilogue *epilogue, size_t n0) {
     // Balanced chunks: M = 64 with MR = 12 runs six chunks of 10-11 rows rather than 5x12 + 4.
     size_t chunks = (m + (size_t)kern->mr - 1) / (size_t)kern->mr;
     size_t row_stride = trans_a ? 1 : lda, k_stride = trans_a ? lda : 1;
@@ -120,16 +123,43 @@ static void run_block(const sq_sgemm_kernel *kern, int trans_a, size_t m, size_t
             kern->tile(tile_a, row_stride, k_stride, bblock + n * kc, kc, crow + n, ldc, rows, cols, alpha, beta,
                        load_c);
         }
+        if (epilogue) {
+            sq_epilogue local = *epilogue;
+            if (local.row_bias) local.row_bias += m0;
+            if (local.column_bias) local.column_bias += n0;
+            sq_apply_epilogue(level, crow, ldc, rows, ncols, &local);
+        }
         m0 = m1;
     }
+}
+
+/// The epilogue alone on columns [n_begin, n_end) (K == 0: C is only scaled). Its column bias is
+/// indexed from column 0.
+static void epilogue_columns(int level, size_t m, size_t n_begin, size_t n_end, float *c, size_t ldc,
+                             const sq_epilogue *epilogue) {
+    if (!epilogue) return;
+    sq_epilogue local = *epilogue;
+    if (local.column_bias) local.column_bias += n_begin;
+    sq_apply_epilogue(level, c + n_begin, ldc, m, n_end - n_begin, &local);
 }
 
 void sq_sgemm_packed(int level, int trans_a, size_t m, size_t n, size_t k, float alpha, const float *a,
                      size_t lda, const float *packed_b, size_t n_begin, size_t n_end, float beta, float *c,
                      size_t ldc) {
+    sq_sgemm_packed_fused(level, trans_a, m, n, k, alpha, a, lda, packed_b, n_begin, n_end, beta, c, ldc, NULL);
+}
+
+void sq_sgemm_packed_fused(int level, int trans_a, size_t m, size_t n, size_t k, float alpha, const float *a,
+                           size_t lda, const float *packed_b, size_t n_begin, size_t n_end, float beta, float *c,
+                           size_t ldc, const sq_epilogue *epilogue) {
     if (n_end > n) n_end = n;
     if (m == 0 || n_begin >= n_end) return;
-    if (k == 0) { scale_c(m, n_end - n_begin, beta, c + n_begin, ldc); return; }
+    level = sq_sgemm_resolve_level(level);
+    if (k == 0) {
+        scale_c(m, n_end - n_begin, beta, c + n_begin, ldc);
+        epilogue_columns(level, m, n_begin, n_end, c, ldc, epilogue);
+        return;
+    }
     const sq_sgemm_kernel *kern = kernel_for(level);
     size_t npad = round_up_panel(n);
     for (size_t n0 = n_begin; n0 < n_end; n0 += SQ_SGEMM_NC) {
@@ -139,8 +169,8 @@ void sq_sgemm_packed(int level, int trans_a, size_t m, size_t n, size_t k, float
             const float *bblock = packed_b + k0 * npad + n0 * kc;
             const float *ablock = trans_a ? a + k0 * lda : a + k0;
             int first = k0 == 0;
-            run_block(kern, trans_a, m, ncols, kc, ablock, lda, bblock, alpha, first ? beta : 1.0f,
-                      first ? beta != 0.0f : 1, c + n0, ldc);
+            run_block(kern, level, trans_a, m, ncols, kc, ablock, lda, bblock, alpha, first ? beta : 1.0f,
+                      first ? beta != 0.0f : 1, c + n0, ldc, k0 + kc == k ? epilogue : NULL, n0);
         }
     }
 }
@@ -151,8 +181,19 @@ static _Thread_local float *scratch_b;
 
 void sq_sgemm(int level, int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *a,
               size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc) {
+    sq_sgemm_fused(level, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, NULL);
+}
+
+void sq_sgemm_fused(int level, int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *a,
+                    size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc,
+                    const sq_epilogue *epilogue) {
     if (m == 0 || n == 0) return;
-    if (k == 0) { scale_c(m, n, beta, c, ldc); return; }
+    level = sq_sgemm_resolve_level(level);
+    if (k == 0) {
+        scale_c(m, n, beta, c, ldc);
+        epilogue_columns(level, m, 0, n, c, ldc, epilogue);
+        return;
+    }
     if (!scratch_b) {
         void *p = NULL;
         if (posix_memalign(&p, 64, sizeof(float) * SQ_SGEMM_KC * SQ_SGEMM_NC) != 0) p = NULL;
@@ -171,6 +212,7 @@ void sq_sgemm(int level, int trans_a, int trans_b, size_t m, size_t n, size_t k,
                 float prior = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
                 c[i * ldc + j] = alpha * (float)sum + prior;
             }
+        epilogue_columns(level, m, 0, n, c, ldc, epilogue);
         return;
     }
     const sq_sgemm_kernel *kern = kernel_for(level);
@@ -181,8 +223,8 @@ void sq_sgemm(int level, int trans_a, int trans_b, size_t m, size_t n, size_t k,
             pack_b_block(trans_b, b, ldb, k0, kc, n0, ncols, scratch_b);
             const float *ablock = trans_a ? a + k0 * lda : a + k0;
             int first = k0 == 0;
-            run_block(kern, trans_a, m, ncols, kc, ablock, lda, scratch_b, alpha, first ? beta : 1.0f,
-                      first ? beta != 0.0f : 1, c + n0, ldc);
+            run_block(kern, level, trans_a, m, ncols, kc, ablock, lda, scratch_b, alpha, first ? beta : 1.0f,
+                      first ? beta != 0.0f : 1, c + n0, ldc, k0 + kc == k ? epilogue : NULL, n0);
         }
     }
 }

@@ -1,4 +1,5 @@
-// Vectorised float32 math for the elementwise kernels: exp, erf, exact Gelu and softmax rows.
+// Vectorised float32 math for the elementwise kernels: exp, erf, exact Gelu, softmax rows, and the GEMM
+// epilogue (bias and activation applied to results while they are in cache).
 //
 // The functions are written once, on clang vector types, in vector_math_body.h, which this file
 // includes once per level: 4-float vectors without a target attribute (the baseline SIMD: portable
@@ -61,4 +62,14 @@ void sq_vec_gelu(int level, const float *x, float *y, size_t n) { DISPATCH(map_g
 
 void sq_softmax_rows(int level, const float *x, float *y, size_t rows, size_t length, int logarithmic) {
     DISPATCH(softmax, x, y, rows, length, logarithmic)
+}
+
+void sq_copy_strided(int level, float *dst, const float *src, size_t count, size_t stride) {
+    DISPATCH(copy_strided, dst, src, count, stride)
+}
+
+void sq_apply_epilogue(int level, float *c, size_t ldc, size_t rows, size_t cols, const sq_epilogue *e) {
+    if (!e || rows == 0 || cols == 0) return;
+    if (!e->row_bias && !e->column_bias && e->activation == SQ_ACTIVATION_NONE) return;
+    DISPATCH(epilogue, c, ldc, rows, cols, e)
 }

@@ -155,6 +155,89 @@ static VM_TARGET void VM(softmax)(const float *x, float *y, size_t rows, size_t 
     }
 }
 
+/// dst[j] = src[j * stride]; the stride-2 loop is written apart so that it vectorises as a deinterleave.
+static VM_TARGET void VM(copy_strided)(float *dst, const float *src, size_t count, size_t stride) {
+    if (stride == 2) {
+        for (size_t j = 0; j < count; j++) dst[j] = src[2 * j];
+    } else {
+        for (size_t j = 0; j < count; j++) dst[j] = src[j * stride];
+    }
+}
+
+// MARK: - GEMM epilogue
+
+// Rounded one operation at a time, like the separate operators (see CKernels.h): no contraction here.
+FN vf VM(activate)(vf x, int activation, float p0, float p1) {
+#pragma clang fp contract(off)
+    switch (activation) {
+    case SQ_ACTIVATION_RELU: return VM(select)(x < 0.0f, VM(splat)(0.0f), x);
+    case SQ_ACTIVATION_CLIP: {
+        vf raised = VM(select)(x < p0, VM(splat)(p0), x);
+        return VM(select)(raised > p1, VM(splat)(p1), raised);
+    }
+    case SQ_ACTIVATION_LEAKY_RELU: return VM(select)(x < 0.0f, x * p0, x);
+    case SQ_ACTIVATION_HARD_SIGMOID: {
+        vf y = x * p0;
+        y = y + p1;
+        y = VM(select)(y < 0.0f, VM(splat)(0.0f), y);
+        return VM(select)(y > 1.0f, VM(splat)(1.0f), y);
+    }
+    case SQ_ACTIVATION_HARD_SWISH: {
+        vf gate = x * (1.0f / 6.0f);
+        gate = gate + 0.5f;
+        gate = VM(select)(gate < 0.0f, VM(splat)(0.0f), gate);
+        gate = VM(select)(gate > 1.0f, VM(splat)(1.0f), gate);
+        return x * gate;
+    }
+    case SQ_ACTIVATION_GELU: return VM(gelu)(x);
+    default: return x;
+    }
+}
+
+/// One row segment: c[j] = act(c[j] + row + column_bias[j]) for j < n (row added when has_row).
+FN void VM(epilogue_row)(float *c, size_t n, int has_row, float row, const float *column_bias, int activation,
+                         float p0, float p1) {
+#pragma clang fp contract(off)
+    size_t j = 0;
+    for (; j + VM_LANES <= n; j += VM_LANES) {
+        vf v = VM(load)(c + j);
+        if (has_row) v = v + row;
+        if (column_bias) v = v + VM(load)(column_bias + j);
+        VM(store)(c + j, VM(activate)(v, activation, p0, p1));
+    }
+    if (j < n) {
+        float block[VM_LANES] = {0}, bias[VM_LANES] = {0};
+        memcpy(block, c + j, (n - j) * sizeof(float));
+        if (column_bias) memcpy(bias, column_bias + j, (n - j) * sizeof(float));
+        vf v = VM(load)(block);
+        if (has_row) v = v + row;
+        if (column_bias) v = v + VM(load)(bias);
+        VM(store)(block, VM(activate)(v, activation, p0, p1));
+        memcpy(c + j, block, (n - j) * sizeof(float));
+    }
+}
+
+static VM_TARGET void VM(epilogue)(float *c, size_t ldc, size_t rows, size_t cols, const sq_epilogue *e) {
+    // The switch on the activation is resolved once per row segment, outside the element loop.
+    for (size_t r = 0; r < rows; r++) {
+        float row = e->row_bias ? e->row_bias[r] : 0.0f;
+        float *crow = c + r * ldc;
+        int has_row = e->row_bias != NULL;
+        switch (e->activation) {
+#define VM_EPILOGUE_CASE(ACT) \
+        case ACT: VM(epilogue_row)(crow, cols, has_row, row, e->column_bias, ACT, e->parameters[0], e->parameters[1]); break;
+        VM_EPILOGUE_CASE(SQ_ACTIVATION_RELU)
+        VM_EPILOGUE_CASE(SQ_ACTIVATION_CLIP)
+        VM_EPILOGUE_CASE(SQ_ACTIVATION_LEAKY_RELU)
+        VM_EPILOGUE_CASE(SQ_ACTIVATION_HARD_SIGMOID)
+        VM_EPILOGUE_CASE(SQ_ACTIVATION_HARD_SWISH)
+        VM_EPILOGUE_CASE(SQ_ACTIVATION_GELU)
+#undef VM_EPILOGUE_CASE
+        default: VM(epilogue_row)(crow, cols, has_row, row, e->column_bias, SQ_ACTIVATION_NONE, 0, 0); break;
+        }
+    }
+}
+
 #undef vf
 #undef vi
 #undef FN

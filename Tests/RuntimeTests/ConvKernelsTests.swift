@@ -140,6 +140,49 @@ import _CKernels
         }
     }
 
+    /// The channels-as-lanes kernel (narrow planes) sums like the plane kernel of its level: equal bit for
+    /// bit, for channel counts around the 16-lane blocks, strides, dilations and uneven pads.
+    @Test func depthwiseChannelBlocksEqualThePlaneKernel() {
+        let geometries: [(input: (Int, Int), kernel: (Int, Int), stride: Int, dilation: Int, pad: (Int, Int))] = [
+            ((7, 7), (5, 5), 1, 1, (2, 2)), ((14, 13), (3, 3), 2, 1, (1, 0)), ((9, 11), (3, 2), 1, 2, (2, 1)),
+            ((5, 6), (1, 1), 1, 1, (0, 0)),
+        ]
+        for (index, shape) in geometries.enumerated() {
+            let (inH, inW) = shape.input, (kH, kW) = shape.kernel
+            let outH = (inH + 2 * shape.pad.0 - (shape.dilation * (kH - 1) + 1)) / shape.stride + 1
+            let outW = (inW + 2 * shape.pad.1 - (shape.dilation * (kW - 1) + 1)) / shape.stride + 1
+            var geometry = sq_window3d(input: (1, inH, inW), output: (1, outH, outW), kernel: (1, kH, kW),
+                                       stride: (1, shape.stride, shape.stride),
+                                       dilation: (1, shape.dilation, shape.dilation), pad_begin: (0, shape.pad.0, shape.pad.1))
+            for channels in [1, 15, 16, 17, 40] {
+                var generator = ConvTestRandom(seed: UInt64(100 * index + channels))
+                let x = (0..<(channels * inH * inW)).map { _ in Float.random(in: -1...1, using: &generator) }
+                let w = (0..<(channels * kH * kW)).map { _ in Float.random(in: -1...1, using: &generator) }
+                let bias = (0..<channels).map { _ in Float.random(in: -1...1, using: &generator) }
+                var planes = [Float](repeating: .nan, count: channels * outH * outW)
+                var blocks = planes
+                for c in 0..<channels {
+                    x.withUnsafeBufferPointer { xs in
+                        w.withUnsafeBufferPointer { ws in
+                            planes.withUnsafeMutableBufferPointer { ys in
+                                sq_conv_depthwise_plane(-1, xs.baseAddress! + c * inH * inW, ws.baseAddress! + c * kH * kW,
+                                                        bias[c], ys.baseAddress! + c * outH * outW, &geometry)
+                            }
+                        }
+                    }
+                }
+                let done = sq_conv_depthwise_channels(-1, x, w, bias, &blocks, channels, &geometry)
+                guard done != 0 else {
+                    // Only CPUs without AVX-512 decline.
+                    #expect(SGEMM.Level.best != .avx512)
+                    continue
+                }
+                #expect(zip(planes, blocks).allSatisfy { $0.bitPattern == $1.bitPattern },
+                        "geometry \(index), \(channels) channels")
+            }
+        }
+    }
+
     // MARK: Typed errors
 
     @Test func convRejectsBadShapesAndAttributes() throws {

@@ -8,10 +8,15 @@ import Tensors
 /// calibration (which observes every Add and Mul output) sees the same values as without fusion, and
 /// plain runs get the fused kernel. Fused groups run the built-in kernels, whatever the registry holds.
 ///
-/// Rules (each matched from the group's last node, the root):
+/// Rules:
 /// - exact Gelu as exported from PyTorch: `Mul(Mul(x, Add(Erf(Div(x, √2)), 1)), 0.5)`, in any operand
 ///   order and with the 0.5 applied at either Mul, or with `Mul(x, 1/√2)` for the Div — one vectorised
-///   `x/2 · (1 + erf(x/√2))` instead of five passes over the tensor.
+///   `x/2 · (1 + erf(x/√2))` instead of five passes over the tensor;
+/// - GEMM epilogues: a Conv, Gemm or MatMul (for MatMul, then an Add of a constant float32 bias of one
+///   value per column) followed by Relu, LeakyRelu, Clip (constant bounds), HardSigmoid, HardSwish, Gelu
+///   or the Gelu pattern: the bias and activation are applied to each block of results while it is in
+///   cache (`SGEMM.Epilogue`), rounded as the separate operators round them.
+/// Every hidden value must be read only inside its group and not be a graph output.
 struct FusedGroup {
     /// Index into the graph's nodes of the node whose output the group produces.
     var root: Int
@@ -21,18 +26,30 @@ struct FusedGroup {
     var inputs: [String]
     /// Operator name for profiles.
     var opType: String
-    var kernel: any Kernel
+    /// The member whose build context `makeKernel` receives (nil: it needs none).
+    var primary: Int?
+    var makeKernel: @Sendable (KernelBuildContext?) throws -> any Kernel
 }
 
 enum FloatFusion {
-    /// The groups of `graph` to fuse; no node belongs to two groups.
-    static func groups(in graph: Graph) -> [FusedGroup] {
+    /// The groups of `graph` to fuse; no node belongs to two groups. `opset` is the default domain's.
+    static func groups(in graph: Graph, opset: Int) -> [FusedGroup] {
         let context = MatchContext(graph: graph)
+        var gelus: [FusedGroup] = []
+        for index in graph.nodes.indices where graph.nodes[index].normalizedDomain.isEmpty {
+            if let group = matchGelu(root: index, context) { gelus.append(group) }
+        }
         var claimed = Set<Int>()
         var result: [FusedGroup] = []
-        for (index, node) in graph.nodes.enumerated() where node.normalizedDomain.isEmpty {
-            guard let group = matchGelu(root: index, context) else { continue }
-            guard claimed.isDisjoint(with: group.members) else { continue }
+        var absorbed = Set<Int>()
+        for index in graph.nodes.indices {
+            guard let (group, gelu) = matchEpilogue(primary: index, context, opset: opset, gelus: gelus),
+                  claimed.isDisjoint(with: group.members) else { continue }
+            claimed.formUnion(group.members)
+            if let gelu { absorbed.insert(gelu) }
+            result.append(group)
+        }
+        for (index, group) in gelus.enumerated() where !absorbed.contains(index) && claimed.isDisjoint(with: group.members) {
             claimed.formUnion(group.members)
             result.append(group)
         }
@@ -68,6 +85,15 @@ enum FloatFusion {
         func scalar(_ name: String) -> (value: Float, rank: Int)? {
             guard let tensor = constants[name], tensor.dtype == .float32, tensor.count == 1 else { return nil }
             return (tensor.floats[0], tensor.rank)
+        }
+
+        /// The only node reading `name` (a value that is not a graph output), when it is a
+        /// default-domain node with one output.
+        func soleReader(of name: String) -> Int? {
+            guard let readers = readers[name], readers.count == 1, !outputs.contains(name) else { return nil }
+            let node = graph.nodes[readers[0]]
+            guard node.normalizedDomain.isEmpty, node.outputs.count == 1, !node.outputs[0].isEmpty else { return nil }
+            return readers[0]
         }
     }
 
@@ -111,8 +137,9 @@ enum FloatFusion {
             }
             ranks.append(c.scalar(addInputs[oneIndex])!.rank)
             ranks.append(scaleNode.constantRank)
+            let minimumRank = ranks.max() ?? 0
             return FusedGroup(root: root, members: mulNodes + [add, erf, scaleNode.index], inputs: [x], opType: "Gelu",
-                              kernel: FusedGeluKernel(minimumRank: ranks.max() ?? 0))
+                              primary: nil, makeKernel: { _ in FusedGeluKernel(minimumRank: minimumRank) })
         }
         return nil
     }
@@ -138,19 +165,150 @@ enum FloatFusion {
     }
 }
 
-/// The fused exact Gelu on a float32 tensor. The pattern's constants are float32 scalars, so other
-/// dtypes would have failed in the original nodes too. `minimumRank`: a constant of rank r broadcasts
-/// a lower-rank x up to rank r (with leading ones), as the original nodes would.
+extension FloatFusion {
+    // MARK: - GEMM epilogues
+
+    /// A Conv/Gemm/MatMul at `primary` with the bias Add and activation that follow it, and the index
+    /// in `gelus` of a Gelu group it absorbs.
+    static func matchEpilogue(primary: Int, _ c: MatchContext, opset: Int, gelus: [FusedGroup])
+        -> (FusedGroup, absorbedGelu: Int?)? {
+        let node = c.graph.nodes[primary]
+        guard node.normalizedDomain.isEmpty, ["Conv", "Gemm", "MatMul"].contains(node.opType),
+              node.outputs.count == 1, !node.outputs[0].isEmpty else { return nil }
+        var members = [primary], root = primary
+        var value = node.outputs[0]
+        var bias: Tensor?
+        if node.opType == "MatMul", let add = c.soleReader(of: value), c.graph.nodes[add].opType == "Add",
+           c.graph.nodes[add].inputs.count == 2 {
+            let other = c.graph.nodes[add].inputs.first { $0 != value } ?? ""
+            if let constant = c.constants[other], constant.dtype == .float32, constant.rank == 1,
+               c.graph.nodes[add].inputs.contains(value) {
+                bias = constant
+                members.append(add)
+                root = add
+                value = c.graph.nodes[add].outputs[0]
+            }
+        }
+        var activation: SGEMM.Activation?
+        var absorbedGelu: Int?
+        if let reader = c.soleReader(of: value), c.graph.nodes[reader].inputs.first == value,
+           let found = Self.activation(of: c.graph.nodes[reader], c, opset: opset) {
+            activation = found
+            members.append(reader)
+            root = reader
+        } else if let index = gelus.firstIndex(where: { $0.inputs == [value] }),
+                  let readers = c.readers[value], Set(readers).isSubset(of: gelus[index].members),
+                  !c.outputs.contains(value) {
+            activation = .gelu
+            members += gelus[index].members
+            root = gelus[index].root
+            absorbedGelu = index
+        }
+        guard members.count > 1 else { return nil }
+        let epilogue = FusedEpilogue(bias: bias, activation: activation)
+        let fusedActivation = activation
+        let opType = node.opType
+        let group = FusedGroup(
+            root: root, members: members, inputs: node.inputs,
+            opType: ([opType] + (bias == nil ? [] : ["Add"]) + (activation.map { ["\($0.operatorName)"] } ?? []))
+                .joined(separator: "+"),
+            primary: primary,
+            makeKernel: { context in
+                guard let context else { throw KernelError.invalid("fused \(opType) compiled without its context") }
+                switch opType {
+                case "Conv": return try ConvKernel(context, activation: fusedActivation)
+                case "Gemm": return try GemmKernel(context, activation: fusedActivation)
+                default: return MatMulKernel(constantB: context.constant(1), epilogue: epilogue)
+                }
+            })
+        return (group, absorbedGelu)
+    }
+
+    /// The activation a node computes, when the epilogue can compute it the same way.
+    static func activation(of node: Node, _ c: MatchContext, opset: Int) -> SGEMM.Activation? {
+        func attribute(_ name: String, _ fallback: Float) -> Float? {
+            switch node.attributes[name] {
+            case nil: return fallback
+            case .float(let value)?: return value
+            default: return nil
+            }
+        }
+        switch node.opType {
+        case "Relu": return .relu
+        case "HardSwish": return .hardSwish
+        case "LeakyRelu": return attribute("alpha", 0.01).map { .leakyRelu(alpha: $0) }
+        case "HardSigmoid":
+            guard let alpha = attribute("alpha", 0.2), let beta = attribute("beta", 0.5) else { return nil }
+            return .hardSigmoid(alpha: alpha, beta: beta)
+        case "Gelu":
+            guard opset >= 20, node.attributes["approximate"]?.stringValue ?? "none" == "none" else { return nil }
+            return .gelu
+        case "Clip":
+            if opset < 11 {
+                guard let low = attribute("min", -Float.greatestFiniteMagnitude),
+                      let high = attribute("max", Float.greatestFiniteMagnitude) else { return nil }
+                return .clip(low: low, high: high)
+            }
+            // Bounds must be constant float32 scalars (an absent one does not bound).
+            var bounds: [Float] = [-.infinity, .infinity]
+            for position in 1..<min(node.inputs.count, 3) where !node.inputs[position].isEmpty {
+                guard let constant = c.constants[node.inputs[position]], constant.dtype == .float32,
+                      constant.count == 1 else { return nil }
+                bounds[position - 1] = constant.floats[0]
+            }
+            return .clip(low: bounds[0], high: bounds[1])
+        default: return nil
+        }
+    }
+}
+
+extension SGEMM.Activation {
+    /// The ONNX operator computing this activation (for profiles).
+    var operatorName: String {
+        switch self {
+        case .relu: return "Relu"
+        case .clip: return "Clip"
+        case .leakyRelu: return "LeakyRelu"
+        case .hardSigmoid: return "HardSigmoid"
+        case .hardSwish: return "HardSwish"
+        case .gelu: return "Gelu"
+        }
+    }
+}
+
+/// The fused exact Gelu on a float32 tensor (other dtypes run the original nodes). `minimumRank`: a
+/// constant of rank r broadcasts a lower-rank x up to rank r (with leading ones), as the original nodes
+/// would.
 struct FusedGeluKernel: Kernel {
     let minimumRank: Int
 
     func run(_ inputs: [Tensor?], context: ExecutionContext) throws -> [Tensor] {
         let x = try required(inputs, 0)
-        guard x.dtype == .float32 else {
-            throw KernelError.invalidInput(index: 0, reason: "Gelu pattern with float32 constants got \(x.dtype) data")
-        }
+        guard x.dtype == .float32 else { throw FusedKernelDeclined() }
         let y = try mapVectorized(x, { VectorMath.gelu($0, $1, count: $2) }, context: context)
         guard x.rank < minimumRank else { return [y] }
         return [try y.reshaped(Array(repeating: 1, count: minimumRank - x.rank) + x.shape)]
     }
 }
+
+/// The bias and activation a fused GEMM-like kernel applies to its results (see `SGEMM.Epilogue`).
+struct FusedEpilogue: Sendable {
+    /// float32, one value per output column (a MatMul's bias Add).
+    var bias: Tensor?
+    var activation: SGEMM.Activation?
+
+    var isEmpty: Bool { bias == nil && activation == nil }
+
+    /// Calls `body` with the SGEMM form (nil when empty), the bias valid during the call.
+    func withSGEMMEpilogue<R>(_ body: (SGEMM.Epilogue?) -> R) -> R {
+        guard !isEmpty else { return body(nil) }
+        guard let bias else { return body(SGEMM.Epilogue(activation: activation)) }
+        return bias.withUnsafeBufferPointer(as: Float.self) {
+            body(SGEMM.Epilogue(columnBias: $0.baseAddress, activation: activation))
+        }
+    }
+}
+
+/// Thrown by a fused kernel for inputs its fast path does not cover (a dtype other than float32, a bias
+/// that would broadcast differently): the plan then runs the group's original nodes.
+struct FusedKernelDeclined: Error {}

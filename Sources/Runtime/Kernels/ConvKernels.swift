@@ -15,8 +15,11 @@ struct ConvKernel: Kernel {
     let group: Int
     /// Constant float32 weights (float16/bfloat16 constants widened once), used instead of input 1.
     let constantWeights: Tensor?
+    /// A fused activation (see `FloatFusion`), applied to float32 results while they are in cache.
+    var activation: SGEMM.Activation?
 
-    init(_ context: KernelBuildContext) throws {
+    init(_ context: KernelBuildContext, activation: SGEMM.Activation? = nil) throws {
+        self.activation = activation
         window = try WindowAttributes(context)
         group = try context.int("group", default: 1)
         guard group > 0 else { throw KernelError.invalidAttribute("group", "must be positive, got \(group)") }
@@ -38,7 +41,11 @@ struct ConvKernel: Kernel {
                 throw KernelError.invalidInput(index: index, reason: "dtype \(tensor.dtype) differs from X's \(x.dtype)")
             }
         }
-        let problem = try ConvProblem(x: x.shape, w: w.shape, bias: bias?.shape, group: group, window: window)
+        var problem = try ConvProblem(x: x.shape, w: w.shape, bias: bias?.shape, group: group, window: window)
+        if let activation {
+            guard x.dtype == .float32 else { throw FusedKernelDeclined() }
+            problem.activation = activation
+        }
         return try problem.run(inputs, x: x, w: w, bias: bias, constantWeights: constantWeights, context: context)
     }
 }
@@ -78,6 +85,8 @@ struct ConvProblem: FloatConvolutionProblem {
     /// Three axes (depth, height, width), leading unit axes for 1-D and 2-D.
     var axes: [WindowAxis]
     var outputShape: [Int]
+    /// Applied to every float32 output after its bias (a fused activation node).
+    var activation: SGEMM.Activation?
 
     var channelsPerGroup: Int { channels / groups }
     var outputsPerGroup: Int { outputChannels / groups }
@@ -121,31 +130,55 @@ struct ConvProblem: FloatConvolutionProblem {
 
     // MARK: float32
 
-    /// Every path writes every output element (bias first, or a GEMM with beta = 0).
+    /// Every path writes every output element: depthwise planes start from their bias, the GEMMs run
+    /// with beta = 0 and the bias in their epilogue.
     func runFloat(x: Tensor, w: Tensor, bias: Tensor?, context: ExecutionContext) throws -> Tensor {
         let output = try context.output(.float32, shape: outputShape)
         guard output.tensor.count > 0 else { return output.tensor }
         let threads = context.threadCount
         x.withUnsafeBufferPointer(as: Float.self) { xBuffer in
             w.withUnsafeBufferPointer(as: Float.self) { wBuffer in
-                let biasValues = bias?.scalars(as: Float.self)
-                let x = xBuffer.baseAddress!, w = wBuffer.baseAddress!, y = output.pointer(as: Float.self)
-                if isDepthwise {
-                    runDepthwise(x: x, w: w, bias: biasValues, y: y, threads: threads)
-                } else {
-                    runGEMM(x: x, w: w, bias: biasValues, y: y, threads: threads)
+                // Without a bias, any float32 tensor serves as the buffer; its pointer is not used.
+                (bias ?? x).withUnsafeBufferPointer(as: Float.self) { biasBuffer in
+                    let biasValues = bias == nil ? nil : biasBuffer.baseAddress
+                    let x = xBuffer.baseAddress!, w = wBuffer.baseAddress!, y = output.pointer(as: Float.self)
+                    if isDepthwise {
+                        runDepthwise(x: x, w: w, bias: biasValues, y: y, threads: threads)
+                    } else {
+                        runGEMM(x: x, w: w, bias: biasValues, y: y, threads: threads)
+                    }
                 }
             }
         }
         return output.tensor
     }
 
-    private func runDepthwise(x: UnsafePointer<Float>, w: UnsafePointer<Float>, bias: [Float]?,
+    private func runDepthwise(x: UnsafePointer<Float>, w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                               y: UnsafeMutablePointer<Float>, threads: Int) {
         let (inSize, outSize, taps, perGroup) = (inputSpatial, outputSpatial, kernelSize, outputsPerGroup)
         func triple(_ field: (WindowAxis) -> Int) -> (Int, Int, Int) { (field(axes[0]), field(axes[1]), field(axes[2])) }
         let geometry = sq_window3d(input: triple(\.input), output: triple(\.output), kernel: triple(\.kernel),
                                    stride: triple(\.stride), dilation: triple(\.dilation), pad_begin: triple(\.padBegin))
+        let activation = self.activation.map { SGEMM.Epilogue(activation: $0) }
+        // Output rows narrower than a vector: channels as lanes, 16 planes at a time (one input plane
+        // per output channel). The kernel declines where it does not apply; the planes then run below.
+        if perGroup == 1, axes[2].output < 16 {
+            let blocks = (outputChannels + 15) / 16
+            let declined = UnsafeMutablePointer<Bool>.allocate(capacity: batch * blocks)
+            defer { declined.deallocate() }
+            Parallel.forEach(batch * blocks, threads: threads) { task in
+                let (n, block) = task.quotientAndRemainder(dividingBy: blocks)
+                let first = block * 16, count = min(16, outputChannels - first)
+                let out = y + (n * outputChannels + first) * outSize
+                let done = withUnsafePointer(to: geometry) { g in
+                    sq_conv_depthwise_channels(-1, x + (n * channels + first) * inSize, w + first * taps,
+                                               bias.map { $0 + first }, out, count, g)
+                }
+                declined[task] = done == 0
+                if done != 0 { activation?.apply(to: out, rows: 1, columns: count * outSize, ldc: count * outSize) }
+            }
+            guard (0..<(batch * blocks)).contains(where: { declined[$0] }) else { return }
+        }
         Parallel.forEach(batch * outputChannels, threads: threads) { index in
             let (n, m) = index.quotientAndRemainder(dividingBy: outputChannels)
             let inputChannel = m / perGroup
@@ -153,10 +186,12 @@ struct ConvProblem: FloatConvolutionProblem {
                 sq_conv_depthwise_plane(-1, x + (n * channels + inputChannel) * inSize, w + m * taps, bias?[m] ?? 0,
                                         y + index * outSize, g)
             }
+            // The plane is still in cache.
+            activation?.apply(to: y + index * outSize, rows: 1, columns: outSize, ldc: outSize)
         }
     }
 
-    private func runGEMM(x: UnsafePointer<Float>, w: UnsafePointer<Float>, bias: [Float]?,
+    private func runGEMM(x: UnsafePointer<Float>, w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                          y: UnsafeMutablePointer<Float>, threads: Int) {
         let rowsPerGroup = outputsPerGroup
         let depth = channelsPerGroup * kernelSize
@@ -171,16 +206,14 @@ struct ConvProblem: FloatConvolutionProblem {
             let (n, g) = task.quotientAndRemainder(dividingBy: groups)
             let xGroup = x + (n * channels + g * channelsPerGroup) * inSize
             let yGroup = y + (n * outputChannels + g * rowsPerGroup) * outSize
-            if let bias {
-                for row in 0..<rowsPerGroup {
-                    (yGroup + row * outSize).update(repeating: bias[g * rowsPerGroup + row], count: outSize)
-                }
-            }
-            let beta: Float = bias == nil ? 0 : 1
+            // The bias (one per output channel, a row of C) and activation are the GEMM's epilogue.
+            let epilogue: SGEMM.Epilogue? = bias == nil && activation == nil ? nil
+                : SGEMM.Epilogue(rowBias: bias.map { $0 + g * rowsPerGroup }, activation: activation)
+            let beta: Float = 0
             let weights = w + g * rowsPerGroup * depth
             if pointwise {
                 SGEMM.multiply(m: rowsPerGroup, n: outSize, k: depth, a: weights, lda: depth, b: xGroup, ldb: inSize,
-                               beta: beta, c: yGroup, ldc: outSize, threads: innerThreads)
+                               beta: beta, c: yGroup, ldc: outSize, threads: innerThreads, epilogue: epilogue)
             } else {
                 // im2col a block of whole output rows at a time: the block (about 512 KB) stays in L2
                 // while SGEMM packs it, and the buffer stays small.
@@ -194,7 +227,8 @@ struct ConvProblem: FloatConvolutionProblem {
                     let columns = rows.count * width
                     im2col(x: xGroup, channels: channelsPerGroup, rows: rows, into: col)
                     SGEMM.multiply(m: rowsPerGroup, n: columns, k: depth, a: weights, lda: depth, b: col, ldb: columns,
-                                   beta: beta, c: yGroup + first * width, ldc: outSize, threads: innerThreads)
+                                   beta: beta, c: yGroup + first * width, ldc: outSize, threads: innerThreads,
+                                   epilogue: epilogue)
                 }
             }
         }
@@ -232,8 +266,9 @@ struct ConvProblem: FloatConvolutionProblem {
                             if wRange.lowerBound > 0 { out.update(repeating: 0, count: wRange.lowerBound) }
                             if aw.stride == 1 {
                                 (out + wRange.lowerBound).update(from: source + wRange.lowerBound, count: wRange.count)
-                            } else {
-                                for ow in wRange { out[ow] = source[ow * aw.stride] }
+                            } else if !wRange.isEmpty {
+                                sq_copy_strided(-1, out + wRange.lowerBound, source + wRange.lowerBound * aw.stride,
+                                                wRange.count, aw.stride)
                             }
                             if wRange.upperBound < width {
                                 (out + wRange.upperBound).update(repeating: 0, count: width - wRange.upperBound)

@@ -14,8 +14,11 @@ struct GemmKernel: Kernel {
     /// Opsets 1 and 6 without `broadcast = 1`: C must already be M × N.
     let requiresFullC: Bool
     let packedB: SGEMM.PackedMatrix?
+    /// A fused activation (see `FloatFusion`), applied to float32 results while they are in cache.
+    var activation: SGEMM.Activation?
 
-    init(_ context: KernelBuildContext) throws {
+    init(_ context: KernelBuildContext, activation: SGEMM.Activation? = nil) throws {
+        self.activation = activation
         alpha = try context.float("alpha", default: 1)
         beta = try context.float("beta", default: 1)
         transposeA = try context.int("transA", default: 0) != 0
@@ -46,6 +49,7 @@ struct GemmKernel: Kernel {
             }
         }
         if requiresC && c == nil { throw KernelError.invalidInput(index: 2, reason: "C is required before opset 11") }
+        if activation != nil, a.dtype != .float32 { throw FusedKernelDeclined() }
         guard a.rank == 2 else { throw KernelError.invalidInput(index: 0, reason: "Gemm needs a 2-D A, got \(a.shape)") }
         guard b.rank == 2 else { throw KernelError.invalidInput(index: 1, reason: "Gemm needs a 2-D B, got \(b.shape)") }
         let (m, k) = transposeA ? (a.shape[1], a.shape[0]) : (a.shape[0], a.shape[1])
@@ -87,18 +91,19 @@ struct GemmKernel: Kernel {
         let useC = c != nil && beta != 0
         if let c, useC { fillBroadcast(c, into: yBase, rows: m, columns: n, as: Float.self) }
         let packed = packed.flatMap { $0.k == k && $0.n == n ? $0 : nil }
+        let epilogue = activation.map { SGEMM.Epilogue(activation: $0) }
         a.withUnsafeBufferPointer(as: Float.self) { aBuffer in
             b.withUnsafeBufferPointer(as: Float.self) { bBuffer in
                 let lda = a.shape[1]
                 if let packed {
                     SGEMM.multiply(m: m, alpha: alpha, a: aBuffer.baseAddress!, lda: lda, transposeA: transposeA,
                                    packedB: packed, beta: useC ? beta : 0, c: yBase, ldc: n,
-                                   threads: context.threadCount)
+                                   threads: context.threadCount, epilogue: epilogue)
                 } else {
                     SGEMM.multiply(m: m, n: n, k: k, alpha: alpha, a: aBuffer.baseAddress!, lda: lda,
                                    transposeA: transposeA, b: bBuffer.baseAddress!, ldb: b.shape[1],
                                    transposeB: transposeB, beta: useC ? beta : 0, c: yBase, ldc: n,
-                                   threads: context.threadCount)
+                                   threads: context.threadCount, epilogue: epilogue)
                 }
             }
         }

@@ -8,8 +8,11 @@ import Tensors
 struct MatMulKernel: Kernel {
     /// A constant float32 B, packed per batch matrix, with its (unpromoted) shape.
     let packedB: (shape: [Int], matrices: [SGEMM.PackedMatrix])?
+    /// A fused bias Add (one value per column) and activation (see `FloatFusion`); float32 only.
+    var epilogue = FusedEpilogue()
 
-    init(constantB: Tensor?) {
+    init(constantB: Tensor?, epilogue: FusedEpilogue = FusedEpilogue()) {
+        self.epilogue = epilogue
         if let b = constantB, b.dtype == .float32, b.rank >= 2, b.count > 0 {
             let k = b.shape[b.rank - 2], n = b.shape[b.rank - 1]
             let batches = b.count / (k * n)
@@ -37,7 +40,9 @@ struct MatMulKernel: Kernel {
                 try MatMulKernel(constantB: nil).run(wide, context: context)
             }
         }
+        if !epilogue.isEmpty, a.dtype != .float32 { throw FusedKernelDeclined() }
         let plan = try MatMulPlan(a: a.shape, b: b.shape)
+        if let bias = epilogue.bias, bias.count != plan.n { throw FusedKernelDeclined() }
         if a.dtype == .float32 {
             let y = try context.output(.float32, shape: plan.outputShape)
             guard y.tensor.count > 0 else { return [y.tensor] }
@@ -61,11 +66,20 @@ struct MatMulKernel: Kernel {
     /// Writes every element of `yBase` (plan.outputShape).
     private func runFloat(_ plan: MatMulPlan, _ a: Tensor, _ b: Tensor, _ packed: [SGEMM.PackedMatrix]?,
                           _ yBase: UnsafeMutablePointer<Float>, _ context: ExecutionContext) {
+        epilogue.withSGEMMEpilogue { epilogue in
+            runFloat(plan, a, b, packed, yBase, context, epilogue: epilogue)
+        }
+    }
+
+    private func runFloat(_ plan: MatMulPlan, _ a: Tensor, _ b: Tensor, _ packed: [SGEMM.PackedMatrix]?,
+                          _ yBase: UnsafeMutablePointer<Float>, _ context: ExecutionContext,
+                          epilogue: SGEMM.Epilogue?) {
         let (m, n, k) = (plan.m, plan.n, plan.k)
         a.withUnsafeBufferPointer(as: Float.self) { aBuffer in
             b.withUnsafeBufferPointer(as: Float.self) { bBuffer in
                 if k == 0 {
                     yBase.update(repeating: 0, count: plan.batchCount * m * n)
+                    epilogue?.apply(to: yBase, rows: plan.batchCount * m, columns: n, ldc: n)
                     return
                 }
                 let aBase = aBuffer.baseAddress!, bBase = bBuffer.baseAddress!
@@ -74,10 +88,10 @@ struct MatMulKernel: Kernel {
                     let rows = plan.batchCount * m
                     if let packed {
                         SGEMM.multiply(m: rows, a: aBase, lda: k, packedB: packed[0], c: yBase, ldc: n,
-                                       threads: context.threadCount)
+                                       threads: context.threadCount, epilogue: epilogue)
                     } else {
                         SGEMM.multiply(m: rows, n: n, k: k, a: aBase, lda: k, b: bBase, ldb: n, c: yBase, ldc: n,
-                                       threads: context.threadCount)
+                                       threads: context.threadCount, epilogue: epilogue)
                     }
                     return
                 }
@@ -90,10 +104,10 @@ struct MatMulKernel: Kernel {
                     let aMatrix = aBase + aIndex * m * k, yMatrix = yBase + batch * m * n
                     if let packed {
                         SGEMM.multiply(m: m, a: aMatrix, lda: k, packedB: packed[bIndex], c: yMatrix, ldc: n,
-                                       threads: perBatchThreads)
+                                       threads: perBatchThreads, epilogue: epilogue)
                     } else {
                         SGEMM.multiply(m: m, n: n, k: k, a: aMatrix, lda: k, b: bBase + bIndex * k * n, ldb: n,
-                                       c: yMatrix, ldc: n, threads: perBatchThreads)
+                                       c: yMatrix, ldc: n, threads: perBatchThreads, epilogue: epilogue)
                     }
                 }
                 if perBatchThreads == 1 {

@@ -39,11 +39,40 @@ int sq_sgemm_best_level(void);
 /// The level a request runs at: AUTO and unavailable levels become the best available one.
 int sq_sgemm_resolve_level(int requested);
 
+/// Activations an epilogue applies (the ONNX operators of the same names, float32).
+enum {
+    SQ_ACTIVATION_NONE = 0,
+    SQ_ACTIVATION_RELU = 1,          ///< x < 0 ? 0 : x
+    SQ_ACTIVATION_CLIP = 2,          ///< min(max(x, p0), p1) as numpy clips (x < p0 ? p0 : x, then > p1 ? p1)
+    SQ_ACTIVATION_LEAKY_RELU = 3,    ///< x < 0 ? p0 * x : x
+    SQ_ACTIVATION_HARD_SIGMOID = 4,  ///< clamp(p0 * x + p1, 0, 1)
+    SQ_ACTIVATION_HARD_SWISH = 5,    ///< x * clamp(x * (1/6) + 1/2, 0, 1)
+    SQ_ACTIVATION_GELU = 6,          ///< x/2 * (1 + erf(x/sqrt 2)), as sq_vec_gelu
+};
+
+/// What happens to each element of C after a product: y = act(c + row_bias[i] + column_bias[j]). Absent
+/// biases add nothing (not even +0, which would turn -0 into +0). Products and sums are rounded one
+/// by one, in that order, as the separate Add and activation operators round them.
+typedef struct {
+    const float *row_bias;     ///< one value per row of C, or NULL
+    const float *column_bias;  ///< one value per column of C, or NULL
+    int activation;            ///< SQ_ACTIVATION_*
+    float parameters[2];       ///< p0, p1 of the activation
+} sq_epilogue;
+
+/// Applies `e` to a rows x cols block of C; row_bias and column_bias are indexed from the block's first
+/// row and column. `level` as for SGEMM.
+void sq_apply_epilogue(int level, float *c, size_t ldc, size_t rows, size_t cols, const sq_epilogue *e);
+
 /// C = alpha * op(A) * op(B) + beta * C, single-threaded, row-major with leading dimensions.
 /// op(A) is m x k (A is k x m when trans_a), op(B) is k x n (B is n x k when trans_b). When beta == 0, C is
 /// not read (it may hold NaN). B is packed block by block into a per-thread buffer.
 void sq_sgemm(int level, int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *a,
               size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc);
+/// `sq_sgemm`, then `epilogue` (may be NULL) on every element of C while its rows are still in cache.
+void sq_sgemm_fused(int level, int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *a,
+                    size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc,
+                    const sq_epilogue *epilogue);
 
 /// Floats needed to hold op(B) (k x n) packed by `sq_sgemm_pack_b`: k * round_up(n, 16).
 size_t sq_sgemm_packed_b_count(size_t n, size_t k);
@@ -55,6 +84,11 @@ void sq_sgemm_pack_b(int trans_b, size_t n, size_t k, const float *b, size_t ldb
 void sq_sgemm_packed(int level, int trans_a, size_t m, size_t n, size_t k, float alpha, const float *a,
                      size_t lda, const float *packed_b, size_t n_begin, size_t n_end, float beta, float *c,
                      size_t ldc);
+/// `sq_sgemm_packed`, then `epilogue` (may be NULL; its column_bias indexed from column 0) on the columns
+/// computed.
+void sq_sgemm_packed_fused(int level, int trans_a, size_t m, size_t n, size_t k, float alpha, const float *a,
+                           size_t lda, const float *packed_b, size_t n_begin, size_t n_end, float beta, float *c,
+                           size_t ldc, const sq_epilogue *epilogue);
 
 // MARK: - Depthwise convolution
 
@@ -72,6 +106,14 @@ typedef struct {
 /// y[o] = bias + sum of w[k] * x[o * stride - pad_begin + k * dilation] over taps k landing inside x.
 /// `level` picks the instruction set as for SGEMM (SQ_SGEMM_LEVEL_*).
 void sq_conv_depthwise_plane(int level, const float *x, const float *w, float bias, float *y, const sq_window3d *g);
+
+/// Depthwise convolution of `channels` consecutive 2-D planes (input plane c with filter c, plus bias[c];
+/// `bias` may be NULL) with the channels as vector lanes, 16 at a time: for planes whose output rows are
+/// narrower than a vector. Sums in the same order as sq_conv_depthwise_plane at the same level. Returns 0,
+/// doing nothing, when the level or geometry does not suit it (then use the plane function); needs
+/// AVX-512F, g->input[0] == g->kernel[0] == 1 and at most 64 taps.
+int sq_conv_depthwise_channels(int level, const float *x, const float *w, const float *bias, float *y,
+                               size_t channels, const sq_window3d *g);
 
 // MARK: - int8 GEMM (uint8 x int8 -> int32)
 
@@ -139,6 +181,8 @@ void sq_vec_exp(int level, const float *x, float *y, size_t n);
 void sq_vec_erf(int level, const float *x, float *y, size_t n);
 /// y[i] = x[i]/2 * (1 + erf(x[i]/sqrt 2)), the exact Gelu.
 void sq_vec_gelu(int level, const float *x, float *y, size_t n);
+/// dst[j] = src[j * stride] for j < count (im2col of strided convolutions).
+void sq_copy_strided(int level, float *dst, const float *src, size_t count, size_t stride);
 /// Softmax of each of `rows` contiguous rows of `length` floats: y = exp(x - max) / sum, or with
 /// `logarithmic`, y = x - max - log(sum). A row holding NaN gives NaN throughout.
 void sq_softmax_rows(int level, const float *x, float *y, size_t rows, size_t length, int logarithmic);

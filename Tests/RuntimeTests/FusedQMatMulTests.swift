@@ -76,11 +76,16 @@ import Testing
             ]
             let a = try FusedTestData.codes(aType, shape: [m, k], using: &generator)
             let clamp: (Float?, Float?) = index % 5 == 3 ? (0, nil) : (index % 5 == 4 ? (-0.2, 0.3) : (nil, nil))
-            for quantizedOutput in [true, false] {
+            constants["output_bias"] = try Tensor(shape: [n], scalars: (0..<n).map { _ in Float.random(in: -1...1, using: &generator) })
+            for (quantizedOutput, dequantized) in [(true, false), (true, true), (false, false)] {
                 if !quantizedOutput {
                     constants["bias"] = try Tensor(shape: [n], scalars: (0..<n).map { _ in Float.random(in: -2...2, using: &generator) })
                 }
-                let node = node(bias: true, quantizedOutput: quantizedOutput, transposeB: transposeB, clamp: clamp)
+                var node = node(bias: true, quantizedOutput: quantizedOutput, transposeB: transposeB, clamp: clamp)
+                if dequantized {
+                    node.attributes["dequantize_output"] = .int(1)
+                    if index % 2 == 0 { node.inputs.append("output_bias") }
+                }
                 let kernel = try FusedQMatMulKernel(buildContext(node, constants: constants))
                 let inputs = orderedInputs(node, constants: constants, feeds: ["a": a])
                 let expected = try kernel.runReference(inputs)[0]

@@ -256,6 +256,28 @@ import Testing
         #expect(worst <= 1e-4)
     }
 
+    /// The transformer projection as ONNX Runtime's QDQ quantizer writes it: the MatMul's codes go straight
+    /// to a DequantizeLinear and a bias Add; the fused operator writes those floats itself.
+    @Test func projectionThenDequantizeAndBiasAddBecomesOneOperator() throws {
+        var generator = SeededGenerator(seed: 12)
+        let (k, n) = (40, 24)
+        var b = Builder()
+        let (_, x) = b.quantizeDequantize("x", scale: 0.02, zeroPoint: 125)
+        let w = b.dequantizeWeights(try Tensor(shape: [k, n], scalars: (0..<(k * n)).map { _ in Int8.random(in: -127...127, using: &generator) }),
+                                    scales: [0.003], axis: 1)
+        let product = b.add("MatMul", [x, w])
+        let (_, y) = b.quantizeDequantize(product, scale: 0.05, zeroPoint: 130)
+        let bias = b.constant(try Tensor(shape: [n], scalars: Self.randomFloats(n, -1...1, &generator)), "bias")
+        let shifted = b.add("Add", [bias, y])
+        let probabilities = b.add("Softmax", [shifted])
+        let model = b.model(inputs: [ValueInfo(name: "x", dtype: .float32, shape: nil)], outputs: [probabilities])
+        let feeds = ["x": try Tensor(shape: [2, 6, k], scalars: Self.randomFloats(12 * k, -2...2.5, &generator))]
+        try Self.compare(model, feeds: feeds, tolerance: [probabilities: 0.05], expectFused: ["QMatMul"],
+                         expectGone: ["MatMul", "Add", "DequantizeLinear", "Dequantize"])
+        let fused = try IntegerFusion.apply(to: model, registry: .standard)
+        #expect(fused.graph.nodes.first { $0.opType == "QMatMul" }?.attributes["dequantize_output"] == .int(1))
+    }
+
     @Test func leavesPatternsWithRuntimeParametersAlone() throws {
         var b = Builder()
         let codes = b.constant(try Tensor(shape: [2, 2], scalars: [Int8(1), 2, 3, 4]), "w")

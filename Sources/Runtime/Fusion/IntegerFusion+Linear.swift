@@ -10,6 +10,15 @@ struct FusedTail {
     var bias: String?
     var clamp: (low: Float?, high: Float?)?
     var quantize: QuantizedActivation?
+
+    /// The fused node's inputs from 7 on: `y_scale`, `y_zero_point` (omitted for float output).
+    var outputInputs: [String] {
+        guard let quantize else { return ["", ""] }
+        return [quantize.scale, quantize.zeroPoint]
+    }
+
+    /// Attributes for the absorbed clamp.
+    var attributes: [(String, Attribute)] { Attribute.clampAttributes(clamp) }
 }
 
 extension IntegerFusionRewriter {
@@ -54,6 +63,39 @@ extension IntegerFusionRewriter {
             tail.output = quantize.codes
         }
         return tail
+    }
+
+    /// After every other fusion: a fused GEMM or convolution whose codes only a DequantizeLinear with the
+    /// same parameters reads (so every reader wants floats) writes those floats itself, absorbing a bias
+    /// Add after it too (QMatMul with a constant B).
+    mutating func absorbDequantizeAfterFusedOutputs() {
+        for index in graph.nodes.indices where isFree([index]) {
+            var fused = node(index)
+            guard fused.domain == IntegerFusion.domain, ["QMatMul", "QConv", "QConvTranspose"].contains(fused.opType),
+                  fused.attributes["dequantize_output"] == nil, fused.inputs.count >= 9, fused.outputs.count == 1,
+                  let q = try? ActivationQuantization(scale: constant(fused.inputs[7]), zeroPoint: constant(fused.inputs[8]), what: ""),
+                  let dq = soleReader(of: fused.outputs[0], ["DequantizeLinear"]), input(node(dq), 0) == fused.outputs[0],
+                  let dequantize = activationDequantize(producing: node(dq).outputs[0]), dequantize.parameters == q
+            else { continue }
+            var removed = [index, dq]
+            fused.outputs = [dequantize.real]
+            fused.attributes["dequantize_output"] = .int(1)
+            var columns: Int?
+            if fused.opType == "QMatMul", let b = constant(fused.inputs[3]), b.rank == 2 {
+                columns = (fused.attributes["transB"]?.intValue ?? 0) != 0 ? b.shape[0] : b.shape[1]
+            }
+            if let columns, let add = soleReader(of: dequantize.real, ["Add"]) {
+                let addNode = node(add)
+                let other = addNode.inputs.count == 2 ? (addNode.inputs[0] == dequantize.real ? addNode.inputs[1] : addNode.inputs[0]) : ""
+                if addNode.inputs.count == 2, addNode.inputs.filter({ $0 == dequantize.real }).count == 1,
+                   let values = constant(other), values.dtype == .float32, values.rank == 1, values.count == columns {
+                    fused.inputs = Array(fused.inputs.prefix(9)) + [other]
+                    fused.outputs = addNode.outputs
+                    removed.append(add)
+                }
+            }
+            plan(removing: Set(removed), anchor: removed.last!, with: [fused])
+        }
     }
 
     /// A constant float32 of `columns` values (shape `[columns]` or `[1, …, 1, columns]` of rank ≤ 1 after
@@ -160,16 +202,10 @@ extension IntegerFusionRewriter {
                                  accumulatorScales: weightScales.map { Double(a.parameters.scale) * Double($0) })) == nil {
             return
         }
-        attributes += Attribute.clampAttributes(tail.clamp)
-        let inputs = [a.codes, a.scale, a.zeroPoint] + bInputs + [bias] + outputInputs(tail.quantize)
+        attributes += tail.attributes
+        let inputs = [a.codes, a.scale, a.zeroPoint] + bInputs + [bias] + tail.outputInputs
         let fused = fusedNode("QMatMul", name: core.name, inputs: inputs, outputs: [tail.output], attributes: attributes)
         plan(removing: Set(tail.removed), anchor: tail.removed.last!, with: [fused])
-    }
-
-    /// The `y_scale`, `y_zero_point` inputs of a fused node (empty for float output).
-    func outputInputs(_ quantize: QuantizedActivation?) -> [String] {
-        guard let quantize else { return ["", ""] }
-        return [quantize.scale, quantize.zeroPoint]
     }
 
     // MARK: - Conv
@@ -204,8 +240,8 @@ extension IntegerFusionRewriter {
         var attributes: [(String, Attribute)] = []
         let kept = Self.convolutionAttributes + (transposed ? ["output_padding", "output_shape"] : [])
         for name in kept { if let value = core.attributes[name] { attributes.append((name, value)) } }
-        attributes += Attribute.clampAttributes(tail.clamp)
-        let inputs = [a.codes, a.scale, a.zeroPoint, w.codes, w.scale, w.zeroPoint, bias] + outputInputs(tail.quantize)
+        attributes += tail.attributes
+        let inputs = [a.codes, a.scale, a.zeroPoint, w.codes, w.scale, w.zeroPoint, bias] + tail.outputInputs
         let fused = fusedNode(transposed ? "QConvTranspose" : "QConv", name: core.name, inputs: inputs,
                               outputs: [tail.output], attributes: attributes)
         plan(removing: Set(tail.removed), anchor: tail.removed.last!, with: [fused])

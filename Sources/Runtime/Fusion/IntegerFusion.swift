@@ -21,9 +21,11 @@ import Tensors
 /// 5. `DequantizeLinear` of a blocked int4/int8 constant → MatMul becomes `WeightOnlyMatMul`.
 /// 6. `DQ → Add | Mul | Concat | AveragePool | GlobalAveragePool → Q` become integer `QAdd`, `QMul`,
 ///    `QConcat`, `QAveragePool`, `QGlobalAveragePool`.
-/// 7. `DQ → Q` becomes `Requantize` (or nothing when the parameters agree); the remaining per-tensor
-///    float32 QuantizeLinear / DequantizeLinear become the vectorised `Quantize` / `Dequantize`.
-/// 8. Dead code elimination.
+/// 7. `DQ → Q` becomes `Requantize` (or nothing when the parameters agree).
+/// 8. A fused GEMM or convolution whose codes only a DequantizeLinear reads writes the floats itself
+///    (`dequantize_output`), absorbing a bias Add after it.
+/// 9. The remaining per-tensor QuantizeLinear / DequantizeLinear of activations become the vectorised
+///    `Quantize` / `Dequantize`; then dead code elimination.
 public enum IntegerFusion {
     /// The operator domain of the fused operators.
     public static let domain = "com.swiftquant"
@@ -91,6 +93,7 @@ struct IntegerFusionRewriter {
         changed = round { $0.fuseWeightOnlyMatMuls() } || changed
         changed = round { $0.fuseElementwise() } || changed
         changed = round { $0.fuseRequantizations() } || changed
+        changed = round { $0.absorbDequantizeAfterFusedOutputs() } || changed
         changed = round { $0.vectoriseQuantizeDequantize() } || changed
         if changed {
             _ = try DeadCodeElimination().run(on: &graph)

@@ -288,6 +288,56 @@ struct ColumnRequantization: Sendable {
     }
 }
 
+extension ColumnRequantization {
+    /// Like `apply`, then dequantizes the code at once: `y = Float(q − z) · scale [+ bias]` (DequantizeLinear's
+    /// arithmetic, then Add's). `bias` advances by `biasStride` per element (0: one value for all).
+    @inline(__always)
+    func applyDequantized(
+        _ acc: UnsafePointer<Int32>, count: Int, firstColumn: Int, perColumn: Bool, scale: Float,
+        bias: UnsafePointer<Float>?, biasStride: Int, output: UnsafeMutablePointer<Float>, stride: Int
+    ) {
+        mantissas.withUnsafeBufferPointer { mantissas in
+        shifts.withUnsafeBufferPointer { shifts in
+        roundings.withUnsafeBufferPointer { roundings in
+        negativeMasks.withUnsafeBufferPointer { masks in
+            let z = zeroPoint, lo = lower, hi = upper, zero32 = Int32(truncatingIfNeeded: zeroPoint)
+            let column = perColumn ? 1 : 0
+            let mb = mantissas.baseAddress! + (perColumn ? firstColumn : 0), sb = shifts.baseAddress! + (perColumn ? firstColumn : 0)
+            let rb = roundings.baseAddress! + (perColumn ? firstColumn : 0), nb = masks.baseAddress! + (perColumn ? firstColumn : 0)
+            for j in 0..<count {
+                let c = j &* column
+                let p = Int64(acc[j]) &* mb[c]
+                let q = ((p &+ rb[c] &+ ((p >> 63) & nb[c])) >> sb[c]) &+ z
+                let code = Int32(truncatingIfNeeded: q < lo ? lo : (q > hi ? hi : q))
+                var value = Float(code &- zero32) * scale
+                if let bias { value = value + bias[j &* biasStride] }
+                output[j &* stride] = value
+            }
+        }}}}
+    }
+}
+
+/// Requantizes, then dequantizes (`ColumnRequantization.applyDequantized`), element (i, j) at
+/// `y[i·rowStride + j·columnStride]`, with an optional float bias per column.
+struct DequantizedOutputStage: FusedGEMMOutputStage {
+    let requantization: ColumnRequantization
+    let scale: Float
+    let bias: UnsafePointer<Float>?
+    let output: UnsafeMutablePointer<Float>
+    let rowStride: Int
+    let columnStride: Int
+
+    func finish(_ acc: UnsafePointer<Int32>, ldc: Int, rows: Range<Int>, columns: Range<Int>) {
+        let perColumn = requantization.count > 1
+        for i in rows {
+            requantization.applyDequantized(
+                acc + i * ldc + columns.lowerBound, count: columns.count, firstColumn: columns.lowerBound,
+                perColumn: perColumn, scale: scale, bias: bias.map { $0 + columns.lowerBound }, biasStride: 1,
+                output: output + i * rowStride + columns.lowerBound * columnStride, stride: columnStride)
+        }
+    }
+}
+
 /// Requantizes accumulators into uint8/int8 `y`, element (i, j) at `y[i·rowStride + j·columnStride]`.
 struct QuantizedOutputStage<Output: FixedWidthInteger>: FusedGEMMOutputStage {
     let requantization: ColumnRequantization

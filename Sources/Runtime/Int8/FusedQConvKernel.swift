@@ -53,8 +53,10 @@ struct FusedQConvKernel: Kernel {
                                                                scales: scales, floatOutput: yScale == nil)
         int32Bias = integerBias
         let clamp = try context.fusedClamp()
+        let dequantizeOutput = try context.dequantizedOutput()
         output = try FusedOutput.make(output: outputQuantization, accumulatorScales: scales, columns: channels,
-                                      floatBias: floatBias, low: clamp.low, high: clamp.high)
+                                      floatBias: floatBias, low: clamp.low, high: clamp.high,
+                                          dequantize: dequantizeOutput)
 
         let perGroup = channels / group
         let depth = w.count / max(channels, 1)
@@ -106,7 +108,7 @@ struct FusedQConvKernel: Kernel {
                                 threads: context.threadCount)
                     let group = groups![g]
                     let offset = (n * geometry.outputChannels + g * perGroup) * positions * elementSize
-                    try groupOutput(g, perGroup).execute(
+                    try output.channels((g * perGroup)..<((g + 1) * perGroup)).execute(
                         Int8GEMMActivations(m: positions, a: columns, lda: depth, zeroPoint: zeroPoint),
                         weights: group, output: raw.baseAddress! + offset, rowStride: 1, columnStride: positions,
                         threads: context.threadCount)
@@ -114,19 +116,6 @@ struct FusedQConvKernel: Kernel {
             }
         }
         return [y]
-    }
-
-    /// The output stage restricted to the channels of group `g`.
-    private func groupOutput(_ g: Int, _ perGroup: Int) throws -> FusedOutput {
-        guard attributes.group > 1 else { return output }
-        let range = (g * perGroup)..<((g + 1) * perGroup)
-        switch output {
-        case .quantized(let quantized):
-            let multipliers = quantized.multipliers.count == 1 ? quantized.multipliers : Array(quantized.multipliers[range])
-            return .quantized(try QuantizedOutput(quantized.quantization, multipliers: multipliers, clamp: quantized.clamp))
-        case .float(let scales, let bias, let lower, let upper):
-            return .float(scales: Array(scales[range]), bias: bias.map { Array($0[range]) }, lower: lower, upper: upper)
-        }
     }
 
     /// Depthwise 2-D: per channel, `acc[o] = Σ_taps (x − x_zp)·(w − w_zp) + bias` over output rows, taps
@@ -142,7 +131,7 @@ struct FusedQConvKernel: Kernel {
         let widened = try x.quantizedIntegerValues(input: 0).map { $0 &- input.zeroPoint }
         let bias = int32Bias ?? [Int32](repeating: 0, count: channels)
         let elementSize = output.dtype == .float32 ? 4 : 1
-        let stages = try (0..<channels).map { try channelOutput(output, $0) }
+        let stages = try (0..<channels).map { try output.channels($0..<($0 + 1)) }
         y.withUnsafeMutableBytes { raw in
             widened.withUnsafeBufferPointer { source in
                 weights.withUnsafeBufferPointer { filters in
@@ -175,7 +164,7 @@ struct FusedQConvKernel: Kernel {
                                 }
                             }
                         }
-                        let stage = stages[channel].singleChannelStage(raw.baseAddress! + plane * positions * elementSize)
+                        let stage = stages[channel].contiguousStage(raw.baseAddress! + plane * positions * elementSize)
                         acc.withUnsafeBufferPointer { stage($0.baseAddress!, positions) }
                     }
                 }
@@ -223,56 +212,6 @@ struct FusedQConvKernel: Kernel {
             }
         }
         return [y]
-    }
-}
-
-extension QuantizedOutput {
-    /// An output with given fixed-point multipliers (a slice of another output's channels).
-    init(_ quantization: ActivationQuantization, multipliers: [FixedPointMultiplier], clamp: ClosedRange<Int32>) throws {
-        self.quantization = quantization
-        self.multipliers = multipliers
-        self.clamp = clamp
-        columns = ColumnRequantization(multipliers: multipliers, zeroPoint: quantization.zeroPoint, clamp: clamp)
-    }
-}
-
-extension FusedOutput {
-    /// A closure writing `count` accumulators of this single-channel output contiguously at `target`.
-    func singleChannelStage(_ target: UnsafeMutableRawPointer) -> (UnsafePointer<Int32>, Int) -> Void {
-        switch self {
-        case .quantized(let quantized):
-            if quantized.quantization.dtype == .uint8 {
-                return { acc, count in
-                    quantized.columns.apply(acc, count: count, firstColumn: 0, perColumn: false,
-                                            output: target.assumingMemoryBound(to: UInt8.self), stride: 1)
-                }
-            }
-            return { acc, count in
-                quantized.columns.apply(acc, count: count, firstColumn: 0, perColumn: false,
-                                        output: target.assumingMemoryBound(to: Int8.self), stride: 1)
-            }
-        case .float(let scales, let bias, let lower, let upper):
-            let scale = scales[0], shift = bias?[0] ?? 0, hasBias = bias != nil
-            return { acc, count in
-                let output = target.assumingMemoryBound(to: Float.self)
-                for i in 0..<count {
-                    var value = Float(acc[i]) * scale
-                    if hasBias { value = value + shift }
-                    output[i] = value < lower ? lower : (value > upper ? upper : value)
-                }
-            }
-        }
-    }
-}
-
-extension Tensor {
-    /// Stores element `source` of a reference result (codes or floats) at flat index `target`.
-    mutating func setReferenceElement(_ target: Int, codes: [Int32]?, floats: [Float]?, source: Int) {
-        switch dtype {
-        case .float32: withUnsafeMutableBufferPointer(as: Float.self) { $0[target] = floats![source] }
-        case .uint8: withUnsafeMutableBufferPointer(as: UInt8.self) { $0[target] = UInt8(truncatingIfNeeded: codes![source]) }
-        default: withUnsafeMutableBufferPointer(as: Int8.self) { $0[target] = Int8(truncatingIfNeeded: codes![source]) }
-        }
     }
 }
 

@@ -56,8 +56,10 @@ struct FusedQConvTransposeKernel: Kernel {
                                                                    scales: scales, floatOutput: yScale == nil)
         bias = integerBias ?? [Int32](repeating: 0, count: channels)
         let clamp = try context.fusedClamp()
+        let dequantizeOutput = try context.dequantizedOutput()
         output = try FusedOutput.make(output: outputQuantization, accumulatorScales: scales, columns: channels,
-                                      floatBias: floatBias, low: clamp.low, high: clamp.high)
+                                      floatBias: floatBias, low: clamp.low, high: clamp.high,
+                                          dequantize: dequantizeOutput)
         let inputsPerGroup = w.shape[0] / group, taps = w.count / max(w.shape[0] * perGroup, 1)
         let columns = perGroup * taps
         let values = try w.quantizedIntegerValues(input: 3)
@@ -217,26 +219,15 @@ struct FusedQConvTransposeKernel: Kernel {
     private func finish(_ acc: [Int32], _ p: ConvTransposeProblem, threads: Int) throws -> Tensor {
         var y = try Tensor(zeros: output.dtype, shape: p.outputShape)
         let outSize = p.outputSpatial, elementSize = output.dtype == .float32 ? 4 : 1
-        let stages = try (0..<p.outputChannels).map { try channelOutput(output, $0) }
+        let stages = try (0..<p.outputChannels).map { try output.channels($0..<($0 + 1)) }
         acc.withUnsafeBufferPointer { acc in
             y.withUnsafeMutableBytes { raw in
                 Parallel.forEach(p.batch * p.outputChannels, threads: threads) { plane in
-                    let stage = stages[plane % p.outputChannels].singleChannelStage(raw.baseAddress! + plane * outSize * elementSize)
+                    let stage = stages[plane % p.outputChannels].contiguousStage(raw.baseAddress! + plane * outSize * elementSize)
                     stage(acc.baseAddress! + plane * outSize, outSize)
                 }
             }
         }
         return y
-    }
-}
-
-/// The output stage of channel `channel` alone.
-func channelOutput(_ output: FusedOutput, _ channel: Int) throws -> FusedOutput {
-    switch output {
-    case .quantized(let quantized):
-        let multiplier = quantized.multipliers.count == 1 ? quantized.multipliers[0] : quantized.multipliers[channel]
-        return .quantized(try QuantizedOutput(quantized.quantization, multipliers: [multiplier], clamp: quantized.clamp))
-    case .float(let scales, let bias, let lower, let upper):
-        return .float(scales: [scales[channel]], bias: bias.map { [$0[channel]] }, lower: lower, upper: upper)
     }
 }

@@ -29,6 +29,8 @@ struct FusedQMatMulKernel: Kernel {
     let int32Bias: [Int32]?
     let floatBias: [Float]?
     let clamp: (low: Float?, high: Float?)
+    /// An absorbed DequantizeLinear [→ Add] after the requantization (`dequantize_output`, `output_bias`).
+    let dequantizeOutput: (Bool, bias: [Float]?)
     let outputQuantization: ActivationQuantization?
     /// The output of a constant-B kernel (a runtime-B kernel builds it per run, when N is known).
     let output: FusedOutput?
@@ -41,6 +43,7 @@ struct FusedQMatMulKernel: Kernel {
         transposeB = try context.int("transB", default: 0) != 0
         requiredRank = context.has("a_rank") ? try context.int("a_rank") : nil
         clamp = try context.fusedClamp()
+        dequantizeOutput = try context.dequantizedOutput()
         let yScale = try context.constantInput(7, "y_scale")
         outputQuantization = try yScale.map {
             try ActivationQuantization(scale: $0, zeroPoint: try context.constantInput(8, "y_zero_point"), what: "y")
@@ -58,7 +61,8 @@ struct FusedQMatMulKernel: Kernel {
             prepared = try FusedInt8Weights(weights: b, k: k, n: n, transposed: transposeB,
                                             zeroPoints: weightQuantization.zeroPoints, bias: int32Bias)
             output = try FusedOutput.make(output: outputQuantization, accumulatorScales: scales, columns: n,
-                                          floatBias: floatBias, low: clamp.low, high: clamp.high)
+                                          floatBias: floatBias, low: clamp.low, high: clamp.high,
+                                          dequantize: dequantizeOutput)
             constantB = b
         } else {
             guard !transposeB else { throw KernelError.unsupported("transB with a runtime B") }
@@ -163,7 +167,8 @@ struct FusedQMatMulKernel: Kernel {
             throw KernelError.invalidInput(index: 6, reason: "bias holds \(bias.count) values, N is \(n)")
         }
         let output = try FusedOutput.make(output: outputQuantization, accumulatorScales: scales, columns: n,
-                                          floatBias: floatBias, low: clamp.low, high: clamp.high)
+                                          floatBias: floatBias, low: clamp.low, high: clamp.high,
+                                          dequantize: dequantizeOutput)
         var y = try Tensor(zeros: output.dtype, shape: plan.outputShape)
         guard y.count > 0 else { return y }
         let offsets = plan.batchOffsets()

@@ -87,96 +87,6 @@ struct WeightQuantization: Sendable {
     func scale(_ channel: Int) -> Float { scales.count == 1 ? scales[0] : scales[channel] }
 }
 
-/// The requantizing output of a fused operator: `y = clamp(round(acc · M_j) + z_out, clamp)` with
-/// `M_j = s_in · s_w[j] / s_out` as fixed-point multipliers.
-struct QuantizedOutput: Sendable {
-    let quantization: ActivationQuantization
-    let multipliers: [FixedPointMultiplier]
-    /// The output type's range narrowed by a fused Relu/Clip.
-    let clamp: ClosedRange<Int32>
-    let columns: ColumnRequantization
-
-    init(_ quantization: ActivationQuantization, realMultipliers: [Double], low: Float?, high: Float?) throws {
-        self.quantization = quantization
-        multipliers = try realMultipliers.map { try FixedPointMultiplier($0) }
-        clamp = quantization.clampRange(low: low, high: high)
-        columns = ColumnRequantization(multipliers: multipliers, zeroPoint: quantization.zeroPoint, clamp: clamp)
-    }
-}
-
-/// A fused operator's output: requantized codes, or float values.
-enum FusedOutput: Sendable {
-    case quantized(QuantizedOutput)
-    /// `y = clamp(Float(acc) · scale[j] + bias[j], lower, upper)`; one scale and bias per output column.
-    case float(scales: [Float], bias: [Float]?, lower: Float, upper: Float)
-
-    /// Builds the output of a GEMM-like operator with `columns` output channels.
-    ///
-    /// - Parameters:
-    ///   - output: the output quantization, or nil for float output.
-    ///   - accumulatorScales: `s_in · s_w[j]`, one value or one per output channel.
-    ///   - floatBias: the float bias (float output only).
-    ///   - low, high: an activation clamp fused from Relu/Clip, in real values.
-    static func make(output: ActivationQuantization?, accumulatorScales: [Double], columns: Int, floatBias: [Float]?,
-                     low: Float?, high: Float?) throws -> FusedOutput {
-        guard let output else {
-            let scales = accumulatorScales.count == 1
-                ? [Float](repeating: Float(accumulatorScales[0]), count: columns) : accumulatorScales.map { Float($0) }
-            return .float(scales: scales, bias: floatBias, lower: low ?? -.infinity, upper: high ?? .infinity)
-        }
-        return .quantized(try QuantizedOutput(
-            output, realMultipliers: accumulatorScales.map { $0 / Double(output.scale) }, low: low, high: high))
-    }
-
-    var dtype: DType {
-        switch self {
-        case .quantized(let output): return output.quantization.dtype
-        case .float: return .float32
-        }
-    }
-
-    /// Runs the fused GEMM and writes element (i, j) to `output[i·rowStride + j·columnStride]` (elements of
-    /// `dtype`).
-    func execute(_ activations: Int8GEMMActivations, weights: FusedInt8Weights, output: UnsafeMutableRawPointer,
-                 rowStride: Int, columnStride: Int, threads: Int) {
-        switch self {
-        case .quantized(let quantized):
-            if quantized.quantization.dtype == .uint8 {
-                let stage = QuantizedOutputStage(requantization: quantized.columns,
-                                                 output: output.assumingMemoryBound(to: UInt8.self),
-                                                 rowStride: rowStride, columnStride: columnStride)
-                FusedInt8GEMM.run(activations, weights: weights, stage: stage, threads: threads)
-            } else {
-                let stage = QuantizedOutputStage(requantization: quantized.columns,
-                                                 output: output.assumingMemoryBound(to: Int8.self),
-                                                 rowStride: rowStride, columnStride: columnStride)
-                FusedInt8GEMM.run(activations, weights: weights, stage: stage, threads: threads)
-            }
-        case .float(let scales, let bias, let lower, let upper):
-            scales.withUnsafeBufferPointer { scales in
-                let run = { (bias: UnsafePointer<Float>?) in
-                    let stage = FloatOutputStage(scales: scales.baseAddress!, bias: bias, lower: lower, upper: upper,
-                                                 output: output.assumingMemoryBound(to: Float.self),
-                                                 rowStride: rowStride, columnStride: columnStride)
-                    FusedInt8GEMM.run(activations, weights: weights, stage: stage, threads: threads)
-                }
-                if let bias { bias.withUnsafeBufferPointer { run($0.baseAddress!) } } else { run(nil) }
-            }
-        }
-    }
-
-    /// The reference twin of the output stage over accumulators laid out `[rows, columns]`.
-    func reference(_ acc: [Int32]) -> (codes: [Int32]?, floats: [Float]?) {
-        switch self {
-        case .quantized(let quantized):
-            return (FusedInt8Reference.requantized(acc, multipliers: quantized.multipliers,
-                                                   zeroPoint: quantized.quantization.zeroPoint, range: quantized.clamp), nil)
-        case .float(let scales, let bias, let lower, let upper):
-            return (nil, FusedInt8Reference.scaled(acc, scales: scales, bias: bias, lower: lower, upper: upper))
-        }
-    }
-}
-
 enum FusedBias {
     /// A float bias in accumulator units: `round_half_even(bias[j] / (s_in · s_w[j]))`, computed in double.
     /// Throws when a value is not finite or does not fit int32.
@@ -212,6 +122,17 @@ extension KernelBuildContext {
         guard index < node.inputs.count, !node.inputs[index].isEmpty else { return nil }
         guard let value = constant(index) else { throw KernelError.invalid("\(what) (input \(index)) must be a constant") }
         return value
+    }
+
+    /// An absorbed `DequantizeLinear [→ Add]` after the output QuantizeLinear: the `dequantize_output`
+    /// attribute and the optional float32 `output_bias` (input 9).
+    func dequantizedOutput() throws -> (Bool, bias: [Float]?) {
+        let enabled = try int("dequantize_output", default: 0) != 0
+        guard let bias = try constantInput(9, "output_bias") else { return (enabled, nil) }
+        guard enabled, bias.dtype == .float32, bias.rank == 1 else {
+            throw KernelError.invalid("output_bias must be 1-D float32 and needs dequantize_output = 1")
+        }
+        return (enabled, bias.scalars(as: Float.self))
     }
 
     /// A fused activation clamp from the optional `clip_min` / `clip_max` attributes.

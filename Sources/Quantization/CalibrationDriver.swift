@@ -52,21 +52,7 @@ public struct CalibrationDriver {
         data: [String: Tensor], source: String, progress: (Int, Int) -> Void = { _, _ in }
     ) throws -> CalibrationResults {
         guard batchSize > 0 else { throw CalibrationError.invalidBatchSize(batchSize) }
-        var sampleCount: Int?
-        for input in session.inputs {
-            guard let array = data[input.name] else {
-                throw CalibrationError.missingInput(source: source, input: input.name)
-            }
-            guard let rows = array.shape.first else {
-                throw CalibrationError.inconsistentSamples(source: source, array: input.name, reason: "is a scalar")
-            }
-            if let expected = sampleCount, expected != rows {
-                throw CalibrationError.inconsistentSamples(
-                    source: source, array: input.name, reason: "has \(rows) samples, other inputs \(expected)")
-            }
-            sampleCount = rows
-        }
-        guard let total = sampleCount, total > 0 else { throw CalibrationError.empty(source: source) }
+        let total = try Self.sampleCount(of: data, inputs: session.inputs, source: source)
 
         var calibrator = try Calibrator(configuration: configuration)
         let watched = Set(tensorNames)
@@ -86,5 +72,26 @@ public struct CalibrationDriver {
             progress(start, total)
         }
         return try calibrator.results()
+    }
+
+    /// The number of samples in `data`: every model input needs an array, and all agree on their first
+    /// (sample) axis, which is not empty.
+    static func sampleCount(of data: [String: Tensor], inputs: [ValueInfo], source: String) throws -> Int {
+        var sampleCount: Int?
+        for input in inputs {
+            guard let array = data[input.name] else {
+                throw CalibrationError.missingInput(source: source, input: input.name)
+            }
+            guard let rows = array.shape.first else {
+                throw CalibrationError.inconsistentSamples(source: source, array: input.name, reason: "is a scalar")
+            }
+            if let expected = sampleCount, expected != rows {
+                throw CalibrationError.inconsistentSamples(
+                    source: source, array: input.name, reason: "has \(rows) samples, other inputs \(expected)")
+            }
+            sampleCount = rows
+        }
+        guard let total = sampleCount, total > 0 else { throw CalibrationError.empty(source: source) }
+        return total
     }
 }

@@ -81,7 +81,7 @@ public struct CalibrationDriver {
         inspection: Inspection? = nil
     ) throws -> CalibrationResults {
         guard batchSize > 0 else { throw CalibrationError.invalidBatchSize(batchSize) }
-        let total = try validate(data, source: source)
+        let total = try Self.validate(data, inputs: session.inputs, source: source)
         var calibrator = try Calibrator(configuration: configuration, overrides: schemeOverrides)
         let watched = Set(tensorNames)
         let inspected = inspection?.names ?? []
@@ -109,10 +109,11 @@ public struct CalibrationDriver {
         return try calibrator.results()
     }
 
-    /// Checks `data` against the model's inputs; returns the number of samples.
-    func validate(_ data: [String: Tensor], source: String) throws -> Int {
+    /// Checks `data` against the model's inputs (present, same sample count, declared dtype and shape,
+    /// finite); returns the number of samples.
+    static func validate(_ data: [String: Tensor], inputs: [ValueInfo], source: String) throws -> Int {
         var sampleCount: Int?
-        for input in session.inputs {
+        for input in inputs {
             guard let array = data[input.name] else {
                 throw CalibrationError.missingInput(source: source, input: input.name)
             }
@@ -125,12 +126,12 @@ public struct CalibrationDriver {
             }
             sampleCount = rows
         }
-        let inputNames = session.inputs.map(\.name)
+        let inputNames = inputs.map(\.name)
         for name in data.keys.sorted() where !inputNames.contains(name) {
             throw CalibrationError.unexpectedArray(source: source, array: name, inputs: inputNames)
         }
         guard let total = sampleCount, total > 0 else { throw CalibrationError.empty(source: source) }
-        for input in session.inputs {
+        for input in inputs {
             let array = data[input.name]!
             if case .tensor(let elementType, _)? = input.type, let elementType, elementType != array.dtype {
                 throw CalibrationError.mismatchedInput(

@@ -67,7 +67,9 @@ public struct QuantizationOptions: Sendable, Codable, Equatable {
     public var percentile: Double
     /// Threads the runtime may use during calibration.
     public var threadCount: Int?
-    /// How dynamic mode quantizes MatMul/Gemm activations at run time.
+    /// How dynamic mode quantizes MatMul/Gemm activations at run time. Per token by default: on MiniLM
+    /// per-tensor scales (ONNX Runtime's `quantize_dynamic` pattern) reach a mean cosine of 0.9928 to FP32,
+    /// per-token scales 0.9973 — a few channels with large values no longer set the step for every row.
     public var dynamicActivations: DynamicActivationScheme
     /// Static mode: move per-channel activation ranges into the weights that read them (SmoothQuant) where
     /// the error estimate says it helps.
@@ -79,7 +81,7 @@ public struct QuantizationOptions: Sendable, Codable, Equatable {
         symmetricWeights: Bool = true, symmetricActivations: Bool = false, format: QuantizedFormat = .qdq,
         operatorTypes: Set<String>? = nil, excludedNodes: Set<String> = [], plan: QuantizationPlan? = nil,
         calibrationBatchSize: Int = 16, calibrationLimit: Int? = nil, percentile: Double = 99.99,
-        threadCount: Int? = nil, dynamicActivations: DynamicActivationScheme = .perTensor, smoothing: Bool = true
+        threadCount: Int? = nil, dynamicActivations: DynamicActivationScheme = .perToken, smoothing: Bool = true
     ) {
         self.mode = mode
         self.method = method

@@ -26,7 +26,8 @@ public struct Quantizer: Sendable {
 
     public init(options: QuantizationOptions = QuantizationOptions()) { self.options = options }
 
-    /// Quantizes `model`. Static mode needs `calibration`; the other modes ignore it.
+    /// Quantizes `model`. Static mode needs `calibration`; weight-only mode uses it when given (GPTQ for
+    /// MatMul/Gemm weights); the other modes ignore it.
     ///
     /// The graph is first simplified (identities removed, constants folded, BatchNorm folded into
     /// convolutions, dead nodes dropped) so the policy sees the operators that will run.
@@ -46,7 +47,8 @@ public struct Quantizer: Sendable {
         case .dynamic:
             return try DynamicQuantizer(options: options).quantize(prepared)
         case .weightOnly:
-            return try WeightOnlyQuantizer(options: options).quantize(prepared)
+            return try WeightOnlyQuantizer(options: options).quantize(prepared, calibration: calibration,
+                                                                      progress: progress)
         case .fp16:
             return try FP16Converter(options: options).quantize(prepared)
         }

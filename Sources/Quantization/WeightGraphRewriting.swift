@@ -25,6 +25,8 @@ struct GraphRewriter {
         var sqnrDB: Double? = nil
         /// Whether the weight got one scale per channel (a fallback may give one per tensor).
         var perChannel = true
+        /// Whether GPTQ chose the codes (rather than rounding to nearest).
+        var gptq = false
     }
 
     init(graph: Graph) {

@@ -32,14 +32,24 @@ struct WeightOnlyQuantizer {
     /// Blocked DequantizeLinear and int4 initializers need opset 21.
     static let opset = 21
 
-    func quantize(_ model: Model) throws -> QuantizationResult {
+    /// Quantizes the weights of `model`; with `calibration`, MatMul/Gemm weights use GPTQ on the Hessians
+    /// of their inputs, the others (and everything without calibration data) round to nearest.
+    func quantize(_ model: Model, calibration: CalibrationData? = nil,
+                  progress: (Int, Int) -> Void = { _, _ in }) throws -> QuantizationResult {
         try validateOptions()
         let groupSize = options.resolvedGroupSize ?? 32
+        let policy = NodePolicy(options: options, defaultOperators: Self.operators)
+        var hessians = HessianCache()
+        if let calibration {
+            let inputs = Set(model.graph.nodes.filter { Self.usesGPTQ($0, policy: policy, constants: model.graph.constantValues) }
+                .map { $0.inputs[0] })
+            hessians.moments = try HessianCollector.collect(model, activations: inputs, data: calibration,
+                                                            options: options, progress: progress)
+        }
         var upgraded = model
         let upgradeNotes = try OpsetUpgrade.raise(&upgraded, to: Self.opset)
         var rewriter = GraphRewriter(graph: upgraded.graph)
         var report = ReportBuilder()
-        let policy = NodePolicy(options: options, defaultOperators: Self.operators)
         let mapping: Mapping = options.symmetricWeights ? .symmetric : .asymmetric
         for node in upgraded.graph.nodes {
             guard Self.operators.contains(node.opType) && node.normalizedDomain.isEmpty else {
@@ -57,11 +67,12 @@ struct WeightOnlyQuantizer {
             var reason = "no constant float32 weight"
             for target in weightTargets(node, constants: rewriter.constants, reason: &reason) {
                 let made = try dequantizedWeight(target, groupSize: groupSize, format: format, node: node,
-                                                 rewriter: &rewriter)
+                                                 hessians: &hessians, rewriter: &rewriter)
                 edited.inputs[target.input] = made.names[0]
                 report.weight(node.inputs[target.input], type: format.reportName, sqnrDB: made.sqnrDB,
                               reason: "groups of \(groupSize) along \(target.description), "
-                                  + (mapping == .symmetric ? "symmetric" : "asymmetric"))
+                                  + (mapping == .symmetric ? "symmetric" : "asymmetric")
+                                  + (made.gptq ? ", GPTQ" : ""))
                 quantizedAny = true
             }
             rewriter.keep(edited)
@@ -78,6 +89,13 @@ struct WeightOnlyQuantizer {
                     + " with a constant float32 weight" + (reasons.isEmpty ? "" : " (" + reasons.prefix(8).joined(separator: "; ") + ")"))
         }
         for line in upgradeNotes { report.note(line) }
+        if calibration == nil {
+            report.note("no calibration data: weights are rounded to the nearest code of a searched clip; "
+                        + "--calib lets MatMul/Gemm weights use GPTQ")
+        } else {
+            report.note("MatMul/Gemm weights use GPTQ on the second moments of their calibration inputs; "
+                        + "the others are rounded to the nearest code")
+        }
         report.note("weights are stored as blocked DequantizeLinear (block_size \(groupSize) along the reduction "
                     + "axis); activations and arithmetic stay float32")
         if case .integer(2, _) = options.resolvedWeightType.kind {
@@ -172,17 +190,58 @@ struct WeightOnlyQuantizer {
         }
     }
 
+    /// Whether `node` is a MatMul/Gemm whose weight GPTQ can quantize (a 2-D constant weight read as
+    /// `x·W` or `x·Wᵀ`).
+    static func usesGPTQ(_ node: Node, policy: NodePolicy, constants: [String: Tensor]) -> Bool {
+        guard node.normalizedDomain.isEmpty, node.inputs.count >= 2, policy.skipReason(node) == nil,
+              constants[node.inputs[0]] == nil, let weight = constants[node.inputs[1]], weight.rank == 2,
+              weight.dtype == .float32 else { return false }
+        switch node.opType {
+        case "MatMul": return node.inputs.count == 2
+        case "Gemm": return (node[attribute: "transA"]?.intValue ?? 0) == 0
+        default: return false
+        }
+    }
+
+    /// Calibration moments by activation, and the inverse factor of the activation last used (the
+    /// projections reading one activation come one after another).
+    struct HessianCache {
+        var moments: [String: HessianCollector.Moments] = [:]
+        var lastFactor: (activation: String, factor: [Double]?)?
+
+        mutating func factor(for activation: String, width: Int) -> [Double]? {
+            if let last = lastFactor, last.activation == activation { return last.factor }
+            guard let entry = moments[activation], entry.width == width, entry.rows > 0 else { return nil }
+            let factor = GPTQ.dampedInverseFactor(entry.mean, n: width)
+            lastFactor = (activation, factor)
+            return factor
+        }
+    }
+
     /// The blocked codes of `target` behind a DequantizeLinear (and a Reshape for a 2-D view), made once
     /// per weight and layout.
     func dequantizedWeight(_ target: WeightTarget, groupSize: Int, format: WeightFormat, node: Node,
-                           rewriter: inout GraphRewriter) throws -> GraphRewriter.Made {
+                           hessians: inout HessianCache, rewriter: inout GraphRewriter) throws -> GraphRewriter.Made {
         let name = node.inputs[target.input]
         let blockSize = min(groupSize, target.storedShape[target.axis])
-        let key = "blocked|\(name)|\(target.storedShape)|\(target.axis)|\(blockSize)|\(format.requested)|\(format.mapping)"
+        let transposed = node.opType == "Gemm" && target.axis == 1
+        let depth = target.weight.shape[transposed ? 1 : 0]
+        let factor = ["MatMul", "Gemm"].contains(node.opType) && target.weight.rank == 2
+            ? hessians.factor(for: node.inputs[0], width: depth) : nil
+        let key = "blocked|\(name)|\(target.storedShape)|\(target.axis)|\(blockSize)|\(format.requested)|"
+            + "\(format.mapping)|\(factor != nil ? node.inputs[0] : "")"
         return try rewriter.memoized(key) { rewriter in
-            let view = try target.weight.reshaped(target.storedShape)
-            let quantized = try WeightQuantization.quantize(view, axis: target.axis, blockSize: blockSize,
-                                                            format: format, name: name, node: node.name)
+            let quantized: BlockQuantizedWeight
+            if let factor {
+                let work = transposed ? try target.weight.transposed2D() : target.weight
+                let result = try GPTQ.quantize(work, factor: factor, groupSize: blockSize, format: format, name: name,
+                                               node: node.name)
+                quantized = transposed ? try result.transposed() : result
+            } else {
+                quantized = try WeightQuantization.quantize(try target.weight.reshaped(target.storedShape),
+                                                            axis: target.axis, blockSize: blockSize, format: format,
+                                                            name: name, node: node.name)
+            }
             var inputs = [rewriter.addInitializer(quantized.quantized.storage, base: name + "_quantized"),
                           rewriter.addInitializer(try quantized.scaleTensor(), base: name + "_scale")]
             if !quantized.zeroPointsAreZero {
@@ -197,7 +256,31 @@ struct WeightOnlyQuantizer {
                 let shape = try rewriter.addInt64s(target.weight.shape, base: name + "_shape")
                 rewriter.emit("Reshape", [dequantized, shape], [result])
             }
-            return .init(names: [result], sqnrDB: quantized.sqnrDB)
+            return .init(names: [result], sqnrDB: quantized.sqnrDB, gptq: factor != nil)
         }
+    }
+}
+
+extension BlockQuantizedWeight {
+    /// A `[K, N]` weight blocked along axis 0 as the `[N, K]` weight blocked along axis 1.
+    func transposed() throws -> BlockQuantizedWeight {
+        let params = quantized.params
+        guard case .perGroup(0, let size) = params.granularity, params.parameterShape.count == 2 else {
+            preconditionFailure("transposed() takes a 2-D weight blocked along axis 0")
+        }
+        let values = try quantized.dequantized().transposed2D()
+        let groups = params.parameterShape[0], columns = params.parameterShape[1]
+        var scales = [Float](repeating: 1, count: params.count)
+        var zeros = [Int32](repeating: 0, count: params.count)
+        for g in 0..<groups {
+            for n in 0..<columns {
+                scales[n * groups + g] = params.scales[g * columns + n]
+                zeros[n * groups + g] = params.zeroPoints[g * columns + n]
+            }
+        }
+        let flipped = try QuantParams(type: params.type, granularity: .perGroup(axis: 1, size: size),
+                                      parameterShape: [columns, groups], scales: scales, zeroPoints: zeros,
+                                      codeRange: params.codeRange)
+        return BlockQuantizedWeight(quantized: try values.quantized(with: flipped), sqnrDB: sqnrDB)
     }
 }

@@ -116,14 +116,17 @@ enum WeightQuantization {
         var zeros = [Int32](repeating: 0, count: layout.parameterCount)
         var block = [Float](repeating: 0, count: min(blockSize, layout.axisLength))
         try weights.withUnsafeBufferPointer(as: Float.self) { w in
-            for o in 0..<layout.outer {
-                for g in 0..<layout.groupsAlongAxis {
-                    let start = g * blockSize, end = min(start + blockSize, layout.axisLength)
-                    for i in 0..<layout.inner {
-                        for a in start..<end { block[a - start] = w[(o * layout.axisLength + a) * layout.inner + i] }
-                        let parameter = (o * layout.groupsAlongAxis + g) * layout.inner + i
-                        (scales[parameter], zeros[parameter]) = try blockParameters(
-                            block[0..<(end - start)], scheme: scheme, codes: format.codes, searches: format.searchesClip)
+            try block.withUnsafeMutableBufferPointer { block in
+                for o in 0..<layout.outer {
+                    for g in 0..<layout.groupsAlongAxis {
+                        let start = g * blockSize, end = min(start + blockSize, layout.axisLength)
+                        for i in 0..<layout.inner {
+                            for a in start..<end { block[a - start] = w[(o * layout.axisLength + a) * layout.inner + i] }
+                            let parameter = (o * layout.groupsAlongAxis + g) * layout.inner + i
+                            (scales[parameter], zeros[parameter]) = try blockParameters(
+                                UnsafeBufferPointer(rebasing: block[0..<(end - start)]), scheme: scheme,
+                                codes: format.codes, searches: format.searchesClip)
+                        }
                     }
                 }
             }
@@ -136,7 +139,7 @@ enum WeightQuantization {
     }
 
     /// The scale and zero point of one block, searched over clips when `searches` is set.
-    static func blockParameters(_ block: ArraySlice<Float>, scheme: QuantScheme, codes: ClosedRange<Int32>,
+    static func blockParameters(_ block: UnsafeBufferPointer<Float>, scheme: QuantScheme, codes: ClosedRange<Int32>,
                                 searches: Bool) throws -> (Float, Int32) {
         var lo: Float = 0, hi: Float = 0
         for x in block {
@@ -161,7 +164,7 @@ enum WeightQuantization {
             let (s, z) = (candidate.0, Float(candidate.1))
             var error: Float = 0
             for x in block {
-                let q = min(max((x / s).rounded(.toNearestOrEven) + z, qmin), qmax)
+                let q = min(max(roundedToEven(x / s) + z, qmin), qmax)
                 let d = x - (q - z) * s
                 error += d * d
             }
@@ -171,6 +174,17 @@ enum WeightQuantization {
             }
         }
         return best
+    }
+
+    /// `v` rounded to the nearest integer, ties to even, for `|v| < 2²²`: `v + 1.5·2²³` lies where
+    /// consecutive floats are 1 apart, so the addition itself rounds (nearest-even, and 1.5·2²³ is even),
+    /// and subtracting the constant back is exact. Unlike `rounded(_:)` this compiles to two additions,
+    /// so search loops vectorise. Larger `|v|` may come out one off, which the callers' clamp to a code
+    /// range (at most ±2¹⁵) absorbs.
+    @inline(__always)
+    static func roundedToEven(_ v: Float) -> Float {
+        let magic: Float = 12_582_912
+        return (v + magic) - magic
     }
 
     /// `10·log10(Σ a² / Σ (a − b)²)` over two float32 tensors of equal size; nil when they are equal.

@@ -101,14 +101,14 @@ struct FusedQConvKernel: Kernel {
         let elementSize = output.dtype == .float32 ? 4 : 1
         let zeroPoint = input.dtype == .int8 ? input.zeroPoint + 128 : input.zeroPoint
         let im2col = Im2Col(geometry: geometry)
-        try y.withUnsafeMutableBytes { raw in
+        y.withUnsafeMutableBytes { raw in
             for n in 0..<geometry.batch {
                 for g in 0..<geometry.group {
                     im2col.fill(columns, x: x, image: n, group: g, paddingCode: UInt8(truncatingIfNeeded: zeroPoint),
                                 threads: context.threadCount)
                     let group = groups![g]
                     let offset = (n * geometry.outputChannels + g * perGroup) * positions * elementSize
-                    try output.channels((g * perGroup)..<((g + 1) * perGroup)).execute(
+                    output.channels((g * perGroup)..<((g + 1) * perGroup)).execute(
                         Int8GEMMActivations(m: positions, a: columns, lda: depth, zeroPoint: zeroPoint),
                         weights: group, output: raw.baseAddress! + offset, rowStride: 1, columnStride: positions,
                         threads: context.threadCount)
@@ -131,7 +131,7 @@ struct FusedQConvKernel: Kernel {
         let widened = try x.quantizedIntegerValues(input: 0).map { $0 &- input.zeroPoint }
         let bias = int32Bias ?? [Int32](repeating: 0, count: channels)
         let elementSize = output.dtype == .float32 ? 4 : 1
-        let stages = try (0..<channels).map { try output.channels($0..<($0 + 1)) }
+        let stages = (0..<channels).map { output.channels($0..<($0 + 1)) }
         y.withUnsafeMutableBytes { raw in
             widened.withUnsafeBufferPointer { source in
                 weights.withUnsafeBufferPointer { filters in

@@ -219,7 +219,7 @@ struct FusedQConvTransposeKernel: Kernel {
     private func finish(_ acc: [Int32], _ p: ConvTransposeProblem, threads: Int) throws -> Tensor {
         var y = try Tensor(zeros: output.dtype, shape: p.outputShape)
         let outSize = p.outputSpatial, elementSize = output.dtype == .float32 ? 4 : 1
-        let stages = try (0..<p.outputChannels).map { try output.channels($0..<($0 + 1)) }
+        let stages = (0..<p.outputChannels).map { output.channels($0..<($0 + 1)) }
         acc.withUnsafeBufferPointer { acc in
             y.withUnsafeMutableBytes { raw in
                 Parallel.forEach(p.batch * p.outputChannels, threads: threads) { plane in

@@ -129,6 +129,10 @@ struct StaticPolicy {
             return .failure(Refusal(message: reason))
         }
         let weights = quantizer.role == .integerCompute ? quantizer.weights(of: node, constants: constants) : nil
+        if quantizer.role == .integerCompute && weights == nil && !options.quantizeActivationProducts {
+            return .failure(Refusal(message: "both operands are activations (attention): kept float by default, "
+                                        + "see --quantize-activation-products"))
+        }
         var taken = Set<Int>()
         if let weights {
             taken.insert(weights.weight)

@@ -163,6 +163,14 @@ struct StaticQuantizer {
             }
         }
         let folded = try foldedClamps(policy, activations: activations, opset: opset)
+        for (index, before) in folded {
+            let after = policy.graph.nodes[index].outputs[0]
+            guard let quantization = activations[after] else { continue }
+            decisions[before] = QuantizationReport.TensorDecision(
+                name: before, role: .activation, action: .quantized, type: quantization.params.type.name,
+                reason: "quantized with the range of '\(after)': the \(policy.graph.nodes[index].opType) folds into it",
+                sqnrDB: sqnr[after], range: quantization.range)
+        }
 
         // Weights and biases.
         var operands: [Int: QuantizedOperands] = [:]

@@ -201,6 +201,9 @@ struct StaticQuantizer {
         }
         try DeadCodeElimination().run(on: &quantized.graph, context: PassContext(opsetImports: quantized.opsetImports))
         quantized.graph = try quantized.graph.sortedTopologically()
+        // Annotations of values the rewrite removed or moved would mislead readers of the file.
+        let defined = quantized.graph.definedValueNames
+        quantized.graph.valueInfo = quantized.graph.valueInfo.filter { defined.contains($0.key) }
 
         var report = QuantizationReport(options: options)
         report.notes = notes

@@ -250,6 +250,6 @@ extension Model {
         model.graph.initializers["branch_weight"] = StaticFixtures.floats([3, 1], [1, 2, 3])
         model.graph.nodes.append(Node(name: "branch", opType: "MatMul", inputs: ["a", "branch_weight"], outputs: ["branch_out"]))
         model.graph.outputs.append(ValueInfo(name: "branch_out"))
-        return model
+        return try! ShapeInference.infer(model)
     }
 }

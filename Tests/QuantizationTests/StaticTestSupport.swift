@@ -25,13 +25,15 @@ enum StaticFixtures {
     static func model(_ nodes: [Node], inputs: [(String, [Int])], outputs: [String],
                       initializers: [(String, Tensor)], opset: Int = 17) -> Model {
         var graph = Graph(
+            name: "test",
             nodes: nodes,
             inputs: inputs.map { name, shape in
                 ValueInfo(name: name, dtype: .float32, shape: [.symbol("batch")] + shape.dropFirst().map { .value($0) })
             },
             outputs: outputs.map { ValueInfo(name: $0) })
         for (name, tensor) in initializers { graph.initializers[name] = tensor }
-        return Model(graph: graph, opsetImports: ["": opset])
+        // Shape inference gives the outputs their types and shapes, which onnx.checker requires.
+        return try! ShapeInference.infer(Model(graph: graph, opsetImports: ["": opset]))
     }
 
     static func quantize(_ model: Model, _ data: [String: Tensor], _ options: QuantizationOptions = QuantizationOptions(),

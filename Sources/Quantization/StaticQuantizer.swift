@@ -444,9 +444,12 @@ struct StaticQuantizer {
 
     /// Activations whose quantized readers are all weight matrices that can absorb per-channel factors
     /// (MatMul with a 2-D constant B, Gemm with a constant B and no transposed A), with those readers.
+    ///
+    /// The producer must be float: a quantized producer's QuantizeLinear fuses into it in integer runtimes
+    /// (`DQ → MatMul → Q` becomes QLinearMatMul), which takes one output scale, not one per channel.
     func smoothingCandidates(_ policy: StaticPolicy) -> [String: [(Int, WeightSlots)]] {
         var candidates: [String: [(Int, WeightSlots)]] = [:]
-        for tensor in policy.quantizedTensors where policy.sharedSource(of: tensor) == nil {
+        for tensor in policy.quantizedTensors where !policy.producerIsQuantized(tensor) {
             var readers: [(Int, WeightSlots)] = []
             var usable = true
             for index in policy.readers[tensor] ?? [] {

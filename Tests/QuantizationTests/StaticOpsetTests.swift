@@ -70,4 +70,27 @@ import _TestSupport
                 arrays: ["x": F.floats([4, 3], F.noise(12, seed: 5))], source: "test"))
         }
     }
+
+    /// A plan asking for int4 weights on one node stores them as packed int4 codes (opset 21).
+    @Test func aPlanCanAskForInt4WeightsOnOneNode() throws {
+        let model = F.model([
+            Node(name: "first", opType: "MatMul", inputs: ["x", "w1"], outputs: ["h"]),
+            Node(name: "second", opType: "MatMul", inputs: ["h", "w2"], outputs: ["y"]),
+        ], inputs: [("x", [4, 8])], outputs: ["y"], initializers: [
+            ("w1", F.floats([8, 8], F.noise(64, seed: 6))), ("w2", F.floats([8, 2], F.noise(16, seed: 7))),
+        ])
+        var options = QuantizationOptions()
+        options.plan = QuantizationPlan(nodes: ["second": .init(weightType: .int4)])
+        let x = F.floats([4, 8], F.noise(32, seed: 8))
+        let result = try F.quantize(model, ["x": x], options, name: "plan-int4-weight")
+        #expect(result.model.opsetVersion(domain: "") == 21)
+        let second = try #require(result.model.graph.nodes("MatMul").first { $0.name == "second" })
+        let codes = try #require(result.model.graph.constantValue(named: result.model.graph.producer(of: second.inputs[1])!.inputs[0]))
+        #expect(codes.dtype == .int4)
+        #expect(result.report.tensor("w2")?.type == "int4")
+        #expect(result.report.multiplyAccumulates?.notInteger8.map(\.name) == ["second"])
+        let expected = try F.run(model, ["x": x])["y"]!
+        let actual = try F.run(result.model, ["x": x])["y"]!
+        #expect(try F.rowCosines(expected, actual).allSatisfy { $0 > 0.95 })
+    }
 }

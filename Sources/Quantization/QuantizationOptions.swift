@@ -74,6 +74,10 @@ public struct QuantizationOptions: Sendable, Codable, Equatable {
     /// Static mode: move per-channel activation ranges into the weights that read them (SmoothQuant) where
     /// the error estimate says it helps.
     public var smoothing: Bool
+    /// Static mode: also run matrix products of two activations (attention's `Q·Kᵀ` and `P·V`) in integers.
+    /// Off by default: they are a few percent of a Transformer's multiply-accumulates, their errors pass
+    /// through Softmax's exponential, and rounding flips there make integer runtimes disagree the most.
+    public var quantizeActivationProducts: Bool
 
     public init(
         mode: QuantizationMode = .static, method: CalibrationMethod = .minMax, weightType: QuantType? = nil,
@@ -81,7 +85,8 @@ public struct QuantizationOptions: Sendable, Codable, Equatable {
         symmetricWeights: Bool = true, symmetricActivations: Bool = false, format: QuantizedFormat = .qdq,
         operatorTypes: Set<String>? = nil, excludedNodes: Set<String> = [], plan: QuantizationPlan? = nil,
         calibrationBatchSize: Int = 16, calibrationLimit: Int? = nil, percentile: Double = 99.99,
-        threadCount: Int? = nil, dynamicActivations: DynamicActivationScheme = .perToken, smoothing: Bool = true
+        threadCount: Int? = nil, dynamicActivations: DynamicActivationScheme = .perToken, smoothing: Bool = true,
+        quantizeActivationProducts: Bool = false
     ) {
         self.mode = mode
         self.method = method
@@ -101,6 +106,7 @@ public struct QuantizationOptions: Sendable, Codable, Equatable {
         self.threadCount = threadCount
         self.dynamicActivations = dynamicActivations
         self.smoothing = smoothing
+        self.quantizeActivationProducts = quantizeActivationProducts
     }
 
     /// The weight type this run uses.

@@ -129,6 +129,13 @@ struct StaticPolicy {
             return .failure(Refusal(message: reason))
         }
         let weights = quantizer.role == .integerCompute ? quantizer.weights(of: node, constants: constants) : nil
+        if quantizer.role == .integerCompute && weights == nil && !options.quantizeActivationProducts {
+            return .failure(Refusal(message: "both operands are activations (attention): kept float by default, "
+                                        + "see --quantize-activation-products"))
+        }
+        if let weights, let weight = constants[node.inputs[weights.weight]], weight.dtype != .float32 {
+            return .failure(Refusal(message: "its weight '\(node.inputs[weights.weight])' is \(weight.dtype), not float32"))
+        }
         var taken = Set<Int>()
         if let weights {
             taken.insert(weights.weight)

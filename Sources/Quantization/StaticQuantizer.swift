@@ -71,7 +71,7 @@ struct StaticQuantizer {
             threadCount: options.threadCount ?? ProcessInfo.processInfo.activeProcessorCount))
 
         // Pass 1: every tensor the policy quantizes, and shapes for the multiply-accumulate count.
-        var activationTypes = self.activationTypes(policy)
+        let activationTypes = self.activationTypes(policy)
         let smoothable = canReach13 && options.smoothing ? smoothingCandidates(policy) : [:]
         let observation = Observation(graph: model.graph, histograms: Set(policy.quantizedTensors),
                                       channels: Set(smoothable.keys))
@@ -88,21 +88,8 @@ struct StaticQuantizer {
                               blocked: blocked)
 
         // Smoothing, then pass 2 over the smoothed activations.
-        var smoothing: [String: Smoothing.Choice] = [:]
-        let candidates = smoothingCandidates(policy)
-        for tensor in policy.quantizedTensors where smoothable[tensor] != nil && candidates[tensor] != nil {
-            guard let statistics = observation.channels[tensor] else { continue }
-            let weights = try candidates[tensor]!.map { index, slots in
-                try Smoothing.Weight(policy.constants[policy.graph.nodes[index].inputs[slots.weight]]!,
-                                     reductionAxis: slots.reductionAxis!,
-                                     scheme: weightScheme(for: policy.graph.nodes[index], axis: slots.outputChannelAxis,
-                                                          perAxis: canReach13))
-            }
-            let scheme = activationScheme(activationTypes[tensor] ?? options.activationType)
-            if let choice = try Smoothing.choose(statistics, weights: weights, activationScheme: scheme) {
-                smoothing[tensor] = choice
-            }
-        }
+        let smoothing = try chooseSmoothing(policy, observed: smoothable, observation: observation,
+                                            activationTypes: activationTypes)
         var smoothedHistograms: [String: TensorHistogram] = [:]
         if !smoothing.isEmpty {
             let (probeResults, probeHistograms) = try calibrateSmoothed(
@@ -135,7 +122,6 @@ struct StaticQuantizer {
             own[tensor] = outcome.quantization
             sqnr[tensor] = outcome.sqnr
             if let reason = outcome.blockReason { blocked[tensor] = reason }
-            if let type = outcome.quantization?.params.type { activationTypes[tensor] = type }
             decisions[tensor] = outcome.decision
         }
         policy = StaticPolicy(graph: model.graph, options: options, registry: registry, nonFloat: nonFloat,
@@ -163,6 +149,14 @@ struct StaticQuantizer {
             }
         }
         let folded = try foldedClamps(policy, activations: activations, opset: opset)
+        for (index, before) in folded {
+            let after = policy.graph.nodes[index].outputs[0]
+            guard let quantization = activations[after] else { continue }
+            decisions[before] = QuantizationReport.TensorDecision(
+                name: before, role: .activation, action: .quantized, type: quantization.params.type.name,
+                reason: "quantized with the range of '\(after)': the \(policy.graph.nodes[index].opType) folds into it",
+                sqnrDB: sqnr[after], range: quantization.range)
+        }
 
         // Weights and biases.
         var operands: [Int: QuantizedOperands] = [:]
@@ -193,6 +187,9 @@ struct StaticQuantizer {
         }
         try DeadCodeElimination().run(on: &quantized.graph, context: PassContext(opsetImports: quantized.opsetImports))
         quantized.graph = try quantized.graph.sortedTopologically()
+        // Annotations of values the rewrite removed or moved would mislead readers of the file.
+        let defined = quantized.graph.definedValueNames
+        quantized.graph.valueInfo = quantized.graph.valueInfo.filter { defined.contains($0.key) }
 
         var report = QuantizationReport(options: options)
         report.notes = notes
@@ -433,9 +430,12 @@ struct StaticQuantizer {
 
     /// Activations whose quantized readers are all weight matrices that can absorb per-channel factors
     /// (MatMul with a 2-D constant B, Gemm with a constant B and no transposed A), with those readers.
+    ///
+    /// The producer must be float: a quantized producer's QuantizeLinear fuses into it in integer runtimes
+    /// (`DQ → MatMul → Q` becomes QLinearMatMul), which takes one output scale, not one per channel.
     func smoothingCandidates(_ policy: StaticPolicy) -> [String: [(Int, WeightSlots)]] {
         var candidates: [String: [(Int, WeightSlots)]] = [:]
-        for tensor in policy.quantizedTensors where policy.sharedSource(of: tensor) == nil {
+        for tensor in policy.quantizedTensors where !policy.producerIsQuantized(tensor) {
             var readers: [(Int, WeightSlots)] = []
             var usable = true
             for index in policy.readers[tensor] ?? [] {
@@ -452,6 +452,25 @@ struct StaticQuantizer {
             if usable && !readers.isEmpty { candidates[tensor] = readers }
         }
         return candidates
+    }
+
+    /// The smoothing of each candidate that was observed per channel and still qualifies, where it helps.
+    func chooseSmoothing(_ policy: StaticPolicy, observed: [String: [(Int, WeightSlots)]], observation: Observation,
+                         activationTypes: [String: QuantType]) throws -> [String: Smoothing.Choice] {
+        var smoothing: [String: Smoothing.Choice] = [:]
+        let candidates = smoothingCandidates(policy)
+        for tensor in policy.quantizedTensors where observed[tensor] != nil {
+            guard let readers = candidates[tensor], let statistics = observation.channels[tensor] else { continue }
+            let weights = try readers.map { index, slots in
+                try Smoothing.Weight(policy.constants[policy.graph.nodes[index].inputs[slots.weight]]!,
+                                     reductionAxis: slots.reductionAxis!,
+                                     scheme: weightScheme(for: policy.graph.nodes[index], axis: slots.outputChannelAxis,
+                                                          perAxis: true))
+            }
+            let scheme = activationScheme(activationTypes[tensor] ?? options.activationType)
+            smoothing[tensor] = try Smoothing.choose(statistics, weights: weights, activationScheme: scheme)
+        }
+        return smoothing
     }
 
     /// Calibrates `x / s` for every smoothed activation on a copy of the model with probes.

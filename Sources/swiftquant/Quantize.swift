@@ -43,6 +43,12 @@ struct Quantize: ParsableCommand {
     @Option(help: "Dynamic mode: per-tensor (DynamicQuantizeLinear) or per-token activation scales for MatMul/Gemm.")
     var dynamicActivations: String?
 
+    @Flag(help: "Static mode: do not move per-channel activation ranges into the weights (SmoothQuant).")
+    var noSmoothing = false
+
+    @Flag(help: "Static mode: also quantize products of two activations (attention Q·Kᵀ and P·V).")
+    var quantizeActivationProducts = false
+
     @Option(help: "qdq or qoperator.")
     var format: String = QuantizedFormat.qdq.rawValue
 
@@ -115,6 +121,8 @@ struct Quantize: ParsableCommand {
         options.groupSize = groupSize
         options.symmetricWeights = !asymmetricWeights
         options.symmetricActivations = symmetricActivations
+        options.smoothing = !noSmoothing
+        options.quantizeActivationProducts = quantizeActivationProducts
         guard let parsedFormat = QuantizedFormat(rawValue: format) else {
             throw CommandError("--format \(format) is not one of: qdq, qoperator")
         }

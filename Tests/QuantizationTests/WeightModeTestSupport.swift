@@ -34,6 +34,20 @@ enum WeightModeSupport {
         return Model(graph: graph, opsetImports: ["": opset])
     }
 
+    /// A committed fixture model and the quantized model `options` make of it, read back from ONNX and left
+    /// for the ONNX Runtime check as `<prefix>-<file>`.
+    static func quantizedFixture(_ file: String, _ options: QuantizationOptions, prefix: String) throws
+        -> (original: Model, result: QuantizationResult, quantized: Model) {
+        let original = try Model(contentsOf: models.appendingPathComponent(file + ".onnx"))
+        let result = try Quantizer(options: options).quantize(original)
+        return (original, result, try roundTrip(result.model, name: prefix + "-" + file))
+    }
+
+    /// The inputs committed for a fixture model (`mixed-cnn-input.npz` serves both CNNs).
+    static func fixtureInput(_ file: String) throws -> [String: Tensor] {
+        try NPZ.readDictionary(models.appendingPathComponent((file.hasPrefix("mixed-cnn") ? "mixed-cnn" : file) + "-input.npz"))
+    }
+
     /// Runs `model` single-threaded.
     static func run(_ model: Model, _ feeds: [String: Tensor]) throws -> [String: Tensor] {
         try Session(model: model, options: SessionOptions(threadCount: 1)).run(feeds)

@@ -4,6 +4,7 @@ import ONNX
 import Quantization
 import Runtime
 import Tensors
+import Testing
 import _TestSupport
 
 /// Small graphs, runs and fidelity measures shared by the dynamic, weight-only and FP16 suites.
@@ -46,6 +47,17 @@ enum WeightModeSupport {
     /// The inputs committed for a fixture model (`mixed-cnn-input.npz` serves both CNNs).
     static func fixtureInput(_ file: String) throws -> [String: Tensor] {
         try NPZ.readDictionary(models.appendingPathComponent((file.hasPrefix("mixed-cnn") ? "mixed-cnn" : file) + "-input.npz"))
+    }
+
+    /// Checks that `mode` refuses a model without weights (a lone Relu) with `nothingToQuantize`.
+    static func expectNothingToQuantize(_ mode: QuantizationMode) throws {
+        let relu = singleNodeModel("Relu", input: [2, 4], output: [2, 4], weights: [])
+        do {
+            _ = try Quantizer(options: QuantizationOptions(mode: mode)).quantize(relu)
+            Issue.record("\(mode.rawValue): a model without weights was quantized")
+        } catch let error as QuantizationError {
+            guard case .nothingToQuantize = error else { Issue.record("\(mode.rawValue): unexpected \(error)"); return }
+        }
     }
 
     /// Runs `model` single-threaded.

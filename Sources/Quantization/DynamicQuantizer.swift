@@ -25,7 +25,7 @@ struct DynamicQuantizer {
     static let floatCode = 1
 
     func quantize(_ model: Model) throws -> QuantizationResult {
-        try validateOptions(model)
+        try validateOptions()
         let opset = model.opsetVersion(domain: "") ?? PassContext.fallbackOpset
         guard opset >= 13 else {
             throw QuantizationError.unsupportedOption(
@@ -72,7 +72,7 @@ struct DynamicQuantizer {
         return QuantizationResult(model: result, report: state.report.report(options: options))
     }
 
-    func validateOptions(_ model: Model) throws {
+    func validateOptions() throws {
         var types = [("--weight-type", options.resolvedWeightType)]
         for (name, override) in (options.plan?.nodes ?? [:]).sorted(by: { $0.key < $1.key }) {
             if let type = override.weightType { types.append(("the plan's weight_type for node '\(name)'", type)) }
@@ -175,9 +175,9 @@ struct DynamicRewrite {
         return try rewriter.memoized(key) { rewriter in
             let k = weight.shape[0], n = weight.shape[1]
             let quantized = perChannel
-                ? try WeightQuantization.quantize(weight, axis: 0, blockSize: k, format: format, name: name, node: node.name)
+                ? try WeightQuantization.quantize(weight, axis: 0, blockSize: k, format: format, name: name, node: node.errorName)
                 : try WeightQuantization.quantize(weight.reshaped([1, k * n]), axis: 1, blockSize: k * n, format: format,
-                                                  name: name, node: node.name)
+                                                  name: name, node: node.errorName)
             let parameterShape = perChannel ? [n] : []
             let codes = rewriter.addInitializer(try quantized.quantized.storage.reshaped([k, n]), base: name + "_quantized")
             var scales = quantized.params.scales
@@ -292,14 +292,14 @@ struct DynamicRewrite {
             var quantized = perChannel
                 ? try WeightQuantization.quantize(weight.reshaped([channels, count / max(channels, 1)]), axis: 1,
                                                   blockSize: count / max(channels, 1), format: format, name: name,
-                                                  node: node.name)
+                                                  node: node.errorName)
                 : try WeightQuantization.quantize(weight.reshaped([1, count]), axis: 1, blockSize: count, format: format,
-                                                  name: name, node: node.name)
+                                                  name: name, node: node.errorName)
             if perChannel, Set(quantized.params.zeroPoints).count > 1 {
                 // ConvInteger takes a single weight zero point.
                 perChannel = false
                 quantized = try WeightQuantization.quantize(weight.reshaped([1, count]), axis: 1, blockSize: count,
-                                                            format: format, name: name, node: node.name)
+                                                            format: format, name: name, node: node.errorName)
             }
             let codes = rewriter.addInitializer(try quantized.quantized.storage.reshaped(weight.shape), base: name + "_quantized")
             let scales = perChannel ? try quantized.scaleTensor(shape: channelShape) : try quantized.scaleTensor(shape: [])
@@ -380,7 +380,7 @@ struct DynamicRewrite {
             let columns = weight.count / max(rows, 1)
             let view = perChannel ? [rows, columns] : [1, weight.count]
             let quantized = try WeightQuantization.quantize(weight.reshaped(view), axis: 1, blockSize: view[1],
-                                                            format: format, name: name, node: node.name)
+                                                            format: format, name: name, node: node.errorName)
             let storedShape = perChannel ? view : weight.shape
             let codes = rewriter.addInitializer(try quantized.quantized.storage.reshaped(storedShape),
                                                 base: name + "_quantized")

@@ -106,9 +106,13 @@ struct FP16Conversion {
     private let pinned: Set<String>
     private var clampedConstants = 0
 
+    /// The model's opsets, for the clean-up pass.
+    private let passContext: PassContext
+
     init(model: Model, options: QuantizationOptions) {
         self.options = options
         graph = model.graph
+        passContext = PassContext(opsetImports: model.opsetImports)
         namer = UniqueNamer(graph: model.graph)
         constants = model.graph.constantValues
         let annotated = (try? ShapeInference.infer(model).graph) ?? model.graph
@@ -144,9 +148,12 @@ struct FP16Conversion {
                 graph.valueInfo[name] = ValueInfo(name: name, dtype: .float16, shape: shape)
             }
         }
-        _ = try DeadCodeElimination().run(on: &graph, context: PassContext())
+        _ = try DeadCodeElimination().run(on: &graph, context: passContext)
         report.note("LayerNormalization, Softmax, reductions, Exp/Log/Pow and shape arithmetic stay float32 behind "
                     + "Cast nodes; graph inputs and outputs stay float32")
+        if graph.nodes.contains(where: \.hasSubgraphs) {
+            report.note("nodes inside subgraphs (If/Loop/Scan bodies) stay float32, and so do the values they read")
+        }
         if clampedConstants > 0 {
             report.note("\(clampedConstants) constant values beyond float16's range were clamped to ±65504")
         }

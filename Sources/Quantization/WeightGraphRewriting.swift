@@ -144,6 +144,11 @@ struct ReportBuilder {
     }
 }
 
+extension Node {
+    /// The name errors give for this node: its name, or its op type and first output when unnamed.
+    var errorName: String { name.isEmpty ? "\(opType) producing '\(outputs.first ?? "")'" : name }
+}
+
 extension Tensor {
     /// A 2-D float32 tensor transposed (`[r, c]` → `[c, r]`).
     func transposed2D() throws -> Tensor {

@@ -104,6 +104,8 @@ struct WeightOnlyQuantizer {
         }
         var result = upgraded
         result.graph = try rewriter.finish(context: PassContext(opsetImports: upgraded.opsetImports))
+        // int4 initializers need IR version 10 even when the opset needed no raise.
+        result.irVersion = max(result.irVersion, 10)
         return QuantizationResult(model: result, report: report.report(options: options))
     }
 
@@ -235,12 +237,12 @@ struct WeightOnlyQuantizer {
             if let factor {
                 let work = transposed ? try target.weight.transposed2D() : target.weight
                 let result = try GPTQ.quantize(work, factor: factor, groupSize: blockSize, format: format, name: name,
-                                               node: node.name)
+                                               node: node.errorName)
                 quantized = transposed ? try result.transposed() : result
             } else {
                 quantized = try WeightQuantization.quantize(try target.weight.reshaped(target.storedShape),
                                                             axis: target.axis, blockSize: blockSize, format: format,
-                                                            name: name, node: node.name)
+                                                            name: name, node: node.errorName)
             }
             var inputs = [rewriter.addInitializer(quantized.quantized.storage, base: name + "_quantized"),
                           rewriter.addInitializer(try quantized.scaleTensor(), base: name + "_scale")]

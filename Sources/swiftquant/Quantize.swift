@@ -16,7 +16,7 @@ struct Quantize: ParsableCommand {
     @Option(help: "static, dynamic, weight-only or fp16.")
     var mode: String = QuantizationMode.static.rawValue
 
-    @Option(help: "Calibration data (.npz, one array per model input, samples along the first axis); static mode.")
+    @Option(help: "Calibration data (.npz, one array per model input, samples along the first axis); static mode, and GPTQ in weight-only mode.")
     var calib: String?
 
     @Option(help: "Calibration method: minmax, moving-average, entropy, percentile or mse.")
@@ -40,7 +40,7 @@ struct Quantize: ParsableCommand {
     @Flag(help: "Symmetric activation ranges.")
     var symmetricActivations = false
 
-    @Option(help: "Dynamic mode: per-tensor (DynamicQuantizeLinear) or per-token activation scales for MatMul/Gemm.")
+    @Option(help: "Dynamic mode: per-token (default) or per-tensor (DynamicQuantizeLinear) activation scales for MatMul/Gemm.")
     var dynamicActivations: String?
 
     @Flag(help: "Static mode: do not move per-channel activation ranges into the weights (SmoothQuant).")

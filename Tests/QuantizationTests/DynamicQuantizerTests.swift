@@ -115,11 +115,9 @@ struct DynamicQuantizerTests {
 
     @Test("convolutions run as ConvInteger, the Gemm as MatMulInteger, with Constant-node weights too")
     func cnn() throws {
-        let input = try NPZ.readDictionary(Support.models.appendingPathComponent("mixed-cnn-input.npz"))
         for file in ["mixed-cnn", "mixed-cnn-constants"] {
-            let model = try Model(contentsOf: Support.models.appendingPathComponent(file + ".onnx"))
-            let result = try Self.quantize(model, QuantizationOptions(mode: .dynamic))
-            let quantized = try Support.roundTrip(result.model, name: "dynamic-" + file)
+            let (model, _, quantized) = try Support.quantizedFixture(file, QuantizationOptions(mode: .dynamic), prefix: "dynamic")
+            let input = try Support.fixtureInput(file)
             let types = Support.opTypes(quantized)
             #expect(types.filter { $0 == "ConvInteger" }.count == 7)
             #expect(types.filter { $0 == "MatMulInteger" }.count == 1)
@@ -137,9 +135,8 @@ struct DynamicQuantizerTests {
 
     @Test("LSTM and GRU weights are stored int8 behind DequantizeLinear; the recurrence stays float")
     func recurrent() throws {
-        let model = try Model(contentsOf: Support.models.appendingPathComponent("recurrent.onnx"))
-        let result = try Self.quantize(model, QuantizationOptions(mode: .dynamic))
-        let quantized = try Support.roundTrip(result.model, name: "dynamic-recurrent")
+        let (model, result, quantized) = try Support.quantizedFixture("recurrent", QuantizationOptions(mode: .dynamic),
+                                                                      prefix: "dynamic")
         let producers = quantized.graph.producers
         for op in ["LSTM", "GRU"] {
             let node = try #require(quantized.graph.nodes.first { $0.opType == op })
@@ -152,7 +149,7 @@ struct DynamicQuantizerTests {
             }
         }
         #expect(result.report.notes.contains { $0.contains("recurrence runs in float32") })
-        let input = try NPZ.readDictionary(Support.models.appendingPathComponent("recurrent-input.npz"))
+        let input = try Support.fixtureInput("recurrent")
         let want = try Support.run(model, input), got = try Support.run(quantized, input)
         for (name, tensor) in want {
             #expect(Support.rowCosines(tensor, got[name]!).min()! > 0.999, "\(name)")
@@ -173,13 +170,7 @@ struct DynamicQuantizerTests {
             try Self.quantize(model, QuantizationOptions(mode: .dynamic, operatorTypes: ["Softmax"]))
         }
 
-        let relu = Support.singleNodeModel("Relu", input: [2, 4], output: [2, 4], weights: [])
-        do {
-            _ = try Self.quantize(relu, QuantizationOptions(mode: .dynamic))
-            Issue.record("a model without weights was quantized")
-        } catch let error as QuantizationError {
-            guard case .nothingToQuantize = error else { Issue.record("unexpected \(error)"); return }
-        }
+        try Support.expectNothingToQuantize(.dynamic)
 
         var poisoned = Self.weight
         poisoned[4] = .nan

@@ -91,12 +91,9 @@ struct FP16ConverterTests {
 
     @Test("CNN and recurrent fixtures agree with float32 to float16 precision")
     func fixtures() throws {
-        let cases = [("mixed-cnn", "mixed-cnn-input"), ("mixed-cnn-constants", "mixed-cnn-input"), ("recurrent", "recurrent-input")]
-        for (file, inputFile) in cases {
-            let model = try Model(contentsOf: Support.models.appendingPathComponent(file + ".onnx"))
-            let input = try NPZ.readDictionary(Support.models.appendingPathComponent(inputFile + ".npz"))
-            let result = try Self.convert(model)
-            let converted = try Support.roundTrip(result.model, name: "fp16-" + file)
+        for file in ["mixed-cnn", "mixed-cnn-constants", "recurrent"] {
+            let (model, _, converted) = try Support.quantizedFixture(file, QuantizationOptions(mode: .fp16), prefix: "fp16")
+            let input = try Support.fixtureInput(file)
             #expect(!converted.graph.initializers.values.contains { $0.dtype == .float32 && $0.count > 64 },
                     "\(file): a large float32 weight is left")
             let want = try Support.run(model, input), got = try Support.run(converted, input)
@@ -115,13 +112,7 @@ struct FP16ConverterTests {
         #expect(throws: QuantizationError.self) {
             try Self.convert(model, QuantizationOptions(mode: .fp16, operatorTypes: ["LayerNormalization"]))
         }
-        let relu = Support.singleNodeModel("Relu", input: [2, 4], output: [2, 4], weights: [])
-        do {
-            _ = try Self.convert(relu)
-            Issue.record("a model without compute operators was converted")
-        } catch let error as QuantizationError {
-            guard case .nothingToQuantize = error else { Issue.record("unexpected \(error)"); return }
-        }
+        try Support.expectNothingToQuantize(.fp16)
     }
 
     @Test("MiniLM in float16: cosine to FP32 ≥ 0.999, half the file")

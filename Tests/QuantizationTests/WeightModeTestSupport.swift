@@ -4,6 +4,7 @@ import ONNX
 import Quantization
 import Runtime
 import Tensors
+import Testing
 import _TestSupport
 
 /// Small graphs, runs and fidelity measures shared by the dynamic, weight-only and FP16 suites.
@@ -32,6 +33,31 @@ enum WeightModeSupport {
                           outputs: [ValueInfo(name: "y", dtype: .float32, shape: output?.map { .value($0) })])
         for (name, tensor) in weights { graph.initializers[name] = tensor }
         return Model(graph: graph, opsetImports: ["": opset])
+    }
+
+    /// A committed fixture model and the quantized model `options` make of it, read back from ONNX and left
+    /// for the ONNX Runtime check as `<prefix>-<file>`.
+    static func quantizedFixture(_ file: String, _ options: QuantizationOptions, prefix: String) throws
+        -> (original: Model, result: QuantizationResult, quantized: Model) {
+        let original = try Model(contentsOf: models.appendingPathComponent(file + ".onnx"))
+        let result = try Quantizer(options: options).quantize(original)
+        return (original, result, try roundTrip(result.model, name: prefix + "-" + file))
+    }
+
+    /// The inputs committed for a fixture model (`mixed-cnn-input.npz` serves both CNNs).
+    static func fixtureInput(_ file: String) throws -> [String: Tensor] {
+        try NPZ.readDictionary(models.appendingPathComponent((file.hasPrefix("mixed-cnn") ? "mixed-cnn" : file) + "-input.npz"))
+    }
+
+    /// Checks that `mode` refuses a model without weights (a lone Relu) with `nothingToQuantize`.
+    static func expectNothingToQuantize(_ mode: QuantizationMode) throws {
+        let relu = singleNodeModel("Relu", input: [2, 4], output: [2, 4], weights: [])
+        do {
+            _ = try Quantizer(options: QuantizationOptions(mode: mode)).quantize(relu)
+            Issue.record("\(mode.rawValue): a model without weights was quantized")
+        } catch let error as QuantizationError {
+            guard case .nothingToQuantize = error else { Issue.record("\(mode.rawValue): unexpected \(error)"); return }
+        }
     }
 
     /// Runs `model` single-threaded.

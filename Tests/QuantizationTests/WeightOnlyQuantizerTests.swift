@@ -285,26 +285,24 @@ struct WeightOnlyQuantizerTests {
 
     @Test("CNN and recurrent fixtures: convolution, transposed convolution, LSTM and GRU weights blocked")
     func fixtures() throws {
-        let cnnInput = try NPZ.readDictionary(Support.models.appendingPathComponent("mixed-cnn-input.npz"))
         for file in ["mixed-cnn", "mixed-cnn-constants"] {
-            let model = try Model(contentsOf: Support.models.appendingPathComponent(file + ".onnx"))
-            let result = try Self.quantize(model, QuantizationOptions(mode: .weightOnly))
-            let quantized = try Support.roundTrip(result.model, name: "weight-only-" + file)
+            let (model, _, quantized) = try Support.quantizedFixture(file, QuantizationOptions(mode: .weightOnly),
+                                                                     prefix: "weight-only")
             #expect(Support.opTypes(quantized).filter { $0 == "DequantizeLinear" }.count == 9)
             let transposed = try Self.dequantizer(of: "ConvTranspose", input: 1, in: quantized)
             #expect(transposed.attributes["axis"] == .int(0))
-            let want = try Support.run(model, cnnInput), got = try Support.run(quantized, cnnInput)
+            let input = try Support.fixtureInput(file)
+            let want = try Support.run(model, input), got = try Support.run(quantized, input)
             #expect(Support.rowCosines(want["features"]!, got["features"]!).min()! > 0.99)
         }
-        let recurrent = try Model(contentsOf: Support.models.appendingPathComponent("recurrent.onnx"))
-        let result = try Self.quantize(recurrent, QuantizationOptions(mode: .weightOnly))
-        let quantized = try Support.roundTrip(result.model, name: "weight-only-recurrent")
+        let (recurrent, _, quantized) = try Support.quantizedFixture("recurrent", QuantizationOptions(mode: .weightOnly),
+                                                                     prefix: "weight-only")
         for op in ["LSTM", "GRU"] {
             for index in [1, 2] {
                 #expect(try Self.dequantizer(of: op, input: index, in: quantized).attributes["axis"] == .int(2))
             }
         }
-        let input = try NPZ.readDictionary(Support.models.appendingPathComponent("recurrent-input.npz"))
+        let input = try Support.fixtureInput("recurrent")
         let want = try Support.run(recurrent, input), got = try Support.run(quantized, input)
         for (name, tensor) in want { #expect(Support.rowCosines(tensor, got[name]!).min()! > 0.99, "\(name)") }
     }
@@ -323,13 +321,7 @@ struct WeightOnlyQuantizerTests {
             try Self.quantize(model, QuantizationOptions(mode: .weightOnly, operatorTypes: ["Softmax"]))
         }
         #expect(throws: QuantizationError.self) { try Self.quantize(model, QuantizationOptions(mode: .weightOnly, groupSize: 1)) }
-        let relu = Support.singleNodeModel("Relu", input: [2, 4], output: [2, 4], weights: [])
-        do {
-            _ = try Self.quantize(relu, QuantizationOptions(mode: .weightOnly))
-            Issue.record("a model without weights was quantized")
-        } catch let error as QuantizationError {
-            guard case .nothingToQuantize = error else { Issue.record("unexpected \(error)"); return }
-        }
+        try Support.expectNothingToQuantize(.weightOnly)
         // The opset upgrade carries models from opset 11 on; older ones are refused.
         var old = model
         old.opsetImports[""] = 10

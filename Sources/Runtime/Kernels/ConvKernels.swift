@@ -160,6 +160,8 @@ struct ConvProblem: FloatConvolutionProblem {
         let geometry = sq_window3d(input: triple(\.input), output: triple(\.output), kernel: triple(\.kernel),
                                    stride: triple(\.stride), dilation: triple(\.dilation), pad_begin: triple(\.padBegin))
         let activation = self.activation.map { SGEMM.Epilogue(activation: $0) }
+        // Small layers stay on the calling thread (see `SGEMM.parallelThreshold`).
+        let threads = batch * outputChannels * outSize * taps < SGEMM.parallelThreshold ? 1 : threads
         // Output rows narrower than a vector: channels as lanes, 16 planes at a time (one input plane
         // per output channel). The kernel declines where it does not apply; the planes then run below.
         if perGroup == 1, axes[2].output < 16 {

@@ -100,6 +100,7 @@ import Testing
                               outputs: ["y"]))
             let graph = Graph(nodes: nodes, inputs: [ValueInfo(name: "x", dtype: .float32, shape: nil)],
                               outputs: [ValueInfo(name: "y")], initializers: ["w": w, "b": b])
+            var byThreads: [Tensor] = []
             for threads in [1, 2] {
                 let result = try Self.fusedAndOriginal(Model(graph: graph), x: try Self.image([1, channels, 9, 11]),
                                                        hidden: "conv", threads: threads)
@@ -107,7 +108,9 @@ import Testing
                 #expect(result.fused.shape == result.original.shape)
                 // K ≤ 256 here, so the bias is added to the finished product in both: equal bit for bit.
                 #expect(result.fused == result.original, "group \(group) kernel \(kernel) \(activation)")
+                byThreads.append(result.fused)
             }
+            #expect(byThreads[0] == byThreads[1], "results do not depend on the thread count")
         }
     }
 
@@ -131,9 +134,11 @@ import Testing
             }
             let graph = Graph(nodes: nodes, inputs: [ValueInfo(name: "x", dtype: .float32, shape: nil)],
                               outputs: [ValueInfo(name: "y")], initializers: ["w": w, "bias": bias])
+            var byThreads: [Tensor] = []
             for threads in [1, 2] {
                 let result = try Self.fusedAndOriginal(Model(graph: graph), x: try Self.image([2, 64, k]),
                                                        hidden: "h", threads: threads)
+                byThreads.append(result.fused)
                 #expect(result.fusedOps == [gelu ? "MatMul+Add+Gelu" : "MatMul+Add+Relu"], "ran \(result.fusedOps)")
                 let (fused, original) = (result.fused.floats, result.original.floats)
                 #expect(result.fused.shape == [2, 64, n])
@@ -142,6 +147,7 @@ import Testing
                     #expect(a == b || abs(a - b) <= 2e-7 * max(1, abs(b)), "\(a) vs \(b)")
                 }
             }
+            #expect(byThreads[0] == byThreads[1], "results do not depend on the thread count")
         }
     }
 

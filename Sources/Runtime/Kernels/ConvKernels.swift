@@ -5,11 +5,13 @@ import _CKernels
 /// Conv (opsets 1, 11, 22): `Y[n, m] = B[m] + Σ_{c in group(m)} Σ_taps W[m, c, taps] · X[n, c, o·stride − pad + tap·dilation]`
 /// over 1-D, 2-D and 3-D inputs, with groups, dilations, strides, explicit pads or `auto_pad`, and an
 /// optional bias. float32 picks one of three paths per node:
-/// - depthwise (one input channel per group): a direct sliding-window loop per channel;
+/// - depthwise (one input channel per group): a direct sliding-window loop per channel, or, for output
+///   rows narrower than a vector, 16 channels at a time as vector lanes;
 /// - 1×1 with unit strides and no padding: a GEMM straight on X (no im2col);
 /// - everything else: im2col, then a GEMM `W_g (M/g × C/g·k) · col (C/g·k × spatial)`.
 /// The weights are the GEMM's A operand, which the SGEMM micro-kernel reads in k-major chunks; they
-/// are converted to float32 once when constant. float64 runs the direct loop; float16/bfloat16 widen.
+/// are converted to float32 once when constant. The bias (and a fused activation, see `FloatFusion`) is
+/// the GEMM's epilogue. float64 runs the direct loop; float16/bfloat16 widen.
 struct ConvKernel: Kernel {
     let window: WindowAttributes
     let group: Int
@@ -160,6 +162,8 @@ struct ConvProblem: FloatConvolutionProblem {
         let geometry = sq_window3d(input: triple(\.input), output: triple(\.output), kernel: triple(\.kernel),
                                    stride: triple(\.stride), dilation: triple(\.dilation), pad_begin: triple(\.padBegin))
         let activation = self.activation.map { SGEMM.Epilogue(activation: $0) }
+        // Small layers stay on the calling thread (see `SGEMM.parallelThreshold`).
+        let threads = batch * outputChannels * outSize * taps < SGEMM.parallelThreshold ? 1 : threads
         // Output rows narrower than a vector: channels as lanes, 16 planes at a time (one input plane
         // per output channel). The kernel declines where it does not apply; the planes then run below.
         if perGroup == 1, axes[2].output < 16 {

@@ -57,7 +57,9 @@ struct PoolKernel: Kernel {
         let spatialAxes = try window.poolingAxes(input: spatial, kernel: kernel, ceilMode: ceilMode)
         let plan = try PoolPlan(batch: x.shape[0], channels: x.shape[1], axes: WindowAxis.lifted(spatialAxes),
                                 outputShape: [x.shape[0], x.shape[1]] + spatialAxes.map(\.output))
-        let threads = context.threadCount
+        // Small pools stay on the calling thread (as small GEMMs do, see `SGEMM.parallelThreshold`).
+        let work = Double(try Shape.elementCount(plan.outputShape)) * kernel.reduce(1.0) { $0 * Double($1) }
+        let threads = work < Double(SGEMM.parallelThreshold) ? 1 : context.threadCount
         switch (kind, x.dtype) {
         case (.average, .float32): return [try plan.average(x, includePad: countIncludePad, threads: threads, as: Float.self)]
         case (.average, .float64): return [try plan.average(x, includePad: countIncludePad, threads: threads, as: Double.self)]

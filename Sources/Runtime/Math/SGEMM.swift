@@ -30,9 +30,10 @@ public enum SGEMM {
         }
     }
 
-    /// Below this many multiply-adds a GEMM runs on the calling thread: handing work to other threads
-    /// costs more than it saves.
-    static let parallelThreshold = 1 << 16
+    /// Below this many multiply-adds (about 10 µs of work) a GEMM runs on the calling thread: waking
+    /// other threads costs more than it saves, and more so on a busy machine, where a woken thread may
+    /// wait for a core while the caller waits for it.
+    static let parallelThreshold = 1 << 20
 
     /// What happens to each element of C after the product, while its rows are still in cache:
     /// `c[i][j] = activation(c[i][j] + rowBias[i] + columnBias[j])`, each operation rounded on its own as

@@ -41,30 +41,44 @@ struct FusedInt8Weights: Sendable {
         guard weights.count == k * n else {
             throw KernelError.invalid("weights hold \(weights.count) values, expected \(k) × \(n)")
         }
+        guard weights.dtype == .int8 || weights.dtype == .uint8 else {
+            throw KernelError.invalid("weights must be int8 or uint8, got \(weights.dtype)")
+        }
+        let packed = weights.withUnsafeBytes { raw in
+            Self.pack(raw.baseAddress!, unsigned: weights.dtype == .uint8, k: k, n: n, transposed: transposed)
+        }
+        try self.init(packed: packed, zeroPoints: zeroPoints, shift: weights.dtype == .uint8 ? 128 : 0, bias: bias)
+    }
+
+    /// Weights already packed; `zeroPoints` (one or one per column) minus `shift` give the packed domain's.
+    init(packed: PackedInt8Matrix, zeroPoints: [Int32], shift: Int32, bias: [Int32]?) throws {
+        let n = packed.n
         guard zeroPoints.count == 1 || zeroPoints.count == n else {
             throw KernelError.invalid("weight zero points: expected 1 or \(n) values, got \(zeroPoints.count)")
         }
         if let bias, bias.count != n {
             throw KernelError.invalid("bias: expected \(n) values, got \(bias.count)")
         }
-        let shift: Int32
-        switch weights.dtype {
-        case .int8:
-            shift = 0
-            packed = weights.withUnsafeBufferPointer(as: Int8.self) {
-                PackedInt8Matrix(k: k, n: n, values: $0, transposed: transposed)
-            }
-        case .uint8:
-            shift = 128
-            let shifted = weights.scalars(as: UInt8.self).map { Int8(truncatingIfNeeded: Int32($0) - 128) }
-            packed = shifted.withUnsafeBufferPointer { PackedInt8Matrix(k: k, n: n, values: $0, transposed: transposed) }
-        default:
-            throw KernelError.invalid("weights must be int8 or uint8, got \(weights.dtype)")
-        }
+        self.packed = packed
         let perColumn = zeroPoints.count == 1 ? [Int32](repeating: zeroPoints[0], count: n) : zeroPoints
         self.zeroPoints = perColumn.map { $0 - shift }
         hasZeroPoints = self.zeroPoints.contains { $0 != 0 }
         self.bias = bias ?? [Int32](repeating: 0, count: n)
+    }
+
+    /// Packs `k × n` 8-bit values at `source` (`[N, K]` when `transposed`); uint8 values are shifted to
+    /// int8 (`x − 128`, the bit pattern `x ^ 0x80`) on the way.
+    static func pack(_ source: UnsafeRawPointer, unsigned: Bool, k: Int, n: Int, transposed: Bool) -> PackedInt8Matrix {
+        let count = k * n
+        guard unsigned else {
+            return PackedInt8Matrix(k: k, n: n, values: UnsafeBufferPointer(start: source.assumingMemoryBound(to: Int8.self), count: count),
+                                    transposed: transposed)
+        }
+        let shifted = UnsafeMutablePointer<Int8>.allocate(capacity: max(count, 1))
+        defer { shifted.deallocate() }
+        let bytes = source.assumingMemoryBound(to: UInt8.self)
+        for i in 0..<count { shifted[i] = Int8(bitPattern: bytes[i] ^ 0x80) }
+        return PackedInt8Matrix(k: k, n: n, values: UnsafeBufferPointer(start: shifted, count: count), transposed: transposed)
     }
 
     /// `bias[j] + K·za·zb[j] − za·colSum[j]` for an activation zero point `za` (uint8 domain), wrapping.

@@ -1,19 +1,7 @@
 import GraphIR
 @testable import Runtime
 import Tensors
-
-/// A small deterministic generator (SplitMix64) so kernel tests draw the same data every run.
-struct SeededGenerator: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+import _TestSupport
 
 /// The zero points the integer GEMM tests sweep (MLAS's list), in uint8 terms.
 let sweepZeroPoints: [Int32] = [0, 18, 75, 128, 157, 231, 255]

@@ -2,6 +2,7 @@ import GraphIR
 @testable import Runtime
 import Tensors
 import Testing
+import _TestSupport
 
 @Suite struct FusedQConvTests {
     struct Case {
@@ -21,42 +22,58 @@ import Testing
         Case(input: [1, 122, 3, 3], weight: [9, 122, 1, 1], attributes: [:]),
     ]
 
+    /// Constants of a QConv/QConvTranspose test: zero points from the sweep, per-tensor or per-channel weights.
+    private static func constants(xType: DType, wType: DType, weight: [Int], channels: Int, perChannel: Bool, index: Int,
+                                  using generator: inout SeededGenerator) throws -> [String: Tensor] {
+        let count = perChannel ? channels : 1, shape = perChannel ? [channels] : []
+        let wZeros: [Int32] = (0..<count).map { sweepZeroPoints[($0 + index) % 7] - (wType == .int8 ? 128 : 0) }
+        return [
+            "x_scale": Tensor(scalar: Float(0.02)), "x_zero_point": FusedTestData.zeroPoint(xType, sweepZeroPoints[index % 7]),
+            "w": try FusedTestData.codes(wType, shape: weight, using: &generator),
+            "w_scale": try Tensor(shape: shape, scalars: (0..<count).map { Float(0.003) * Float(1 + $0 % 3) }),
+            "w_zero_point": wType == .int8 ? try Tensor(shape: shape, scalars: wZeros.map { Int8($0) })
+                                           : try Tensor(shape: shape, scalars: wZeros.map { UInt8($0) }),
+            "bias": try Tensor(shape: [channels], scalars: (0..<channels).map { _ in Int32.random(in: -3000...3000, using: &generator) }),
+            "y_scale": Tensor(scalar: Float(0.02 * 0.003 * 600)),
+            "y_zero_point": FusedTestData.zeroPoint(index % 3 == 0 ? .int8 : .uint8, sweepZeroPoints[(index + 2) % 7]),
+        ]
+    }
+
+    /// Builds `opType` for quantized and float output (int32 and float bias) and holds the fast kernel
+    /// against its reference twin at 1 and 3 threads.
+    private static func sweep(_ opType: String, _ testCase: Case, index: Int, xType: DType, wType: DType, channels: Int,
+                              perChannel: Bool, clamp: Bool, using generator: inout SeededGenerator,
+                              make: (KernelBuildContext) throws -> (any Kernel, ([Tensor?]) throws -> [Tensor])) throws {
+        var constants = try Self.constants(xType: xType, wType: wType, weight: testCase.weight, channels: channels,
+                                           perChannel: perChannel, index: index, using: &generator)
+        let x = try FusedTestData.codes(xType, shape: testCase.input, using: &generator)
+        for quantized in [true, false] {
+            if !quantized {
+                constants["bias"] = try Tensor(shape: [channels], scalars: (0..<channels).map { _ in Float.random(in: -1...1, using: &generator) })
+            }
+            var inputs = ["x", "x_scale", "x_zero_point", "w", "w_scale", "w_zero_point", "bias"]
+            if quantized { inputs += ["y_scale", "y_zero_point"] }
+            var node = Node(opType: opType, domain: IntegerFusion.domain, inputs: inputs, outputs: ["y"])
+            for (key, value) in testCase.attributes { node.attributes[key] = value }
+            if clamp { node.attributes["clip_min"] = .float(0) }
+            let (kernel, reference) = try make(buildContext(node, constants: constants))
+            let feeds = orderedInputs(node, constants: constants, feeds: ["x": x])
+            let expected = try reference(feeds)[0]
+            for threads in [1, 3] {
+                #expect(try kernel.run(feeds, context: ExecutionContext(threadCount: threads))[0] == expected,
+                        "\(opType) case \(index) quantized \(quantized) threads \(threads)")
+            }
+        }
+    }
+
     @Test func fastKernelEqualsReferenceBitForBit() throws {
         var generator = SeededGenerator(seed: 21)
         for (index, testCase) in Self.cases.enumerated() {
-            let xType: DType = index % 2 == 0 ? .uint8 : .int8
-            let wType: DType = index % 3 == 2 ? .uint8 : .int8
-            let channels = testCase.weight[0]
-            let perChannel = index % 2 == 0
-            let count = perChannel ? channels : 1
-            let wZeros: [Int32] = (0..<count).map { sweepZeroPoints[($0 + index) % 7] - (wType == .int8 ? 128 : 0) }
-            var constants: [String: Tensor] = [
-                "x_scale": Tensor(scalar: Float(0.02)), "x_zero_point": FusedTestData.zeroPoint(xType, sweepZeroPoints[index % 7]),
-                "w": try FusedTestData.codes(wType, shape: testCase.weight, using: &generator),
-                "w_scale": try Tensor(shape: perChannel ? [channels] : [], scalars: (0..<count).map { Float(0.003) * Float(1 + $0 % 3) }),
-                "w_zero_point": wType == .int8 ? try Tensor(shape: perChannel ? [channels] : [], scalars: wZeros.map { Int8($0) })
-                                               : try Tensor(shape: perChannel ? [channels] : [], scalars: wZeros.map { UInt8($0) }),
-                "bias": try Tensor(shape: [channels], scalars: (0..<channels).map { _ in Int32.random(in: -3000...3000, using: &generator) }),
-                "y_scale": Tensor(scalar: Float(0.02 * 0.003 * 600)),
-                "y_zero_point": FusedTestData.zeroPoint(index % 3 == 0 ? .int8 : .uint8, sweepZeroPoints[(index + 2) % 7]),
-            ]
-            let x = try FusedTestData.codes(xType, shape: testCase.input, using: &generator)
-            for quantized in [true, false] {
-                if !quantized {
-                    constants["bias"] = try Tensor(shape: [channels], scalars: (0..<channels).map { _ in Float.random(in: -1...1, using: &generator) })
-                }
-                var inputs = ["x", "x_scale", "x_zero_point", "w", "w_scale", "w_zero_point", "bias"]
-                if quantized { inputs += ["y_scale", "y_zero_point"] }
-                var node = Node(opType: "QConv", domain: IntegerFusion.domain, inputs: inputs, outputs: ["y"])
-                for (key, value) in testCase.attributes { node.attributes[key] = value }
-                if index % 4 == 1 { node.attributes["clip_min"] = .float(0) }
-                let kernel = try FusedQConvKernel(buildContext(node, constants: constants))
-                let feeds = orderedInputs(node, constants: constants, feeds: ["x": x])
-                let expected = try kernel.runReference(feeds)[0]
-                for threads in [1, 3] {
-                    let actual = try kernel.run(feeds, context: ExecutionContext(threadCount: threads))[0]
-                    #expect(actual == expected, "case \(index) quantized \(quantized) threads \(threads)")
-                }
+            try Self.sweep("QConv", testCase, index: index, xType: index % 2 == 0 ? .uint8 : .int8,
+                           wType: index % 3 == 2 ? .uint8 : .int8, channels: testCase.weight[0], perChannel: index % 2 == 0,
+                           clamp: index % 4 == 1, using: &generator) { context in
+                let kernel = try FusedQConvKernel(context)
+                return (kernel, kernel.runReference)
             }
         }
     }
@@ -72,36 +89,12 @@ import Testing
     @Test func transposedFastKernelEqualsReferenceBitForBit() throws {
         var generator = SeededGenerator(seed: 23)
         for (index, testCase) in Self.transposeCases.enumerated() {
-            let xType: DType = index % 2 == 0 ? .uint8 : .int8
             let group = testCase.attributes["group"]?.intValue ?? 1
-            let channels = testCase.weight[1] * group
-            let perChannel = group == 1 && index % 2 == 0
-            let count = perChannel ? channels : 1
-            var constants: [String: Tensor] = [
-                "x_scale": Tensor(scalar: Float(0.02)), "x_zero_point": FusedTestData.zeroPoint(xType, sweepZeroPoints[(index + 4) % 7]),
-                "w": try FusedTestData.codes(.int8, shape: testCase.weight, using: &generator),
-                "w_scale": try Tensor(shape: perChannel ? [channels] : [], scalars: (0..<count).map { Float(0.003) * Float(1 + $0 % 3) }),
-                "w_zero_point": try Tensor(shape: perChannel ? [channels] : [], scalars: (0..<count).map { Int8(sweepZeroPoints[($0 + index) % 7] - 128) }),
-                "bias": try Tensor(shape: [channels], scalars: (0..<channels).map { _ in Int32.random(in: -3000...3000, using: &generator) }),
-                "y_scale": Tensor(scalar: Float(0.02 * 0.003 * 500)), "y_zero_point": Tensor(scalar: UInt8(sweepZeroPoints[index % 7])),
-            ]
-            let x = try FusedTestData.codes(xType, shape: testCase.input, using: &generator)
-            for quantized in [true, false] {
-                if !quantized {
-                    constants["bias"] = try Tensor(shape: [channels], scalars: (0..<channels).map { _ in Float.random(in: -1...1, using: &generator) })
-                }
-                var inputs = ["x", "x_scale", "x_zero_point", "w", "w_scale", "w_zero_point", "bias"]
-                if quantized { inputs += ["y_scale", "y_zero_point"] }
-                var node = Node(opType: "QConvTranspose", domain: IntegerFusion.domain, inputs: inputs, outputs: ["y"])
-                for (key, value) in testCase.attributes { node.attributes[key] = value }
-                if index == 1 { node.attributes["clip_min"] = .float(0) }
-                let kernel = try FusedQConvTransposeKernel(buildContext(node, constants: constants))
-                let feeds = orderedInputs(node, constants: constants, feeds: ["x": x])
-                let expected = try kernel.runReference(feeds)[0]
-                for threads in [1, 3] {
-                    #expect(try kernel.run(feeds, context: ExecutionContext(threadCount: threads))[0] == expected,
-                            "case \(index) quantized \(quantized) threads \(threads)")
-                }
+            try Self.sweep("QConvTranspose", testCase, index: index, xType: index % 2 == 0 ? .uint8 : .int8, wType: .int8,
+                           channels: testCase.weight[1] * group, perChannel: group == 1 && index % 2 == 0, clamp: index == 1,
+                           using: &generator) { context in
+                let kernel = try FusedQConvTransposeKernel(context)
+                return (kernel, kernel.runReference)
             }
         }
     }

@@ -2,6 +2,7 @@ import GraphIR
 @testable import Runtime
 import Tensors
 import Testing
+import _TestSupport
 
 @Suite struct FusedQMatMulTests {
     private static let inputs = ["a", "a_scale", "a_zero_point", "b", "b_scale", "b_zero_point", "bias", "y_scale", "y_zero_point"]

@@ -2,6 +2,7 @@ import GraphIR
 @testable import Runtime
 import Tensors
 import Testing
+import _TestSupport
 
 /// The vectorised per-tensor Quantize / Dequantize / Requantize against the reference QuantizeLinear and
 /// DequantizeLinear kernels: bit-identical, including ties, NaN, infinities and both 8-bit types.

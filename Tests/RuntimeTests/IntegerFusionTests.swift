@@ -2,6 +2,7 @@ import GraphIR
 @testable import Runtime
 import Tensors
 import Testing
+import _TestSupport
 
 /// Small QDQ graphs run fused (integer kernels) and unfused (every node as written): the fused graph
 /// holds the expected operators, and outputs agree within one quantization step of the output.

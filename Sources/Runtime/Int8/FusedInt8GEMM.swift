@@ -41,30 +41,44 @@ struct FusedInt8Weights: Sendable {
         guard weights.count == k * n else {
             throw KernelError.invalid("weights hold \(weights.count) values, expected \(k) × \(n)")
         }
+        guard weights.dtype == .int8 || weights.dtype == .uint8 else {
+            throw KernelError.invalid("weights must be int8 or uint8, got \(weights.dtype)")
+        }
+        let packed = weights.withUnsafeBytes { raw in
+            Self.pack(raw.baseAddress!, unsigned: weights.dtype == .uint8, k: k, n: n, transposed: transposed)
+        }
+        try self.init(packed: packed, zeroPoints: zeroPoints, shift: weights.dtype == .uint8 ? 128 : 0, bias: bias)
+    }
+
+    /// Weights already packed; `zeroPoints` (one or one per column) minus `shift` give the packed domain's.
+    init(packed: PackedInt8Matrix, zeroPoints: [Int32], shift: Int32, bias: [Int32]?) throws {
+        let n = packed.n
         guard zeroPoints.count == 1 || zeroPoints.count == n else {
             throw KernelError.invalid("weight zero points: expected 1 or \(n) values, got \(zeroPoints.count)")
         }
         if let bias, bias.count != n {
             throw KernelError.invalid("bias: expected \(n) values, got \(bias.count)")
         }
-        let shift: Int32
-        switch weights.dtype {
-        case .int8:
-            shift = 0
-            packed = weights.withUnsafeBufferPointer(as: Int8.self) {
-                PackedInt8Matrix(k: k, n: n, values: $0, transposed: transposed)
-            }
-        case .uint8:
-            shift = 128
-            let shifted = weights.scalars(as: UInt8.self).map { Int8(truncatingIfNeeded: Int32($0) - 128) }
-            packed = shifted.withUnsafeBufferPointer { PackedInt8Matrix(k: k, n: n, values: $0, transposed: transposed) }
-        default:
-            throw KernelError.invalid("weights must be int8 or uint8, got \(weights.dtype)")
-        }
+        self.packed = packed
         let perColumn = zeroPoints.count == 1 ? [Int32](repeating: zeroPoints[0], count: n) : zeroPoints
         self.zeroPoints = perColumn.map { $0 - shift }
         hasZeroPoints = self.zeroPoints.contains { $0 != 0 }
         self.bias = bias ?? [Int32](repeating: 0, count: n)
+    }
+
+    /// Packs `k × n` 8-bit values at `source` (`[N, K]` when `transposed`); uint8 values are shifted to
+    /// int8 (`x − 128`, the bit pattern `x ^ 0x80`) on the way.
+    static func pack(_ source: UnsafeRawPointer, unsigned: Bool, k: Int, n: Int, transposed: Bool) -> PackedInt8Matrix {
+        let count = k * n
+        guard unsigned else {
+            return PackedInt8Matrix(k: k, n: n, values: UnsafeBufferPointer(start: source.assumingMemoryBound(to: Int8.self), count: count),
+                                    transposed: transposed)
+        }
+        let shifted = UnsafeMutablePointer<Int8>.allocate(capacity: max(count, 1))
+        defer { shifted.deallocate() }
+        let bytes = source.assumingMemoryBound(to: UInt8.self)
+        for i in 0..<count { shifted[i] = Int8(bitPattern: bytes[i] ^ 0x80) }
+        return PackedInt8Matrix(k: k, n: n, values: UnsafeBufferPointer(start: shifted, count: count), transposed: transposed)
     }
 
     /// `bias[j] + K·za·zb[j] − za·colSum[j]` for an activation zero point `za` (uint8 domain), wrapping.
@@ -257,38 +271,44 @@ struct ColumnRequantization: Sendable {
 
     var count: Int { mantissas.count }
 
-    /// Writes `count` requantized values: `acc[j]` with column constants `base + j`, to `output[j·stride]`.
+    /// Calls `body(j, code)` with the requantized, clamped code of `acc[j]` for `j` in `0..<count`, using the
+    /// constants of column `firstColumn + j` (or the single column's when not `perColumn`).
     @inline(__always)
-    func apply<Output: FixedWidthInteger>(
-        _ acc: UnsafePointer<Int32>, count: Int, firstColumn: Int, perColumn: Bool,
-        output: UnsafeMutablePointer<Output>, stride: Int
-    ) {
+    func forEachCode(_ acc: UnsafePointer<Int32>, count: Int, firstColumn: Int, perColumn: Bool,
+                     _ body: (Int, Int32) -> Void) {
         mantissas.withUnsafeBufferPointer { mantissas in
         shifts.withUnsafeBufferPointer { shifts in
         roundings.withUnsafeBufferPointer { roundings in
         negativeMasks.withUnsafeBufferPointer { masks in
             let z = zeroPoint, lo = lower, hi = upper
+            @inline(__always) func code(_ acc: Int32, _ mantissa: Int64, _ rounding: Int64, _ mask: Int64, _ shift: Int64) -> Int32 {
+                let p = Int64(acc) &* mantissa
+                let q = ((p &+ rounding &+ ((p >> 63) & mask)) >> shift) &+ z
+                return Int32(truncatingIfNeeded: q < lo ? lo : (q > hi ? hi : q))
+            }
             if perColumn {
                 let mb = mantissas.baseAddress! + firstColumn, sb = shifts.baseAddress! + firstColumn
                 let rb = roundings.baseAddress! + firstColumn, nb = masks.baseAddress! + firstColumn
-                for j in 0..<count {
-                    let p = Int64(acc[j]) &* mb[j]
-                    let q = ((p &+ rb[j] &+ ((p >> 63) & nb[j])) >> sb[j]) &+ z
-                    output[j &* stride] = Output(truncatingIfNeeded: q < lo ? lo : (q > hi ? hi : q))
-                }
+                for j in 0..<count { body(j, code(acc[j], mb[j], rb[j], nb[j], sb[j])) }
             } else {
                 let mantissa = mantissas[0], shift = shifts[0], rounding = roundings[0], mask = masks[0]
-                for j in 0..<count {
-                    let p = Int64(acc[j]) &* mantissa
-                    let q = ((p &+ rounding &+ ((p >> 63) & mask)) >> shift) &+ z
-                    output[j &* stride] = Output(truncatingIfNeeded: q < lo ? lo : (q > hi ? hi : q))
-                }
+                for j in 0..<count { body(j, code(acc[j], mantissa, rounding, mask, shift)) }
             }
         }}}}
     }
-}
 
-extension ColumnRequantization {
+    /// Writes `count` requantized values: `acc[j]` with the constants of column `firstColumn + j`, to
+    /// `output[j·stride]`.
+    @inline(__always)
+    func apply<Output: FixedWidthInteger>(
+        _ acc: UnsafePointer<Int32>, count: Int, firstColumn: Int, perColumn: Bool,
+        output: UnsafeMutablePointer<Output>, stride: Int
+    ) {
+        forEachCode(acc, count: count, firstColumn: firstColumn, perColumn: perColumn) { j, code in
+            output[j &* stride] = Output(truncatingIfNeeded: code)
+        }
+    }
+
     /// Like `apply`, then dequantizes the code at once: `y = Float(q − z) · scale [+ bias]` (DequantizeLinear's
     /// arithmetic, then Add's). `bias` advances by `biasStride` per element (0: one value for all).
     @inline(__always)
@@ -296,24 +316,16 @@ extension ColumnRequantization {
         _ acc: UnsafePointer<Int32>, count: Int, firstColumn: Int, perColumn: Bool, scale: Float,
         bias: UnsafePointer<Float>?, biasStride: Int, output: UnsafeMutablePointer<Float>, stride: Int
     ) {
-        mantissas.withUnsafeBufferPointer { mantissas in
-        shifts.withUnsafeBufferPointer { shifts in
-        roundings.withUnsafeBufferPointer { roundings in
-        negativeMasks.withUnsafeBufferPointer { masks in
-            let z = zeroPoint, lo = lower, hi = upper, zero32 = Int32(truncatingIfNeeded: zeroPoint)
-            let column = perColumn ? 1 : 0
-            let mb = mantissas.baseAddress! + (perColumn ? firstColumn : 0), sb = shifts.baseAddress! + (perColumn ? firstColumn : 0)
-            let rb = roundings.baseAddress! + (perColumn ? firstColumn : 0), nb = masks.baseAddress! + (perColumn ? firstColumn : 0)
-            for j in 0..<count {
-                let c = j &* column
-                let p = Int64(acc[j]) &* mb[c]
-                let q = ((p &+ rb[c] &+ ((p >> 63) & nb[c])) >> sb[c]) &+ z
-                let code = Int32(truncatingIfNeeded: q < lo ? lo : (q > hi ? hi : q))
-                var value = Float(code &- zero32) * scale
-                if let bias { value = value + bias[j &* biasStride] }
-                output[j &* stride] = value
+        let zero = Int32(truncatingIfNeeded: zeroPoint)
+        if let bias {
+            forEachCode(acc, count: count, firstColumn: firstColumn, perColumn: perColumn) { j, code in
+                output[j &* stride] = Float(code &- zero) * scale + bias[j &* biasStride]
             }
-        }}}}
+        } else {
+            forEachCode(acc, count: count, firstColumn: firstColumn, perColumn: perColumn) { j, code in
+                output[j &* stride] = Float(code &- zero) * scale
+            }
+        }
     }
 }
 

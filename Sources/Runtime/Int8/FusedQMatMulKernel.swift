@@ -172,8 +172,8 @@ struct FusedQMatMulKernel: Kernel {
         var y = try Tensor(zeros: output.dtype, shape: plan.outputShape)
         guard y.count > 0 else { return y }
         let offsets = plan.batchOffsets()
-        let bValues = try b.quantizedIntegerValues(input: 3)
         if reference {
+            let bValues = try b.quantizedIntegerValues(input: 3)
             let aValues = try a.quantizedIntegerValues(input: 0)
             var values: (codes: [Int32], floats: [Float]) = ([], [])
             for (aIndex, bIndex) in offsets {
@@ -186,39 +186,36 @@ struct FusedQMatMulKernel: Kernel {
             try fill(&y, (output.dtype == .float32 ? nil : values.codes, output.dtype == .float32 ? values.floats : nil))
             return y
         }
-        // B's values shifted into int8 once; each batch matrix packed from them.
-        let shift: Int32 = b.dtype == .uint8 ? 128 : 0
-        let signed = bValues.map { Int8(truncatingIfNeeded: $0 - shift) }
         let view = try UInt8Activations(a, zeroPoint: input.zeroPoint)
         defer { view.release() }
-        let bZero = weightQuantization.zeroPoints[0] - shift
         let elementSize = output.dtype == .float32 ? 4 : 1
         let batchThreads = plan.batchCount >= context.threadCount ? 1 : context.threadCount
-        try y.withUnsafeMutableBytes { raw in
-            let base = raw.baseAddress!
-            var failure: Error?
-            let body = { (batch: Int) in
-                let (aIndex, bIndex) = offsets[batch]
-                do {
-                    let weights = try signed.withUnsafeBufferPointer { values in
-                        try FusedInt8Weights(
-                            packedFrom: UnsafeBufferPointer(rebasing: values[(bIndex * k * n)..<((bIndex + 1) * k * n)]),
-                            k: k, n: n, zeroPoint: bZero, bias: int32Bias)
+        let unsigned = b.dtype == .uint8, zeroPoints = weightQuantization.zeroPoints, bias = int32Bias
+        var failure: Error?
+        b.withUnsafeBytes { bRaw in
+            y.withUnsafeMutableBytes { raw in
+                let body = { (batch: Int) in
+                    let (aIndex, bIndex) = offsets[batch]
+                    let packed = FusedInt8Weights.pack(bRaw.baseAddress! + bIndex * k * n, unsigned: unsigned, k: k, n: n,
+                                                       transposed: false)
+                    do {
+                        let weights = try FusedInt8Weights(packed: packed, zeroPoints: zeroPoints, shift: unsigned ? 128 : 0,
+                                                           bias: bias)
+                        output.execute(Int8GEMMActivations(m: m, a: view.pointer + aIndex * m * k, lda: k, zeroPoint: view.zeroPoint),
+                                       weights: weights, output: raw.baseAddress! + batch * m * n * elementSize,
+                                       rowStride: n, columnStride: 1, threads: batchThreads)
+                    } catch {
+                        failure = error
                     }
-                    output.execute(Int8GEMMActivations(m: m, a: view.pointer + aIndex * m * k, lda: k, zeroPoint: view.zeroPoint),
-                                   weights: weights, output: base + batch * m * n * elementSize,
-                                   rowStride: n, columnStride: 1, threads: batchThreads)
-                } catch {
-                    failure = error
+                }
+                if batchThreads == 1 {
+                    context.parallelFor(plan.batchCount, body)
+                } else {
+                    for batch in 0..<plan.batchCount { body(batch) }
                 }
             }
-            if batchThreads == 1 {
-                context.parallelFor(plan.batchCount, body)
-            } else {
-                for batch in 0..<plan.batchCount { body(batch) }
-            }
-            if let failure { throw failure }
         }
+        if let failure { throw failure }
         return y
     }
 
@@ -242,13 +239,5 @@ struct FusedQMatMulKernel: Kernel {
         case .uint8: y = try Tensor(shape: y.shape, scalars: (values.codes ?? []).map { UInt8(truncatingIfNeeded: $0) })
         default: y = try Tensor(shape: y.shape, scalars: (values.codes ?? []).map { Int8(truncatingIfNeeded: $0) })
         }
-    }
-}
-
-extension FusedInt8Weights {
-    /// Weights packed from int8 values already in the packed domain (`[K, N]` row-major).
-    init(packedFrom values: UnsafeBufferPointer<Int8>, k: Int, n: Int, zeroPoint: Int32, bias: [Int32]?) throws {
-        let tensor = try Tensor(dtype: .int8, shape: [k, n], bytes: UnsafeRawBufferPointer(values))
-        try self.init(weights: tensor, k: k, n: n, transposed: false, zeroPoints: [zeroPoint], bias: bias)
     }
 }

@@ -2,11 +2,16 @@
 """Latency of a model in SwiftQuant's runtime next to ONNX Runtime's, same machine, same run.
 
 Runs `swiftquant bench --json` and an onnxruntime session (sequential execution, intra-op threads =
---threads) on the same rows, and prints the medians and their ratio. A report, not a gate.
+--threads) on the same rows, and prints the medians and their ratio. `--baseline LABEL=MODEL` (repeatable)
+also times other models in ONNX Runtime in the same run, e.g. the FP32 original and ORT's own
+quantize_dynamic model, and prints our time as a ratio of each. A report, not a gate.
 
     python3 scripts/latency_report.py --swiftquant .build/release/swiftquant \
         --model ../shared/models/minilm-l6/minilm-l6.onnx --data ../shared/models/minilm-l6/minilm-eval.npz \
         --rows 1 --threads 1 2
+
+    python3 scripts/latency_report.py --swiftquant .build/release/swiftquant --model static.onnx \
+        --data minilm-eval.npz --baseline fp32=minilm-l6.onnx --baseline ort-dynamic=ort-dynamic.onnx
 """
 import argparse
 import json
@@ -45,6 +50,8 @@ def main():
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--iterations", type=int, default=50)
+    parser.add_argument("--baseline", action="append", default=[], metavar="LABEL=MODEL",
+                        help="another model to time in ONNX Runtime on the same inputs")
     args = parser.parse_args()
 
     data = np.load(args.data)
@@ -64,6 +71,10 @@ def main():
             theirs = ort_median_ms(args.model, feeds, threads, args.warmup, args.iterations)
             print(f"  {threads} thread(s): swiftquant {ours:8.3f} ms   onnxruntime {theirs:8.3f} ms   "
                   f"ratio {ours / theirs:5.2f}x")
+            for entry in args.baseline:
+                label, _, path = entry.partition("=")
+                baseline = ort_median_ms(path, feeds, threads, args.warmup, args.iterations)
+                print(f"      onnxruntime {label:<14} {baseline:8.3f} ms   swiftquant / it {ours / baseline:5.2f}x")
     return 0
 
 

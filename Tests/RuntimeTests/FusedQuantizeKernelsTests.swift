@@ -4,7 +4,7 @@ import Tensors
 import Testing
 import _TestSupport
 
-/// The vectorised per-tensor Quantize / Dequantize / Requantize against the reference QuantizeLinear and
+/// The vectorised per-tensor and per-channel Quantize / Dequantize / Requantize against the reference QuantizeLinear and
 /// DequantizeLinear kernels: bit-identical, including ties, NaN, infinities and both 8-bit types.
 @Suite struct FusedQuantizeKernelsTests {
     private func reference(_ opType: String, _ inputs: [Tensor?]) throws -> Tensor {
@@ -32,6 +32,36 @@ import _TestSupport
             for threads in [1, 3] {
                 #expect(try kernel.run([x, constants["s"], zero], context: ExecutionContext(threadCount: threads))[0] == expected)
             }
+        }
+    }
+
+    /// Per-channel scales along the last axis (static quantization's SmoothQuant form) against the
+    /// reference QuantizeLinear with `axis = -1`, at a channel count that is not a multiple of the vector width.
+    @Test func perChannelQuantizeEqualsReference() throws {
+        var generator = SeededGenerator(seed: 21)
+        let rows = 37, channels = 67
+        var values = (0..<(rows * channels)).map { _ in Float.random(in: -30...30, using: &generator) }
+        for (i, special) in [Float.nan, .infinity, -.infinity, 3.4e38, -3.4e38, 0.25, -0.25, 2.5].enumerated() {
+            values[i * 11] = special
+        }
+        let x = try Tensor(shape: [rows, channels], scalars: values)
+        let scaleValues = (0..<channels).map { c in Float(0.01 + 0.37 * Double(c % 9)) }
+        let scale = try Tensor(shape: [channels], scalars: scaleValues)
+        for dtype in [DType.uint8, .int8] {
+            let zeros = (0..<channels).map { sweepZeroPoints[$0 % sweepZeroPoints.count] }
+            let zero = dtype == .uint8 ? try Tensor(shape: [channels], scalars: zeros.map { UInt8($0) })
+                                       : try Tensor(shape: [channels], scalars: zeros.map { Int8(truncatingIfNeeded: $0 - 128) })
+            let referenceNode = Node(opType: "QuantizeLinear", inputs: ["x", "s", "z"], outputs: ["y"],
+                                     attributes: ["axis": .int(-1)])
+            let referenceKernel = try QuantizeLinearKernel(buildContext(referenceNode, constants: [:], opset: 13), version: 13)
+            let expected = try referenceKernel.run([x, scale, zero], context: ExecutionContext(threadCount: 1))[0]
+            let node = Node(opType: "Quantize", domain: IntegerFusion.domain, inputs: ["x", "s", "z"], outputs: ["y"])
+            let kernel = try FusedQuantizeKernel(buildContext(node, constants: ["s": scale, "z": zero]))
+            for threads in [1, 3] {
+                #expect(try kernel.run([x, scale, zero], context: ExecutionContext(threadCount: threads))[0] == expected)
+            }
+            let wrong = try Tensor(shape: [channels, rows], scalars: values)
+            #expect(throws: KernelError.self) { try kernel.run([wrong, scale, zero], context: ExecutionContext(threadCount: 1)) }
         }
     }
 

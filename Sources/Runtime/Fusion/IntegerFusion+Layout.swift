@@ -68,6 +68,22 @@ extension IntegerFusionRewriter {
         }
     }
 
+    /// A QuantizeLinear to uint8/int8 with constant float32 scales and zero points, one per channel along
+    /// the last axis of its input (`axis` −1, or the last axis of a declared rank).
+    func lastAxisChannelQuantize(_ node: Node) -> Bool {
+        guard node.inputs.count == 3, blockSize(node) == 0, let scale = constant(input(node, 1)),
+              scale.dtype == .float32, scale.rank == 1, scale.count > 1,
+              let zeroPoint = constant(input(node, 2)), zeroPoint.shape == scale.shape,
+              zeroPoint.dtype == .uint8 || zeroPoint.dtype == .int8 else { return false }
+        if let declared = node.attributes["output_dtype"]?.intValue, declared != 0,
+           declared != Int(zeroPoint.dtype.onnxCode) { return false }
+        let axis = node.attributes["axis"]?.intValue ?? 1
+        if axis == -1 { return true }
+        let info = graph.inputs.first { $0.name == node.inputs[0] } ?? graph.valueInfo[node.inputs[0]]
+        guard let rank = info?.type?.tensorShape?.count else { return false }
+        return axis == rank - 1
+    }
+
     /// Per-tensor QuantizeLinear and DequantizeLinear of activations run as the vectorised `Quantize` /
     /// `Dequantize` (bit-identical to the reference kernels).
     mutating func vectoriseQuantizeDequantize() {
@@ -77,6 +93,9 @@ extension IntegerFusionRewriter {
             guard node.normalizedDomain.isEmpty, node.outputs.count == 1 else { continue }
             if node.opType == "QuantizeLinear", let q = activationQuantize(at: index) {
                 let fused = fusedNode("Quantize", name: node.name, inputs: [q.real, q.scale, q.zeroPoint], outputs: [q.codes])
+                plan(removing: [index], anchor: index, with: [fused])
+            } else if node.opType == "QuantizeLinear", lastAxisChannelQuantize(node) {
+                let fused = fusedNode("Quantize", name: node.name, inputs: Array(node.inputs.prefix(3)), outputs: node.outputs)
                 plan(removing: [index], anchor: index, with: [fused])
             } else if node.opType == "DequantizeLinear", let dq = activationDequantize(producing: node.outputs[0]) {
                 let fused = fusedNode("Dequantize", name: node.name, inputs: [dq.codes, dq.scale, dq.zeroPoint],

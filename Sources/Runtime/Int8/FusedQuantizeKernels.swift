@@ -6,40 +6,90 @@ import Tensors
 // operations in the same order), so they equal them bit for bit.
 
 /// `com.swiftquant::Quantize`: `y = clamp(round_half_even(x / scale) + zero_point)`, float32 `x`,
-/// uint8/int8 `y`; inputs `x`, `scale`, `zero_point` (constants, one value each). NaN goes to the low
-/// end, as in the reference QuantizeLinear.
+/// uint8/int8 `y`; inputs `x`, `scale`, `zero_point` (constants). One value each quantizes per tensor; C
+/// values quantize per channel along the last axis of `x`, which must then have C elements (static
+/// quantization writes SmoothQuant's per-channel factors this way). NaN goes to the low end, as in the
+/// reference QuantizeLinear.
 ///
 /// Rounding adds 1.5·2^23: for |v| < 2^22 the sum's low mantissa bits are `round_half_even(v)` (offset by
 /// 2^22), read back as an integer. The quotient is first clamped to one step beyond the output range,
 /// which changes no result, so the loop has no rounding instruction, no float-to-int conversion check and
 /// no branch, and vectorises.
 struct FusedQuantizeKernel: Kernel {
-    let output: ActivationQuantization
+    /// Per-channel parameters, one entry per channel (one entry per tensor).
+    let scales: [Float]
+    let zeroPoints: [Int32]
+    let dtype: DType
     /// Other input types (int32, half precision) go to the reference kernel.
     let fallback: QuantizeLinearKernel
 
     init(_ context: KernelBuildContext) throws {
-        output = try ActivationQuantization(scale: try context.constantInput(1, "scale"),
-                                            zeroPoint: try context.constantInput(2, "zero_point"), what: "y")
+        let scale = try context.constantInput(1, "scale"), zeroPoint = try context.constantInput(2, "zero_point")
+        guard let scale, scale.count > 1 else {
+            let output = try ActivationQuantization(scale: scale, zeroPoint: zeroPoint, what: "y")
+            scales = [output.scale]
+            zeroPoints = [output.zeroPoint]
+            dtype = output.dtype
+            fallback = try QuantizeLinearKernel(context, version: 21)
+            return
+        }
+        guard scale.dtype == .float32, scale.rank == 1 else {
+            throw KernelError.invalid("y scale must be float32 of one dimension, got \(scale.dtype) \(scale.shape)")
+        }
+        scales = scale.scalars(as: Float.self)
+        guard scales.allSatisfy({ $0.isFinite && $0 > 0 }) else { throw KernelError.invalid("y scales must be finite and > 0") }
+        guard let zeroPoint, zeroPoint.shape == scale.shape, zeroPoint.dtype == .uint8 || zeroPoint.dtype == .int8 else {
+            throw KernelError.invalid("y zero point must be uint8 or int8 of shape \(scale.shape)")
+        }
+        zeroPoints = try zeroPoint.quantizedIntegerValues(input: 2)
+        dtype = zeroPoint.dtype
         fallback = try QuantizeLinearKernel(context, version: 21)
     }
 
     func run(_ inputs: [Tensor?], context: ExecutionContext) throws -> [Tensor] {
         let x = try required(inputs, 0)
         guard x.dtype == .float32 else { return try fallback.run(inputs, context: context) }
-        var y = try Tensor(zeros: output.dtype, shape: x.shape)
-        let scale = output.scale, zero = Float(output.zeroPoint)
-        let lower = Float(output.range.lowerBound), upper = Float(output.range.upperBound)
+        let channels = scales.count
+        if channels > 1 {
+            guard x.rank >= 1, x.shape[x.rank - 1] == channels else {
+                throw KernelError.invalidInput(index: 0, reason: "quantizes \(channels) channels along the last axis; x has shape \(x.shape)")
+            }
+        }
+        var y = try Tensor(zeros: dtype, shape: x.shape)
+        let range = dtype == .int8 ? Int32(-128)...127 : 0...255
+        let lower = Float(range.lowerBound), upper = Float(range.upperBound)
+        let rows = x.count / max(channels, 1)
         x.withUnsafeBufferPointer(as: Float.self) { source in
             y.withUnsafeMutableBytes { raw in
                 let base = source.baseAddress!
-                Parallel.forRanges(source.count, threads: context.threadCount, grain: 1 << 15) { range in
-                    if output.dtype == .uint8 {
-                        Self.quantize(base + range.lowerBound, range.count, scale, zero, lower, upper,
-                                      raw.baseAddress!.assumingMemoryBound(to: UInt8.self) + range.lowerBound)
-                    } else {
-                        Self.quantize(base + range.lowerBound, range.count, scale, zero, lower, upper,
-                                      raw.baseAddress!.assumingMemoryBound(to: Int8.self) + range.lowerBound)
+                if channels == 1 {
+                    let scale = scales[0], zero = Float(zeroPoints[0])
+                    Parallel.forRanges(source.count, threads: context.threadCount, grain: 1 << 15) { range in
+                        if dtype == .uint8 {
+                            Self.quantize(base + range.lowerBound, range.count, scale, zero, lower, upper,
+                                          raw.baseAddress!.assumingMemoryBound(to: UInt8.self) + range.lowerBound)
+                        } else {
+                            Self.quantize(base + range.lowerBound, range.count, scale, zero, lower, upper,
+                                          raw.baseAddress!.assumingMemoryBound(to: Int8.self) + range.lowerBound)
+                        }
+                    }
+                    return
+                }
+                let rowGrain = max(1, (1 << 15) / channels)
+                scales.withUnsafeBufferPointer { scaleBuffer in
+                    zeroPoints.withUnsafeBufferPointer { zeroBuffer in
+                        Parallel.forRanges(rows, threads: context.threadCount, grain: rowGrain) { range in
+                            for row in range {
+                                let offset = row * channels
+                                if dtype == .uint8 {
+                                    Self.quantizeRow(base + offset, channels, scaleBuffer.baseAddress!, zeroBuffer.baseAddress!,
+                                                     lower, upper, raw.baseAddress!.assumingMemoryBound(to: UInt8.self) + offset)
+                                } else {
+                                    Self.quantizeRow(base + offset, channels, scaleBuffer.baseAddress!, zeroBuffer.baseAddress!,
+                                                     lower, upper, raw.baseAddress!.assumingMemoryBound(to: Int8.self) + offset)
+                                }
+                            }
+                        }
                     }
                 }
             }
@@ -56,6 +106,22 @@ struct FusedQuantizeKernel: Kernel {
         let zeroCode = Int32(zero), lowCode = Int32(lower), highCode = Int32(upper)
         for i in 0..<count {
             let code = roundedCode(x[i] / scale, low: low, high: high) &+ zeroCode
+            y[i] = Q(truncatingIfNeeded: code < lowCode ? lowCode : (code > highCode ? highCode : code))
+        }
+    }
+
+    /// One row of per-channel quantization: channel `c` uses `scales[c]` and `zeros[c]`. The quotient is
+    /// clamped to `[lower − 256, upper + 256]`, one step or more beyond every channel's reachable codes,
+    /// which keeps the rounding trick's argument small without a per-channel bound.
+    @inline(__always)
+    static func quantizeRow<Q: FixedWidthInteger>(
+        _ x: UnsafePointer<Float>, _ count: Int, _ scales: UnsafePointer<Float>, _ zeros: UnsafePointer<Int32>,
+        _ lower: Float, _ upper: Float, _ y: UnsafeMutablePointer<Q>
+    ) {
+        let low = lower - 256, high = upper + 256
+        let lowCode = Int32(lower), highCode = Int32(upper)
+        for i in 0..<count {
+            let code = roundedCode(x[i] / scales[i], low: low, high: high) &+ zeros[i]
             y[i] = Q(truncatingIfNeeded: code < lowCode ? lowCode : (code > highCode ? highCode : code))
         }
     }

@@ -1,3 +1,4 @@
+import Foundation
 import GraphIR
 import QuantCore
 import Tensors
@@ -192,6 +193,8 @@ struct FusedQMatMulKernel: Kernel {
         let batchThreads = plan.batchCount >= context.threadCount ? 1 : context.threadCount
         let unsigned = b.dtype == .uint8, zeroPoints = weightQuantization.zeroPoints, bias = int32Bias
         var failure: Error?
+        // Batches may run on several threads at once, and a failure is the same for all of them.
+        let failureLock = NSLock()
         b.withUnsafeBytes { bRaw in
             y.withUnsafeMutableBytes { raw in
                 let body = { (batch: Int) in
@@ -205,7 +208,7 @@ struct FusedQMatMulKernel: Kernel {
                                        weights: weights, output: raw.baseAddress! + batch * m * n * elementSize,
                                        rowStride: n, columnStride: 1, threads: batchThreads)
                     } catch {
-                        failure = error
+                        failureLock.withLock { failure = error }
                     }
                 }
                 if batchThreads == 1 {

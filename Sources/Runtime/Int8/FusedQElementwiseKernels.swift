@@ -1,6 +1,7 @@
 import GraphIR
 import QuantCore
 import Tensors
+import _CKernels
 
 // Integer-domain Add, Mul, Concat and GlobalAveragePool between DequantizeLinear and QuantizeLinear:
 // 8-bit codes in, 8-bit codes out, no float tensors in between.
@@ -220,5 +221,50 @@ struct FusedQGlobalAveragePoolKernel: Kernel {
             }
         }
         return (x, sums, positions)
+    }
+}
+
+/// `com.swiftquant::QLookup`: `y = table[x]` on 8-bit codes — an absorbed `DequantizeLinear → f →
+/// QuantizeLinear` with f an elementwise activation, whose table holds for each of the 256 codes exactly
+/// what the three reference kernels compute (see `IntegerFusionRewriter.fuseLookup`). Input `x`;
+/// attribute `table`: 256 codes of the output type, indexed by the byte of x's code.
+struct FusedQLookupKernel: Kernel {
+    let table: [UInt8]
+    let dtype: DType
+    /// The instruction set of the C kernel (tests force each); `.reference` runs the Swift loop.
+    var level: Int8GEMMLevel = .best
+
+    init(_ context: KernelBuildContext) throws {
+        guard let tensor = context.node.attributes["table"]?.tensorValue, tensor.count == 256,
+              tensor.dtype == .uint8 || tensor.dtype == .int8 else {
+            throw KernelError.invalidAttribute("table", "must be 256 uint8 or int8 codes")
+        }
+        table = tensor.withUnsafeBytes { Array($0.bindMemory(to: UInt8.self)) }
+        dtype = tensor.dtype
+    }
+
+    func run(_ inputs: [Tensor?], context: ExecutionContext) throws -> [Tensor] {
+        let x = try required(inputs, 0)
+        guard x.dtype == .uint8 || x.dtype == .int8 else {
+            throw KernelError.invalidInput(index: 0, reason: "x must be uint8 or int8, got \(x.dtype)")
+        }
+        let y = try context.output(dtype, shape: x.shape)
+        x.withUnsafeBytes { source in
+            table.withUnsafeBufferPointer { buffer in
+                // An empty run only asks whether the level has a kernel.
+                let level = Int32(level.rawValue), lookup = buffer.baseAddress!
+                guard source.count > 0, sq_lookup_u8(level, lookup, nil, nil, 0) != 0 else {
+                    applyByteTable(table, source, UnsafeMutableRawBufferPointer(start: y.bytes, count: source.count),
+                                   threads: context.threadCount)
+                    return
+                }
+                let from = source.baseAddress!.assumingMemoryBound(to: UInt8.self)
+                let to = y.bytes.assumingMemoryBound(to: UInt8.self)
+                Parallel.forRanges(source.count, threads: context.threadCount, grain: 1 << 16) { range in
+                    _ = sq_lookup_u8(level, lookup, from + range.lowerBound, to + range.lowerBound, range.count)
+                }
+            }
+        }
+        return [y.tensor]
     }
 }

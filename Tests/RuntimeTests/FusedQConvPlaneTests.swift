@@ -185,4 +185,46 @@ import _TestSupport
         try IntegerFusionTests.compare(model, feeds: feeds, tolerance: [y: 0.02 * 2.0001], expectFused: ["QConv"],
                                        expectGone: ["Conv", "HardSwish", "QLookup"])
     }
+
+    /// QAdd and QMul at every level against the Swift loop (their twin), over broadcasts that take each
+    /// path: same shapes, one value per channel (long planes via a table, short ones directly), the
+    /// broadcast operand first, a scalar, and strides the C kernel does not take.
+    @Test func binaryKernelsEqualReferenceAtEveryLevel() throws {
+        var generator = SeededGenerator(seed: 94)
+        let shapes: [([Int], [Int])] = [
+            ([1, 5, 31, 29], [1, 5, 31, 29]), ([1, 6, 40, 40], [1, 6, 1, 1]), ([2, 7, 5, 3], [1, 7, 1, 1]),
+            ([1, 3, 1, 1], [1, 3, 33, 17]), ([4, 1000], [1]), ([2, 3, 4], [2, 1, 4]), ([3, 1, 5], [1, 4, 1]),
+        ]
+        for (index, (aShape, bShape)) in shapes.enumerated() {
+            for (variant, zero) in sweepZeroPoints.enumerated() {
+                let aType: DType = variant % 2 == 0 ? .uint8 : .int8, bType: DType = (index + variant) % 3 == 0 ? .int8 : .uint8
+                let yType: DType = variant % 3 == 1 ? .int8 : .uint8
+                let constants: [String: Tensor] = [
+                    "a_scale": Tensor(scalar: Float(0.031)), "a_zero_point": FusedTestData.zeroPoint(aType, zero),
+                    "b_scale": Tensor(scalar: Float(0.0042 * Double(1 + index))),
+                    "b_zero_point": FusedTestData.zeroPoint(bType, sweepZeroPoints[(variant + index) % 7]),
+                    "y_scale": Tensor(scalar: Float(0.027)), "y_zero_point": FusedTestData.zeroPoint(yType, sweepZeroPoints[(variant + 2) % 7]),
+                ]
+                let feeds = ["a": try FusedTestData.codes(aType, shape: aShape, using: &generator),
+                             "b": try FusedTestData.codes(bType, shape: bShape, using: &generator)]
+                for (opType, operation) in [("QAdd", FusedQBinaryKernel.Operation.add), ("QMul", .multiply)] {
+                    var node = Node(opType: opType, domain: IntegerFusion.domain,
+                                    inputs: ["a", "a_scale", "a_zero_point", "b", "b_scale", "b_zero_point", "y_scale", "y_zero_point"],
+                                    outputs: ["y"])
+                    if variant % 4 == 3 { node.attributes["clip_min"] = .float(0) }
+                    var kernel = try FusedQBinaryKernel(buildContext(node, constants: constants), operation: operation)
+                    let ordered = orderedInputs(node, constants: constants, feeds: feeds)
+                    kernel.level = .reference
+                    let expected = try kernel.run(ordered, context: ExecutionContext(threadCount: 1))[0]
+                    for level in Self.levels where level != .reference {
+                        kernel.level = level
+                        for threads in [1, 3] {
+                            #expect(try kernel.run(ordered, context: ExecutionContext(threadCount: threads))[0] == expected,
+                                    "\(opType) \(aShape) × \(bShape) zp \(zero) level \(level) threads \(threads)")
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -252,6 +252,24 @@ size_t sq_qdepthwise_scratch_size(const sq_qwindow *g);
 /// AVX-512 VBMI byte permutes when the CPU has them; returns 0 when nothing here runs (scalar callers).
 int sq_lookup_u8(int level, const uint8_t *table, const uint8_t *x, uint8_t *y, size_t n);
 
+/// A quantized Add or Mul between DequantizeLinear and QuantizeLinear, per tensor (qelementwise.c).
+typedef struct {
+    int a_signed, b_signed;  ///< whether each operand's codes are int8 (else uint8)
+    int32_t a_zero, b_zero;
+    float a_scale, b_scale;
+    float y_scale;
+    int32_t y_zero, y_lower, y_upper;  ///< the output zero point and the clamp of its codes
+} sq_qbinary;
+
+/// y[i] = clamp(round_half_even((A(a[i]) op B(b[i * b_step])) / y_scale) + y_zero, y_lower, y_upper), with
+/// A(q) = (float)(q - a_zero) * a_scale (B alike), op a float32 add or (`multiply`) multiply, every step
+/// one float32 operation in that order, as DequantizeLinear, Add/Mul and QuantizeLinear compute it; the
+/// quotient is clamped to [y_lower - y_zero - 1, y_upper - y_zero + 1] before rounding (NaN to the low end),
+/// which changes no result. `b_step` is 0 (one b for all) or 1. Returns 0 when `level` (SQ_QGEMM_LEVEL_*)
+/// has no kernel here: AVX-512BW and up, AVX2.
+int sq_qbinary_u8(int level, int multiply, const uint8_t *a, const uint8_t *b, size_t b_step, size_t n,
+                  const sq_qbinary *p, uint8_t *y);
+
 #ifdef __cplusplus
 }
 #endif

@@ -2,6 +2,8 @@
 // tap weights (already minus their zero point), summed per output in wrapping int32. The Swift loop in
 // IntegerConvolution+GEMM.swift is the reference twin.
 #include "CKernels.h"
+#include "qconv_internal.h"
+#include <string.h>
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
@@ -72,7 +74,167 @@ int sq_depthwise_row_u8(int level, const uint8_t *x, size_t row_step, size_t ker
     return 0;
 }
 
+// MARK: - Whole planes with the requantization fused (sq_qdepthwise)
+
+/// Loads 8 outputs' inputs for one tap as int32 lanes (AVX2): bytes x[0], x[stride], ..., of which `count`
+/// are wanted; strides 1 and 2 read at most 16 bytes (the scratch plane has slack past its end).
+static inline __attribute__((always_inline, target("avx2"))) __m256i load8(const uint8_t *x, size_t stride,
+                                                                          size_t count) {
+    if (stride == 1) return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)x));
+    if (stride == 2) {
+        __m128i words = _mm_and_si128(_mm_loadu_si128((const __m128i *)x), _mm_set1_epi16(0x00FF));
+        return _mm256_cvtepu8_epi32(_mm_packus_epi16(words, words));
+    }
+    int32_t values[8] = {0};
+    for (size_t i = 0; i < count; i++) values[i] = x[i * stride];
+    return _mm256_loadu_si256((const __m256i *)values);
+}
+
+/// Sixteen outputs' inputs for any stride (AVX-512): strides 1 and 2 through `load16`, others gathered.
+static inline __attribute__((always_inline, target("avx512f,avx512bw"))) __m512i load16_any(const uint8_t *x,
+                                                                                          size_t stride, size_t count) {
+    if (stride <= 2) return load16(x, stride, count);
+    int32_t values[16] = {0};
+    for (size_t i = 0; i < count; i++) values[i] = x[i * stride];
+    return _mm512_loadu_si512(values);
+}
+
+/// The sum over taps for 16 outputs of row `top`.
+static inline __attribute__((always_inline, target("avx512f,avx512bw"))) __m512i taps16(
+    const uint8_t *top, size_t row_step, const sq_qwindow *g, const int32_t *w, size_t o, size_t count, int32_t bias) {
+    __m512i sum = _mm512_set1_epi32(bias);
+    for (size_t i = 0; i < g->kernel_h; i++) {
+        const uint8_t *row = top + i * row_step + o * g->stride_w;
+        for (size_t j = 0; j < g->kernel_w; j++) {
+            __m512i values = load16_any(row + j * g->dilation_w, g->stride_w, count);
+            sum = _mm512_add_epi32(sum, _mm512_mullo_epi32(values, _mm512_set1_epi32(w[i * g->kernel_w + j])));
+        }
+    }
+    return sum;
+}
+
+SQ_TARGET_AVX512 static void plane_avx512(const uint8_t *padded, size_t padded_w, const sq_qwindow *g,
+                                          const int32_t *w, int32_t bias, const sq_qrequant *rq, size_t channel,
+                                          void *y) {
+    size_t row_step = g->dilation_h * padded_w;
+    for (size_t oh = 0; oh < g->output_h; oh++) {
+        const uint8_t *top = padded + oh * g->stride_h * padded_w;
+        size_t base = oh * g->output_w;
+        if (rq) {
+            sq_rq512 r = sq_rq512_load(rq, channel);
+            for (size_t o = 0; o < g->output_w; o += 16) {
+                size_t count = g->output_w - o < 16 ? g->output_w - o : 16;
+                __mmask16 mask = count >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << count) - 1u);
+                __m512i sum = taps16(top, row_step, g, w, o, count, bias);
+                _mm_mask_storeu_epi8((uint8_t *)y + base + o, mask, sq_rq512_bytes16(sum, &r));
+            }
+        } else {
+            for (size_t o = 0; o < g->output_w; o += 16) {
+                size_t count = g->output_w - o < 16 ? g->output_w - o : 16;
+                __mmask16 mask = count >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << count) - 1u);
+                _mm512_mask_storeu_epi32((int32_t *)y + base + o, mask, taps16(top, row_step, g, w, o, count, bias));
+            }
+        }
+    }
+}
+
+SQ_TARGET_AVX2 static void plane_avx2(const uint8_t *padded, size_t padded_w, const sq_qwindow *g, const int32_t *w,
+                                      int32_t bias, const sq_qrequant *rq, size_t channel, void *y) {
+    size_t row_step = g->dilation_h * padded_w;
+    sq_rq256 r;
+    if (rq) r = sq_rq256_load(rq, channel);
+    for (size_t oh = 0; oh < g->output_h; oh++) {
+        const uint8_t *top = padded + oh * g->stride_h * padded_w;
+        size_t base = oh * g->output_w;
+        for (size_t o = 0; o < g->output_w; o += 8) {
+            size_t count = g->output_w - o < 8 ? g->output_w - o : 8;
+            __m256i sum = _mm256_set1_epi32(bias);
+            for (size_t i = 0; i < g->kernel_h; i++) {
+                const uint8_t *row = top + i * row_step + o * g->stride_w;
+                for (size_t j = 0; j < g->kernel_w; j++) {
+                    __m256i values = load8(row + j * g->dilation_w, g->stride_w, count);
+                    sum = _mm256_add_epi32(sum, _mm256_mullo_epi32(values, _mm256_set1_epi32(w[i * g->kernel_w + j])));
+                }
+            }
+            if (rq) {
+                uint8_t bytes[16];
+                _mm_storeu_si128((__m128i *)bytes, sq_rq256_bytes8(sum, &r));
+                memcpy((uint8_t *)y + base + o, bytes, count);
+            } else {
+                int32_t values[8];
+                _mm256_storeu_si256((__m256i *)values, sum);
+                memcpy((int32_t *)y + base + o, values, count * sizeof(int32_t));
+            }
+        }
+    }
+}
+#endif
+
+static size_t padded_height(const sq_qwindow *g) {
+    return g->output_h == 0 ? 0 : (g->output_h - 1) * g->stride_h + (g->kernel_h - 1) * g->dilation_h + 1;
+}
+
+static size_t padded_width(const sq_qwindow *g) {
+    return g->output_w == 0 ? 0 : (g->output_w - 1) * g->stride_w + (g->kernel_w - 1) * g->dilation_w + 1;
+}
+
+size_t sq_qdepthwise_scratch_size(const sq_qwindow *g) {
+    // Vector loads may run up to 64 bytes past the last window (their extra lanes are never stored).
+    return padded_height(g) * padded_width(g) + 64;
+}
+
+/// The plane copied into `padded` (padded_h x padded_w), flipped, with `x_zero` outside the input.
+static void pad_plane(const uint8_t *x, const sq_qwindow *g, uint8_t flip, uint8_t x_zero, uint8_t *padded) {
+    size_t height = padded_height(g), width = padded_width(g);
+    for (size_t row = 0; row < height; row++) {
+        uint8_t *target = padded + row * width;
+        ptrdiff_t ih = (ptrdiff_t)row - (ptrdiff_t)g->pad_top;
+        if (ih < 0 || ih >= (ptrdiff_t)g->input_h) {
+            memset(target, x_zero, width);
+            continue;
+        }
+        // Padded columns [first, last) hold input columns [first - pad_left, last - pad_left).
+        size_t first = g->pad_left < width ? g->pad_left : width;
+        size_t last = g->pad_left + g->input_w < width ? g->pad_left + g->input_w : width;
+        memset(target, x_zero, first);
+        const uint8_t *source = x + (size_t)ih * g->input_w - g->pad_left;
+        for (size_t column = first; column < last; column++) target[column] = source[column] ^ flip;
+        memset(target + last, x_zero, width - last);
+    }
+}
+
+int sq_qdepthwise(int level, const uint8_t *x, size_t plane_stride, size_t channels, const sq_qwindow *g, uint8_t flip,
+                  uint8_t x_zero, const int32_t *w, const int32_t *bias, uint8_t *scratch, const sq_qrequant *rq,
+                  void *y, size_t out_stride) {
+#if defined(__x86_64__) || defined(_M_X64)
+    sq_cpu_features f = sq_cpu_detect();
+    int avx512 = level >= SQ_QGEMM_LEVEL_AVX512BW && f.avx512bw;
+    int avx2 = level >= SQ_QGEMM_LEVEL_AVX2 && f.avx2;
+    if (!avx512 && !avx2) return 0;
+    size_t taps = g->kernel_h * g->kernel_w, width = padded_width(g);
+    size_t element = rq ? 1 : sizeof(int32_t);
+    for (size_t c = 0; c < channels; c++) {
+        pad_plane(x + c * plane_stride, g, flip, x_zero, scratch);
+        void *target = (uint8_t *)y + c * out_stride * element;
+        if (avx512) {
+            plane_avx512(scratch, width, g, w + c * taps, bias[c], rq, c, target);
+        } else {
+            plane_avx2(scratch, width, g, w + c * taps, bias[c], rq, c, target);
+        }
+        if (rq && rq->table) {
+            uint8_t *codes = (uint8_t *)target;
+            sq_lookup_u8(level, rq->table, codes, codes, g->output_h * g->output_w);
+        }
+    }
+    return 1;
 #else
+    (void)level; (void)x; (void)plane_stride; (void)channels; (void)g; (void)flip; (void)x_zero; (void)w; (void)bias;
+    (void)scratch; (void)rq; (void)y; (void)out_stride;
+    return 0;
+#endif
+}
+
+#if !defined(__x86_64__) && !defined(_M_X64)
 int sq_depthwise_row_u8(int level, const uint8_t *x, size_t row_step, size_t kernel_h, size_t kernel_w, size_t stride,
                         size_t dilation, const int32_t *w, size_t width, int32_t *acc) {
     (void)level; (void)x; (void)row_step; (void)kernel_h; (void)kernel_w; (void)stride; (void)dilation; (void)w;

@@ -16,6 +16,10 @@ import Tensors
 ///   value per column) followed by Relu, LeakyRelu, Clip (constant bounds), HardSigmoid, HardSwish, Gelu
 ///   or the Gelu pattern: the bias and activation are applied to each block of results while it is in
 ///   cache (`SGEMM.Epilogue`), rounded as the separate operators round them.
+/// - Conv (constant float32 weights) → BatchNormalization (constant statistics) [→ activation]: the
+///   normalisation folded into the weights and bias once, `W' = W·a`, `b' = (b − mean)·a + B` with
+///   `a = scale / √(var + ε)` per output channel (in Double, rounded once) — one convolution instead of a
+///   convolution and a pass over its output. Unlike the other rules this changes rounding (by a few ulps).
 /// Every hidden value must be read only inside its group and not be a graph output.
 struct FusedGroup {
     /// Index into the graph's nodes of the node whose output the group produces.
@@ -42,6 +46,12 @@ enum FloatFusion {
         var claimed = Set<Int>()
         var result: [FusedGroup] = []
         var absorbed = Set<Int>()
+        for index in graph.nodes.indices {
+            guard let group = matchConvolutionBatchNorm(primary: index, context, opset: opset),
+                  claimed.isDisjoint(with: group.members) else { continue }
+            claimed.formUnion(group.members)
+            result.append(group)
+        }
         for index in graph.nodes.indices {
             guard let (group, gelu) = matchEpilogue(primary: index, context, opset: opset, gelus: gelus),
                   claimed.isDisjoint(with: group.members) else { continue }
@@ -312,3 +322,75 @@ struct FusedEpilogue: Sendable {
 /// Thrown by a fused kernel for inputs its fast path does not cover (a dtype other than float32, a bias
 /// that would broadcast differently): the plan then runs the group's original nodes.
 struct FusedKernelDeclined: Error {}
+
+extension FloatFusion {
+    // MARK: - BatchNormalization folded into Conv
+
+    /// A Conv at `primary` with constant float32 weights (and bias), whose only reader is an inference
+    /// BatchNormalization with constant float32 per-channel statistics, and the activation after it.
+    static func matchConvolutionBatchNorm(primary: Int, _ c: MatchContext, opset: Int) -> FusedGroup? {
+        let node = c.graph.nodes[primary]
+        guard node.normalizedDomain.isEmpty, node.opType == "Conv", node.outputs.count == 1, !node.outputs[0].isEmpty,
+              node.inputs.count >= 2, let weights = c.constants[node.inputs[1]], weights.dtype == .float32,
+              weights.rank >= 3, let norm = c.soleReader(of: node.outputs[0]) else { return nil }
+        let channels = weights.shape[0]
+        let biasName = node.inputs.count > 2 ? node.inputs[2] : ""
+        var bias: [Float]?
+        if !biasName.isEmpty {
+            guard let tensor = c.constants[biasName], tensor.dtype == .float32, tensor.count == channels else { return nil }
+            bias = tensor.floats
+        }
+        let batchNorm = c.graph.nodes[norm]
+        // The statistics must be constants, so the Conv's output can only be input 0.
+        guard batchNorm.opType == "BatchNormalization", batchNorm.inputs.count == 5, batchNorm.inputs[0] == node.outputs[0],
+              batchNorm.attributes["training_mode"]?.intValue ?? 0 == 0, batchNorm.attributes["spatial"]?.intValue ?? 1 != 0,
+              opset >= 7 || batchNorm.attributes["is_test"]?.intValue ?? 0 != 0
+        else { return nil }
+        var statistics: [[Float]] = []
+        for name in batchNorm.inputs.dropFirst() {
+            guard let tensor = c.constants[name], tensor.dtype == .float32, tensor.shape == [channels] else { return nil }
+            statistics.append(tensor.floats)
+        }
+        let epsilon: Float
+        switch batchNorm.attributes["epsilon"] {
+        case nil: epsilon = 1e-5
+        case .float(let value)?: epsilon = value
+        default: return nil
+        }
+        guard let folded = try? foldBatchNorm(weights: weights, bias: bias, scale: statistics[0], offset: statistics[1],
+                                              mean: statistics[2], variance: statistics[3], epsilon: epsilon)
+        else { return nil }
+        var members = [primary, norm], root = norm
+        var activation: SGEMM.Activation?
+        let value = batchNorm.outputs[0]
+        if let reader = c.soleReader(of: value), c.graph.nodes[reader].inputs.first == value,
+           let found = Self.activation(of: c.graph.nodes[reader], c, opset: opset) {
+            activation = found
+            members.append(reader)
+            root = reader
+        }
+        let fusedActivation = activation
+        return FusedGroup(
+            root: root, members: members, inputs: [node.inputs[0]],
+            opType: (["Conv", "BatchNormalization"] + (activation.map { [$0.operatorName] } ?? [])).joined(separator: "+"),
+            primary: primary,
+            makeKernel: { context in
+                guard let context else { throw KernelError.invalid("fused Conv compiled without its context") }
+                return try ConvKernel(context, activation: fusedActivation, folded: folded)
+            })
+    }
+
+    /// `W' = W·a`, `b' = (b − mean)·a + B` with `a = scale / √(var + ε)` per output channel (axis 0 of W).
+    static func foldBatchNorm(weights: Tensor, bias: [Float]?, scale: [Float], offset: [Float], mean: [Float],
+                              variance: [Float], epsilon: Float) throws -> (weights: Tensor, bias: Tensor) {
+        let channels = weights.shape[0], perChannel = weights.count / max(channels, 1)
+        var values = weights.floats
+        var folded = [Float](repeating: 0, count: channels)
+        for m in 0..<channels {
+            let factor = Double(scale[m]) / (Double(variance[m]) + Double(epsilon)).squareRoot()
+            for i in (m * perChannel)..<((m + 1) * perChannel) { values[i] = Float(Double(values[i]) * factor) }
+            folded[m] = Float((Double(bias?[m] ?? 0) - Double(mean[m])) * factor + Double(offset[m]))
+        }
+        return (try Tensor(shape: weights.shape, scalars: values), try Tensor(shape: [channels], scalars: folded))
+    }
+}

@@ -20,11 +20,13 @@ import Tensors
 /// 4. `DynamicQuantizeLinear → MatMulInteger → Cast → Mul (scales) [→ Add bias]` becomes `DynamicQMatMul`.
 /// 5. `DequantizeLinear` of a blocked int4/int8 constant → MatMul becomes `WeightOnlyMatMul`.
 /// 6. `DQ → Add | Mul | Concat | AveragePool | GlobalAveragePool → Q` become integer `QAdd`, `QMul`,
-///    `QConcat`, `QAveragePool`, `QGlobalAveragePool`.
+///    `QConcat`, `QAveragePool`, `QGlobalAveragePool`; `DQ → HardSwish | HardSigmoid | Relu | LeakyRelu
+///    | Clip → Q` becomes a 256-entry code table, `QLookup`.
 /// 7. `DQ → Q` becomes `Requantize` (or nothing when the parameters agree).
 /// 8. A fused GEMM or convolution whose codes only a DequantizeLinear reads writes the floats itself
 ///    (`dequantize_output`), absorbing a bias Add after it.
-/// 9. The remaining per-tensor QuantizeLinear / DequantizeLinear of activations become the vectorised
+/// 9. A `QLookup` after a `QConv` moves into it (`output_table`).
+/// 10. The remaining per-tensor QuantizeLinear / DequantizeLinear of activations become the vectorised
 ///    `Quantize` / `Dequantize`; then dead code elimination.
 public enum IntegerFusion {
     /// The operator domain of the fused operators.
@@ -94,6 +96,7 @@ struct IntegerFusionRewriter {
         changed = round { $0.fuseElementwise() } || changed
         changed = round { $0.fuseRequantizations() } || changed
         changed = round { $0.absorbDequantizeAfterFusedOutputs() } || changed
+        changed = round { $0.absorbLookupsIntoConvolutions() } || changed
         changed = round { $0.vectoriseQuantizeDequantize() } || changed
         if changed {
             _ = try DeadCodeElimination().run(on: &graph)

@@ -10,6 +10,7 @@ extension KernelRegistry {
         register("QMul", domain: domain, since: version) { try FusedQBinaryKernel($0, operation: .multiply) }
         register("QConcat", domain: domain, since: version) { try FusedQConcatKernel($0) }
         register("QGlobalAveragePool", domain: domain, since: version) { try FusedQGlobalAveragePoolKernel($0) }
+        register("QLookup", domain: domain, since: version) { try FusedQLookupKernel($0) }
         register("WeightOnlyMatMul", domain: domain, since: version) { try FusedWeightOnlyMatMulKernel($0) }
         register("Quantize", domain: domain, since: version) { try FusedQuantizeKernel($0) }
         register("Dequantize", domain: domain, since: version) { try FusedDequantizeKernel($0) }

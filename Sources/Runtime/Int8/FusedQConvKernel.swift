@@ -1,6 +1,7 @@
 import GraphIR
 import QuantCore
 import Tensors
+import _CKernels
 
 /// `com.swiftquant::QConv`: the integer execution of
 /// `DequantizeLinear(X) → Conv(·, DequantizeLinear(W), bias) [→ Relu | Clip] [→ QuantizeLinear]` and of
@@ -14,8 +15,13 @@ import Tensors
 ///     acc[n, m, o] = Σ_{c, k} (X[n, c, o·s − p + k·d] − x_zp)(W[m, c, k] − w_zp[m]) + bias[m]
 ///
 /// with padding taps contributing nothing (they hold the zero point), then requantized or scaled like
-/// `QMatMul`. Each group runs as one GEMM over an im2col copy of the codes whose padding is the zero
-/// point; depthwise 2-D convolutions (one input and one output channel per group) run a direct loop.
+/// `QMatMul`. The optional `output_table` attribute (256 codes of the output type) maps each requantized
+/// code through a table afterwards: an absorbed `DequantizeLinear → f → QuantizeLinear` (see `QLookup`).
+///
+/// 1-D and 2-D convolutions run the C kernels of `IntegerConvolution+NCHW.swift` straight on NCHW planes
+/// (depthwise ones a direct vectorised loop, the rest an int8 GEMM with output channels as rows), with the
+/// requantization and table fused. Other ranks, and CPUs without those kernels, run each group as one
+/// GEMM over an im2col copy of the codes, or depthwise 2-D convolutions as a Swift loop.
 struct FusedQConvKernel: Kernel {
     let attributes: IntegerConvAttributes
     let input: ActivationQuantization
@@ -27,6 +33,17 @@ struct FusedQConvKernel: Kernel {
     let groups: [FusedInt8Weights]?
     /// Depthwise path: `W − w_zp` per output channel and tap, and the bias.
     let depthwiseWeights: [Int32]?
+    /// Codes of the output type indexed by the requantized code's byte (quantized output only).
+    let outputTable: [UInt8]?
+    /// The output of each channel alone (float and dequantized outputs of the plane-wise paths).
+    let channelStages: [FusedOutput]
+    /// The C kernels' weights: a GEMM over rows, or depthwise taps (1-D and 2-D, when the CPU has them).
+    let planeWeights: NCHWConvWeights?
+    let planeDepthwise: DepthwiseConvWeights?
+    /// The C form of a quantized output, table included.
+    let codeRequantization: CodeRequantization?
+    /// The instruction set of the C kernels (tests force each); `.reference` runs `runReference`.
+    var level: Int8GEMMLevel = .best
 
     init(_ context: KernelBuildContext) throws {
         attributes = try IntegerConvAttributes(context)
@@ -54,15 +71,40 @@ struct FusedQConvKernel: Kernel {
         int32Bias = integerBias
         let clamp = try context.fusedClamp()
         let dequantizeOutput = try context.dequantizedOutput()
-        output = try FusedOutput.make(output: outputQuantization, accumulatorScales: scales, columns: channels,
-                                      floatBias: floatBias, low: clamp.low, high: clamp.high,
-                                          dequantize: dequantizeOutput)
+        let fusedOutput = try FusedOutput.make(output: outputQuantization, accumulatorScales: scales, columns: channels,
+                                               floatBias: floatBias, low: clamp.low, high: clamp.high,
+                                               dequantize: dequantizeOutput)
+        output = fusedOutput
+        outputTable = try Self.table(context, output: fusedOutput)
+        channelStages = (0..<channels).map { fusedOutput.channels($0..<($0 + 1)) }
+        if case .quantized(let quantized) = fusedOutput {
+            codeRequantization = CodeRequantization(quantized.columns, table: outputTable)
+        } else {
+            codeRequantization = nil
+        }
 
         let perGroup = channels / group
         let depth = w.count / max(channels, 1)
         let zeroPoints = (0..<channels).map { quantization.zeroPoints.count == 1 ? quantization.zeroPoints[0]
                                                                             : quantization.zeroPoints[$0] }
         let values = try w.quantizedIntegerValues(input: 3)
+        let inputZeroByte = input.zeroPoint + (input.dtype == .int8 ? 128 : 0)
+        if (w.rank == 3 || w.rank == 4), NCHWConvolution.isAvailable(.best) {
+            if w.shape[1] == 1, perGroup == 1 {
+                planeDepthwise = DepthwiseConvWeights(values: values, channels: channels, taps: depth, zeroPoints: zeroPoints,
+                                                      bias: integerBias, inputZeroPoint: inputZeroByte)
+                planeWeights = nil
+            } else {
+                planeWeights = NCHWConvWeights(values: values, channels: channels, depth: depth, unsigned: w.dtype == .uint8,
+                                               zeroPoints: zeroPoints, bias: integerBias, inputZeroPoint: inputZeroByte)
+                planeDepthwise = nil
+            }
+            depthwiseWeights = nil
+            groups = nil
+            return
+        }
+        planeWeights = nil
+        planeDepthwise = nil
         if w.shape[1] == 1, perGroup == 1, w.rank == 4 {
             depthwiseWeights = (0..<(channels * depth)).map { values[$0] - zeroPoints[$0 / depth] }
             groups = nil
@@ -87,12 +129,27 @@ struct FusedQConvKernel: Kernel {
             throw KernelError.invalidInput(index: 0, reason: "X is \(x.dtype) but its zero point is \(input.dtype)")
         }
         let geometry = try IntegerConvGeometry(x: x.shape, w: weightValues.shape, attributes: attributes)
+        if planeWeights != nil || planeDepthwise != nil {
+            guard level != .reference, let result = try runPlanes(x, geometry: geometry, context: context) else {
+                return try runReference(inputs)
+            }
+            return [result]
+        }
         var y = try Tensor(zeros: output.dtype, shape: geometry.outputShape)
         guard y.count > 0 else { return [y] }
         if let depthwiseWeights {
             try runDepthwise(x, geometry: geometry, weights: depthwiseWeights, into: &y, threads: context.threadCount)
-            return [y]
+        } else {
+            runGroups(x, geometry: geometry, into: &y, threads: context.threadCount)
         }
+        if let outputTable {
+            y.withUnsafeMutableBytes { applyByteTable(outputTable, UnsafeRawBufferPointer($0), $0, threads: context.threadCount) }
+        }
+        return [y]
+    }
+
+    /// Each group as one GEMM over an im2col copy of its codes (positions as rows).
+    private func runGroups(_ x: Tensor, geometry: IntegerConvGeometry, into y: inout Tensor, threads: Int) {
         let positions = geometry.outputPlaneSize
         let perGroup = geometry.outputChannels / geometry.group
         let depth = geometry.inputChannels / geometry.group * geometry.kernelSize
@@ -105,17 +162,59 @@ struct FusedQConvKernel: Kernel {
             for n in 0..<geometry.batch {
                 for g in 0..<geometry.group {
                     im2col.fill(columns, x: x, image: n, group: g, paddingCode: UInt8(truncatingIfNeeded: zeroPoint),
-                                threads: context.threadCount)
+                                threads: threads)
                     let group = groups![g]
                     let offset = (n * geometry.outputChannels + g * perGroup) * positions * elementSize
                     output.channels((g * perGroup)..<((g + 1) * perGroup)).execute(
                         Int8GEMMActivations(m: positions, a: columns, lda: depth, zeroPoint: zeroPoint),
                         weights: group, output: raw.baseAddress! + offset, rowStride: 1, columnStride: positions,
-                        threads: context.threadCount)
+                        threads: threads)
                 }
             }
         }
-        return [y]
+    }
+
+    /// The C kernels straight into NCHW planes: codes when the output is quantized, else int32 sums that
+    /// each channel's output stage turns into floats. nil when `level` has no C kernel here.
+    private func runPlanes(_ x: Tensor, geometry: IntegerConvGeometry, context: ExecutionContext) throws -> Tensor? {
+        guard let window = sq_qwindow(geometry) else { return nil }
+        let result = try context.output(output.dtype, shape: geometry.outputShape)
+        guard result.tensor.count > 0 else { return result.tensor }
+        let flip: UInt8 = x.dtype == .int8 ? 0x80 : 0
+        let zeroByte = UInt8(truncatingIfNeeded: input.zeroPoint + (x.dtype == .int8 ? 128 : 0))
+        let threads = context.threadCount
+        let accumulators = codeRequantization == nil ? UnsafeMutablePointer<Int32>.allocate(capacity: result.tensor.count) : nil
+        defer { accumulators?.deallocate() }
+        let target = accumulators.map { UnsafeMutableRawPointer($0) } ?? result.bytes
+        let ran: Bool
+        if let planeDepthwise {
+            ran = NCHWConvolution.runDepthwise(x, geometry: geometry, window: window, weights: planeDepthwise, flip: flip,
+                                               zeroByte: zeroByte, requantization: codeRequantization, y: target,
+                                               level: level, threads: threads)
+        } else {
+            ran = NCHWConvolution.run(x, geometry: geometry, window: window, weights: planeWeights!, flip: flip,
+                                      zeroByte: zeroByte, requantization: codeRequantization, y: target, level: level,
+                                      threads: threads)
+        }
+        guard ran else { return nil }
+        if let accumulators {
+            let positions = geometry.outputPlaneSize, channels = geometry.outputChannels
+            Parallel.forEach(geometry.batch * channels, threads: threads) { plane in
+                let stage = channelStages[plane % channels].contiguousStage(result.bytes + plane * positions * 4)
+                stage(accumulators + plane * positions, positions)
+            }
+        }
+        return result.tensor
+    }
+
+    /// The code table of the `output_table` attribute: 256 codes of the (quantized) output's type.
+    private static func table(_ context: KernelBuildContext, output: FusedOutput) throws -> [UInt8]? {
+        guard let attribute = context.node.attributes["output_table"] else { return nil }
+        guard let table = attribute.tensorValue, table.count == 256, case .quantized(let quantized) = output,
+              table.dtype == quantized.quantization.dtype else {
+            throw KernelError.invalidAttribute("output_table", "must be 256 codes of the quantized output's type")
+        }
+        return table.withUnsafeBytes { Array($0.bindMemory(to: UInt8.self)) }
     }
 
     /// Depthwise 2-D: per channel, `acc[o] = Σ_taps (x − x_zp)·(w − w_zp) + bias` over output rows, taps
@@ -131,7 +230,6 @@ struct FusedQConvKernel: Kernel {
         let widened = try x.quantizedIntegerValues(input: 0).map { $0 &- input.zeroPoint }
         let bias = int32Bias ?? [Int32](repeating: 0, count: channels)
         let elementSize = output.dtype == .float32 ? 4 : 1
-        let stages = (0..<channels).map { output.channels($0..<($0 + 1)) }
         y.withUnsafeMutableBytes { raw in
             widened.withUnsafeBufferPointer { source in
                 weights.withUnsafeBufferPointer { filters in
@@ -164,7 +262,7 @@ struct FusedQConvKernel: Kernel {
                                 }
                             }
                         }
-                        let stage = stages[channel].contiguousStage(raw.baseAddress! + plane * positions * elementSize)
+                        let stage = channelStages[channel].contiguousStage(raw.baseAddress! + plane * positions * elementSize)
                         acc.withUnsafeBufferPointer { stage($0.baseAddress!, positions) }
                     }
                 }
@@ -201,7 +299,10 @@ struct FusedQConvKernel: Kernel {
                 }
             }
         }
-        let result = output.reference(channelsLast)
+        var result = output.reference(channelsLast)
+        if let outputTable, let codes = result.codes {
+            result.codes = codes.map { Int32(outputTable[Int(UInt8(truncatingIfNeeded: $0))]) }
+        }
         var y = try Tensor(zeros: output.dtype, shape: geometry.outputShape)
         for n in 0..<geometry.batch {
             for m in 0..<channels {

@@ -19,13 +19,20 @@ struct ConvKernel: Kernel {
     let constantWeights: Tensor?
     /// A fused activation (see `FloatFusion`), applied to float32 results while they are in cache.
     var activation: SGEMM.Activation?
+    /// A folded BatchNormalization's bias (see `FloatFusion`), used instead of input 2; float32 only.
+    let foldedBias: Tensor?
 
-    init(_ context: KernelBuildContext, activation: SGEMM.Activation? = nil) throws {
+    /// - Parameter folded: weights and bias with a BatchNormalization folded in, used instead of inputs 1 and 2.
+    init(_ context: KernelBuildContext, activation: SGEMM.Activation? = nil,
+         folded: (weights: Tensor, bias: Tensor)? = nil) throws {
         self.activation = activation
         window = try WindowAttributes(context)
         group = try context.int("group", default: 1)
         guard group > 0 else { throw KernelError.invalidAttribute("group", "must be positive, got \(group)") }
-        if let w = context.constant(1), w.dtype == .float32 || ReducedPrecision.isReduced(w.dtype) {
+        foldedBias = folded?.bias
+        if let folded {
+            constantWeights = folded.weights
+        } else if let w = context.constant(1), w.dtype == .float32 || ReducedPrecision.isReduced(w.dtype) {
             constantWeights = try ReducedPrecision.widened(w)
         } else {
             constantWeights = nil
@@ -35,6 +42,14 @@ struct ConvKernel: Kernel {
     static let dtypes: Set<DType> = [.float32, .float64, .float16, .bfloat16]
 
     func run(_ inputs: [Tensor?], context: ExecutionContext) throws -> [Tensor] {
+        if foldedBias != nil {
+            // The fused group reads X only; other types run the original nodes.
+            guard let x = inputs.first ?? nil, x.dtype == .float32, let w = constantWeights else { throw FusedKernelDeclined() }
+            let problem = try ConvProblem(x: x.shape, w: w.shape, bias: foldedBias?.shape, group: group, window: window)
+            var fused = problem
+            fused.activation = activation
+            return [try fused.runFloat(x: x, w: w, bias: foldedBias, context: context)]
+        }
         let x = try required(inputs, 0), w = try required(inputs, 1)
         let bias = optional(inputs, 2)
         try x.requireDType(Self.dtypes, input: 0, "Conv")

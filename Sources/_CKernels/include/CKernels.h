@@ -187,6 +187,89 @@ void sq_copy_strided(int level, float *dst, const float *src, size_t count, size
 /// `logarithmic`, y = x - max - log(sum). A row holding NaN gives NaN throughout.
 void sq_softmax_rows(int level, const float *x, float *y, size_t rows, size_t length, int logarithmic);
 
+// MARK: - Integer convolution on NCHW planes (CNN path: qconv.c, depthwise_u8.c)
+
+/// Fixed-point requantization of int32 accumulators to 8-bit codes, per output channel (the Swift
+/// `ColumnRequantization`): p = acc * mantissa (int64), q = clamp(((p + rounding + (p < 0 ? negative_mask
+/// : 0)) >> shift) + zero_point, lower, upper); then q = table[q & 0xFF] when `table` is given. The low
+/// byte of q is stored (uint8 or int8 codes by the bounds).
+typedef struct {
+    const int64_t *mantissa;       ///< one per channel when `per_channel`, else one
+    const int64_t *shift;          ///< 0...62
+    const int64_t *rounding;       ///< 2^(shift - 1), 0 for shift 0
+    const int64_t *negative_mask;  ///< -1 when shift > 0, else 0
+    int per_channel;
+    int32_t zero_point;
+    int32_t lower;
+    int32_t upper;
+    const uint8_t *table;          ///< 256 bytes indexed by the code's byte, or NULL
+} sq_qrequant;
+
+/// Bytes of `k` rows of `p` positions packed by `sq_qconv_pack`: positions in blocks of 64 (the last
+/// block rounded up to 16), each block holding ceil(k / 4) groups of (block width x 4) bytes.
+size_t sq_qconv_packed_size(size_t k, size_t p);
+/// Packs `k` byte rows of `p` positions (row r at rows + r * ld) for `sq_qconv_gemm`: in a block, group g
+/// holds for each position the bytes of rows 4g...4g+3 (each XOR `flip`; rows past k and positions past
+/// p are 0). When `sums` is given, sums[i] = the sum over rows of the (flipped) bytes at position i.
+void sq_qconv_pack(const uint8_t *rows, size_t ld, size_t k, size_t p, uint8_t flip, uint8_t *packed, int32_t *sums);
+/// Weight rows m (w + m * ldw, `k` int8 values, ldw >= round_up(k, 4) with zeros past k) times packed
+/// activations, for rows [m_begin, m_end) and position blocks [block_begin, block_end) of 64:
+///     acc[m][i] = sum_r w[m][r] * x[r][i] + offsets[m] - (zero_points ? zero_points[m] * sums[i] : 0)
+/// in wrapping int32. With `rq`, the requantized codes go to the bytes y + m * ldy + i (rq's channel m);
+/// without, acc goes to the int32 y + m * ldy + i. Returns 0, doing nothing, when `level`
+/// (SQ_QGEMM_LEVEL_*) has no kernel here: AVX-512 VNNI (also for AMX), AVX2 (also for AVX-512BW).
+int sq_qconv_gemm(int level, const int8_t *w, size_t ldw, size_t k, const uint8_t *packed, size_t p, size_t m_begin,
+                  size_t m_end, size_t block_begin, size_t block_end, const int32_t *offsets,
+                  const int32_t *zero_points, const int32_t *sums, const sq_qrequant *rq, void *y, size_t ldy);
+
+/// A 2-D sliding window (pads are the leading ones; trailing ones follow from the output size).
+typedef struct {
+    size_t input_h, input_w, output_h, output_w;
+    size_t kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w;
+    size_t pad_top, pad_left;
+} sq_qwindow;
+
+/// The im2col rows of `channels` planes of `g->input_h x g->input_w` bytes (plane c at x + c * plane
+/// stride): row (c, i, j) holds, for each output position, the byte under tap (i, j) XOR `flip`, or
+/// `pad` outside the input. Rows are `output_h * output_w` bytes, at rows + row * that.
+void sq_qconv_im2col(const uint8_t *x, size_t plane_stride, size_t channels, const sq_qwindow *g, uint8_t flip,
+                     uint8_t pad, uint8_t *rows);
+
+/// Depthwise integer convolution of `channels` planes (plane c at x + c * plane_stride, its `taps` int32
+/// weights at w + c * taps, already minus their zero point): over a copy of the plane padded with
+/// `x_zero` (in `scratch`, of at least sq_qdepthwise_scratch_size bytes),
+///     acc[o] = sum over taps of w * (x ^ flip) + bias[c]
+/// with `bias[c]` already holding -x_zero * sum(w) + the operator's bias. With `rq` (channel c), codes go
+/// to the bytes y + c * out_stride; without, acc goes to the int32 y + c * out_stride. Returns 0 when
+/// `level` (SQ_QGEMM_LEVEL_*) has no kernel here (AVX-512BW and up: any stride; AVX2: any stride).
+int sq_qdepthwise(int level, const uint8_t *x, size_t plane_stride, size_t channels, const sq_qwindow *g, uint8_t flip,
+                  uint8_t x_zero, const int32_t *w, const int32_t *bias, uint8_t *scratch, const sq_qrequant *rq,
+                  void *y, size_t out_stride);
+/// Scratch bytes `sq_qdepthwise` needs for one padded plane.
+size_t sq_qdepthwise_scratch_size(const sq_qwindow *g);
+
+/// y[i] = table[x[i]] for i < n (x and y may be the same). `level` as above: AVX-512 levels use
+/// AVX-512 VBMI byte permutes when the CPU has them; returns 0 when nothing here runs (scalar callers).
+int sq_lookup_u8(int level, const uint8_t *table, const uint8_t *x, uint8_t *y, size_t n);
+
+/// A quantized Add or Mul between DequantizeLinear and QuantizeLinear, per tensor (qelementwise.c).
+typedef struct {
+    int a_signed, b_signed;  ///< whether each operand's codes are int8 (else uint8)
+    int32_t a_zero, b_zero;
+    float a_scale, b_scale;
+    float y_scale;
+    int32_t y_zero, y_lower, y_upper;  ///< the output zero point and the clamp of its codes
+} sq_qbinary;
+
+/// y[i] = clamp(round_half_even((A(a[i]) op B(b[i * b_step])) / y_scale) + y_zero, y_lower, y_upper), with
+/// A(q) = (float)(q - a_zero) * a_scale (B alike), op a float32 add or (`multiply`) multiply, every step
+/// one float32 operation in that order, as DequantizeLinear, Add/Mul and QuantizeLinear compute it; the
+/// quotient is clamped to [y_lower - y_zero - 1, y_upper - y_zero + 1] before rounding (NaN to the low end),
+/// which changes no result. `b_step` is 0 (one b for all) or 1. Returns 0 when `level` (SQ_QGEMM_LEVEL_*)
+/// has no kernel here: AVX-512BW and up, AVX2.
+int sq_qbinary_u8(int level, int multiply, const uint8_t *a, const uint8_t *b, size_t b_step, size_t n,
+                  const sq_qbinary *p, uint8_t *y);
+
 #ifdef __cplusplus
 }
 #endif

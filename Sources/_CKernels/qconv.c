@@ -1,0 +1,384 @@
+// Integer convolution straight on NCHW planes: output channels are the rows of the product and output
+// positions its columns, so every result lands in its output plane, contiguous, with no transpose.
+//
+//     Y[m][i] = sum over r of W[m][r] * X[r][i]     (r: input channel, or (channel, tap) after im2col)
+//
+// X is packed once per call into blocks of 64 positions whose groups of four rows sit side by side (four
+// bytes per position), which is exactly one vpdpbusd operand: 16 positions x 4 rows. W rows are
+// broadcast four bytes at a time. The requantization (and an optional 256-entry code table) runs on each
+// tile while it is in registers. The Swift `FusedQConvKernel.runReference` is the reference twin.
+#include "CKernels.h"
+#include "qconv_internal.h"
+#include <string.h>
+
+#define BLOCK 64
+
+static inline size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
+
+/// Width in positions of block `b` (64, the last one rounded up to 16).
+static inline size_t block_width(size_t p, size_t b) {
+    size_t left = p - b * BLOCK;
+    return left >= BLOCK ? BLOCK : round_up(left, 16);
+}
+
+size_t sq_qconv_packed_size(size_t k, size_t p) {
+    size_t groups = (k + 3) / 4;
+    return groups * round_up(p, 16) * 4;
+}
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <cpuid.h>
+#include <emmintrin.h>
+
+/// Four rows of 16 bytes (zero rows past k) interleaved into 16 positions x 4 bytes.
+static inline void pack16(const uint8_t *r0, const uint8_t *r1, const uint8_t *r2, const uint8_t *r3, __m128i flip,
+                          uint8_t *out) {
+    __m128i a0 = r0 ? _mm_xor_si128(_mm_loadu_si128((const __m128i *)r0), flip) : _mm_setzero_si128();
+    __m128i a1 = r1 ? _mm_xor_si128(_mm_loadu_si128((const __m128i *)r1), flip) : _mm_setzero_si128();
+    __m128i a2 = r2 ? _mm_xor_si128(_mm_loadu_si128((const __m128i *)r2), flip) : _mm_setzero_si128();
+    __m128i a3 = r3 ? _mm_xor_si128(_mm_loadu_si128((const __m128i *)r3), flip) : _mm_setzero_si128();
+    __m128i lo01 = _mm_unpacklo_epi8(a0, a1), hi01 = _mm_unpackhi_epi8(a0, a1);
+    __m128i lo23 = _mm_unpacklo_epi8(a2, a3), hi23 = _mm_unpackhi_epi8(a2, a3);
+    _mm_storeu_si128((__m128i *)out, _mm_unpacklo_epi16(lo01, lo23));
+    _mm_storeu_si128((__m128i *)(out + 16), _mm_unpackhi_epi16(lo01, lo23));
+    _mm_storeu_si128((__m128i *)(out + 32), _mm_unpacklo_epi16(hi01, hi23));
+    _mm_storeu_si128((__m128i *)(out + 48), _mm_unpackhi_epi16(hi01, hi23));
+}
+#endif
+
+void sq_qconv_pack(const uint8_t *rows, size_t ld, size_t k, size_t p, uint8_t flip, uint8_t *packed, int32_t *sums) {
+    size_t groups = (k + 3) / 4, blocks = (p + BLOCK - 1) / BLOCK;
+    for (size_t b = 0; b < blocks; b++) {
+        size_t width = block_width(p, b), first = b * BLOCK;
+        uint8_t *block = packed + first * 4 * groups;
+        for (size_t g = 0; g < groups; g++) {
+            uint8_t *out = block + g * width * 4;
+            const uint8_t *r[4];
+            for (size_t j = 0; j < 4; j++) r[j] = 4 * g + j < k ? rows + (4 * g + j) * ld + first : NULL;
+            size_t i = 0;
+#if defined(__x86_64__) || defined(_M_X64)
+            __m128i flips = _mm_set1_epi8((char)flip);
+            for (; i + 16 <= width && first + i + 16 <= p; i += 16) {
+                pack16(r[0] ? r[0] + i : NULL, r[1] ? r[1] + i : NULL, r[2] ? r[2] + i : NULL, r[3] ? r[3] + i : NULL,
+                       flips, out + i * 4);
+            }
+#endif
+            for (; i < width; i++) {
+                for (size_t j = 0; j < 4; j++) {
+                    out[i * 4 + j] = r[j] && first + i < p ? (uint8_t)(r[j][i] ^ flip) : 0;
+                }
+            }
+        }
+    }
+    if (sums) {
+        memset(sums, 0, p * sizeof(int32_t));
+        for (size_t r = 0; r < k; r++) {
+            const uint8_t *row = rows + r * ld;
+            for (size_t i = 0; i < p; i++) sums[i] += (int32_t)(uint8_t)(row[i] ^ flip);
+        }
+    }
+}
+
+/// The scalar epilogue of one row segment (tails of the AVX2 kernel).
+static inline void finish_scalar(const int32_t *acc, size_t count, size_t m, size_t first, const int32_t *offsets,
+                                 const int32_t *zero_points, const int32_t *sums, const sq_qrequant *rq, void *y,
+                                 size_t ldy) {
+    for (size_t i = 0; i < count; i++) {
+        uint32_t value = (uint32_t)acc[i] + (uint32_t)offsets[m];
+        if (zero_points) value -= (uint32_t)zero_points[m] * (uint32_t)sums[first + i];
+        if (rq) {
+            // The code table, if any, is applied to the whole tile afterwards.
+            ((uint8_t *)y)[m * ldy + first + i] = (uint8_t)sq_requantize_scalar((int32_t)value, rq, m);
+        } else {
+            ((int32_t *)y)[m * ldy + first + i] = (int32_t)value;
+        }
+    }
+}
+
+#if defined(__x86_64__) || defined(_M_X64)
+
+// MARK: - Code tables
+
+static int vbmi_available(void) {
+    static int cached = -1;
+    if (cached < 0) {
+        unsigned int eax, ebx, ecx, edx;
+        int has = 0;
+        if (sq_cpu_detect().avx512bw && __get_cpuid_max(0, 0) >= 7) {
+            __cpuid_count(7, 0, eax, ebx, ecx, edx);
+            has = (ecx >> 1) & 1;
+        }
+        cached = has;
+    }
+    return cached;
+}
+
+/// Four 64-byte quarters of a table; vpermi2b picks from two of them by the low seven bits of each index
+/// byte, the high bit chooses the pair.
+__attribute__((target("avx512f,avx512bw,avx512vbmi"))) static void lookup_vbmi(const uint8_t *table, const uint8_t *x,
+                                                                              uint8_t *y, size_t n) {
+    __m512i t0 = _mm512_loadu_si512(table), t1 = _mm512_loadu_si512(table + 64);
+    __m512i t2 = _mm512_loadu_si512(table + 128), t3 = _mm512_loadu_si512(table + 192);
+    for (size_t i = 0; i < n; i += 64) {
+        size_t left = n - i;
+        __mmask64 mask = left >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << left) - 1);
+        __m512i index = _mm512_maskz_loadu_epi8(mask, x + i);
+        __m512i low = _mm512_permutex2var_epi8(t0, index, t1), high = _mm512_permutex2var_epi8(t2, index, t3);
+        _mm512_mask_storeu_epi8(y + i, mask, _mm512_mask_blend_epi8(_mm512_movepi8_mask(index), low, high));
+    }
+}
+#endif
+
+static void lookup_scalar(const uint8_t *table, const uint8_t *x, uint8_t *y, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = table[x[i]];
+}
+
+int sq_lookup_u8(int level, const uint8_t *table, const uint8_t *x, uint8_t *y, size_t n) {
+    if (level < SQ_QGEMM_LEVEL_AVX2) return 0;
+#if defined(__x86_64__) || defined(_M_X64)
+    if (level >= SQ_QGEMM_LEVEL_AVX512BW && vbmi_available()) {
+        lookup_vbmi(table, x, y, n);
+        return 1;
+    }
+#endif
+    lookup_scalar(table, x, y, n);
+    return 1;
+}
+
+/// Applies a code table to the freshly written rows of a tile.
+static inline void apply_table(int level, const sq_qrequant *rq, uint8_t *y, size_t ldy, size_t m, size_t rows,
+                               size_t first, size_t count) {
+    if (!rq || !rq->table) return;
+    for (size_t r = 0; r < rows; r++) {
+        uint8_t *row = y + (m + r) * ldy + first;
+        sq_lookup_u8(level, rq->table, row, row, count);
+    }
+}
+
+#if defined(__x86_64__) || defined(_M_X64)
+
+// MARK: - AVX-512 VNNI
+
+#define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")))
+#define VNNI_MR 6
+
+static inline __attribute__((always_inline)) VNNI_TARGET int32_t load_word(const int8_t *w) {
+    int32_t word;
+    memcpy(&word, w, 4);
+    return word;
+}
+
+/// The epilogue of one row's 16 positions at `first` (count of them real).
+static inline __attribute__((always_inline)) VNNI_TARGET void finish16_avx512(
+    __m512i acc, size_t m, size_t first, size_t count, const int32_t *offsets, const int32_t *zero_points,
+    const int32_t *sums, const sq_qrequant *rq, void *y, size_t ldy) {
+    __mmask16 mask = count >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << count) - 1u);
+    acc = _mm512_add_epi32(acc, _mm512_set1_epi32(offsets[m]));
+    if (zero_points && zero_points[m] != 0) {
+        __m512i s = _mm512_maskz_loadu_epi32(mask, sums + first);
+        acc = _mm512_sub_epi32(acc, _mm512_mullo_epi32(s, _mm512_set1_epi32(zero_points[m])));
+    }
+    if (rq) {
+        sq_rq512 r = sq_rq512_load(rq, m);
+        _mm_mask_storeu_epi8((uint8_t *)y + m * ldy + first, mask, sq_rq512_bytes16(acc, &r));
+    } else {
+        _mm512_mask_storeu_epi32((int32_t *)y + m * ldy + first, mask, acc);
+    }
+}
+
+/// Rows [m_begin, m_end) of one block of `NV` vectors of 16 positions.
+#define DEFINE_VNNI_BLOCK(NV)                                                                                    \
+    static VNNI_TARGET void block_vnni_##NV(const int8_t *w, size_t ldw, size_t groups, const uint8_t *x,       \
+                                            size_t first, size_t p, size_t m_begin, size_t m_end,               \
+                                            const int32_t *offsets, const int32_t *zero_points,                 \
+                                            const int32_t *sums, const sq_qrequant *rq, void *y, size_t ldy) {  \
+        const size_t stride = (NV) * 64;                                                                         \
+        for (size_t m = m_begin; m < m_end; m += VNNI_MR) {                                                      \
+            size_t rows = m_end - m < VNNI_MR ? m_end - m : VNNI_MR;                                             \
+            const int8_t *wr[VNNI_MR];                                                                           \
+            for (size_t r = 0; r < VNNI_MR; r++) wr[r] = w + (m + (r < rows ? r : rows - 1)) * ldw;             \
+            __m512i acc[VNNI_MR][NV];                                                                            \
+            for (size_t r = 0; r < VNNI_MR; r++)                                                                 \
+                for (size_t v = 0; v < (NV); v++) acc[r][v] = _mm512_setzero_si512();                            \
+            for (size_t g = 0; g < groups; g++) {                                                                \
+                __m512i xv[NV];                                                                                  \
+                for (size_t v = 0; v < (NV); v++) xv[v] = _mm512_loadu_si512(x + g * stride + v * 64);           \
+                for (size_t r = 0; r < VNNI_MR; r++) {                                                           \
+                    __m512i a = _mm512_set1_epi32(load_word(wr[r] + 4 * g));                                     \
+                    for (size_t v = 0; v < (NV); v++) acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], xv[v], a);      \
+                }                                                                                                \
+            }                                                                                                    \
+            for (size_t r = 0; r < rows; r++) {                                                                  \
+                for (size_t v = 0; v < (NV); v++) {                                                              \
+                    size_t start = first + v * 16;                                                               \
+                    if (start >= p) break;                                                                       \
+                    finish16_avx512(acc[r][v], m + r, start, p - start, offsets, zero_points, sums, rq, y, ldy); \
+                }                                                                                                \
+            }                                                                                                    \
+            size_t count = p - first < (NV) * 16 ? p - first : (NV) * 16;                                        \
+            apply_table(SQ_QGEMM_LEVEL_AVX512VNNI, rq, (uint8_t *)y, ldy, m, rows, first, count);               \
+        }                                                                                                        \
+    }
+
+DEFINE_VNNI_BLOCK(1)
+DEFINE_VNNI_BLOCK(2)
+DEFINE_VNNI_BLOCK(3)
+DEFINE_VNNI_BLOCK(4)
+
+// MARK: - AVX2
+
+#define AVX2_MR 4
+
+static inline __attribute__((always_inline)) SQ_TARGET_AVX2 void finish8_avx2(
+    __m256i acc, size_t m, size_t first, size_t count, const int32_t *offsets, const int32_t *zero_points,
+    const int32_t *sums, const sq_qrequant *rq, void *y, size_t ldy) {
+    if (count < 8) {
+        int32_t values[8];
+        _mm256_storeu_si256((__m256i *)values, acc);
+        finish_scalar(values, count, m, first, offsets, zero_points, sums, rq, y, ldy);
+        return;
+    }
+    acc = _mm256_add_epi32(acc, _mm256_set1_epi32(offsets[m]));
+    if (zero_points && zero_points[m] != 0) {
+        __m256i s = _mm256_loadu_si256((const __m256i *)(sums + first));
+        acc = _mm256_sub_epi32(acc, _mm256_mullo_epi32(s, _mm256_set1_epi32(zero_points[m])));
+    }
+    if (rq) {
+        sq_rq256 r = sq_rq256_load(rq, m);
+        _mm_storel_epi64((__m128i *)((uint8_t *)y + m * ldy + first), sq_rq256_bytes8(acc, &r));
+    } else {
+        _mm256_storeu_si256((__m256i *)((int32_t *)y + m * ldy + first), acc);
+    }
+}
+
+/// Rows [m_begin, m_end) of 16 positions (two vectors of 8) of a block whose groups are `stride` bytes
+/// apart. Bytes are split into even and odd words so vpmaddwd multiplies exact 16-bit values.
+static SQ_TARGET_AVX2 void tile_avx2(const int8_t *w, size_t ldw, size_t groups, const uint8_t *x, size_t stride,
+                                     size_t first, size_t p, size_t m_begin, size_t m_end, const int32_t *offsets,
+                                     const int32_t *zero_points, const int32_t *sums, const sq_qrequant *rq, void *y,
+                                     size_t ldy) {
+    const __m256i low_bytes = _mm256_set1_epi16(0x00FF);
+    for (size_t m = m_begin; m < m_end; m += AVX2_MR) {
+        size_t rows = m_end - m < AVX2_MR ? m_end - m : AVX2_MR;
+        const int8_t *wr[AVX2_MR];
+        for (size_t r = 0; r < AVX2_MR; r++) wr[r] = w + (m + (r < rows ? r : rows - 1)) * ldw;
+        __m256i acc[AVX2_MR][2];
+        for (size_t r = 0; r < AVX2_MR; r++) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
+        for (size_t g = 0; g < groups; g++) {
+            __m256i even[2], odd[2];
+            for (size_t v = 0; v < 2; v++) {
+                __m256i bytes = _mm256_loadu_si256((const __m256i *)(x + g * stride + v * 32));
+                even[v] = _mm256_and_si256(bytes, low_bytes);
+                odd[v] = _mm256_srli_epi16(bytes, 8);
+            }
+            for (size_t r = 0; r < AVX2_MR; r++) {
+                int32_t word;
+                memcpy(&word, wr[r] + 4 * g, 4);
+                __m256i a = _mm256_set1_epi32(word);
+                __m256i a_even = _mm256_srai_epi16(_mm256_slli_epi16(a, 8), 8), a_odd = _mm256_srai_epi16(a, 8);
+                for (size_t v = 0; v < 2; v++) {
+                    acc[r][v] = _mm256_add_epi32(acc[r][v], _mm256_add_epi32(_mm256_madd_epi16(even[v], a_even),
+                                                                             _mm256_madd_epi16(odd[v], a_odd)));
+                }
+            }
+        }
+        for (size_t r = 0; r < rows; r++) {
+            for (size_t v = 0; v < 2; v++) {
+                size_t start = first + v * 8;
+                if (start >= p) break;
+                size_t count = p - start < 8 ? p - start : 8;
+                finish8_avx2(acc[r][v], m + r, start, count, offsets, zero_points, sums, rq, y, ldy);
+            }
+        }
+        size_t count = p - first < 16 ? p - first : 16;
+        apply_table(SQ_QGEMM_LEVEL_AVX2, rq, (uint8_t *)y, ldy, m, rows, first, count);
+    }
+}
+#endif
+
+int sq_qconv_gemm(int level, const int8_t *w, size_t ldw, size_t k, const uint8_t *packed, size_t p, size_t m_begin,
+                  size_t m_end, size_t block_begin, size_t block_end, const int32_t *offsets,
+                  const int32_t *zero_points, const int32_t *sums, const sq_qrequant *rq, void *y, size_t ldy) {
+#if defined(__x86_64__) || defined(_M_X64)
+    sq_cpu_features f = sq_cpu_detect();
+    size_t groups = (k + 3) / 4;
+    int vnni = level >= SQ_QGEMM_LEVEL_AVX512VNNI && f.avx512vnni;
+    int avx2 = level >= SQ_QGEMM_LEVEL_AVX2 && f.avx2;
+    if (!vnni && !avx2) return 0;
+    if (m_begin >= m_end) return 1;
+    for (size_t b = block_begin; b < block_end; b++) {
+        size_t first = b * BLOCK, width = block_width(p, b);
+        const uint8_t *x = packed + first * 4 * groups;
+        if (vnni) {
+            switch (width / 16) {
+            case 1: block_vnni_1(w, ldw, groups, x, first, p, m_begin, m_end, offsets, zero_points, sums, rq, y, ldy); break;
+            case 2: block_vnni_2(w, ldw, groups, x, first, p, m_begin, m_end, offsets, zero_points, sums, rq, y, ldy); break;
+            case 3: block_vnni_3(w, ldw, groups, x, first, p, m_begin, m_end, offsets, zero_points, sums, rq, y, ldy); break;
+            default: block_vnni_4(w, ldw, groups, x, first, p, m_begin, m_end, offsets, zero_points, sums, rq, y, ldy); break;
+            }
+        } else {
+            for (size_t i = 0; i < width && first + i < p; i += 16) {
+                tile_avx2(w, ldw, groups, x + i * 4, width * 4, first + i, p, m_begin, m_end, offsets, zero_points, sums,
+                          rq, y, ldy);
+            }
+        }
+    }
+    return 1;
+#else
+    (void)level; (void)w; (void)ldw; (void)k; (void)packed; (void)p; (void)m_begin; (void)m_end; (void)block_begin;
+    (void)block_end; (void)offsets; (void)zero_points; (void)sums; (void)rq; (void)y; (void)ldy;
+    return 0;
+#endif
+}
+
+// MARK: - im2col
+
+void sq_qconv_im2col(const uint8_t *x, size_t plane_stride, size_t channels, const sq_qwindow *g, uint8_t flip,
+                     uint8_t pad, uint8_t *rows) {
+    size_t positions = g->output_h * g->output_w, plane = g->input_h * g->input_w;
+    uint8_t *row = rows;
+    for (size_t c = 0; c < channels; c++) {
+        const uint8_t *source = x + c * plane_stride;
+        for (size_t i = 0; i < g->kernel_h; i++) {
+            for (size_t j = 0; j < g->kernel_w; j++, row += positions) {
+                // Output columns whose tap lands inside the row: 0 <= ow * stride + shift < input_w.
+                ptrdiff_t shift = (ptrdiff_t)(j * g->dilation_w) - (ptrdiff_t)g->pad_left;
+                ptrdiff_t sw = (ptrdiff_t)g->stride_w, width = (ptrdiff_t)g->input_w, ow_count = (ptrdiff_t)g->output_w;
+                ptrdiff_t begin = shift >= 0 ? 0 : (-shift + sw - 1) / sw;
+                ptrdiff_t end = width - shift <= 0 ? 0 : (width - shift - 1) / sw + 1;
+                if (end > ow_count) end = ow_count;
+                if (begin > end) begin = end;
+                for (size_t oh = 0; oh < g->output_h; oh++) {
+                    uint8_t *out = row + oh * g->output_w;
+                    ptrdiff_t ih = (ptrdiff_t)(oh * g->stride_h + i * g->dilation_h) - (ptrdiff_t)g->pad_top;
+                    if (ih < 0 || ih >= (ptrdiff_t)g->input_h) {
+                        memset(out, pad, g->output_w);
+                        continue;
+                    }
+                    memset(out, pad, (size_t)begin);
+                    memset(out + end, pad, (size_t)(ow_count - end));
+                    const uint8_t *in = source + (size_t)ih * g->input_w;
+                    ptrdiff_t ow = begin;
+                    if (sw == 1) {
+                        for (; ow < end; ow++) out[ow] = in[ow + shift] ^ flip;
+                        continue;
+                    }
+#if defined(__x86_64__) || defined(_M_X64)
+                    if (sw == 2) {
+                        // Even bytes of 32: mask the odd ones off each word, pack the words back to bytes.
+                        const __m128i low = _mm_set1_epi16(0x00FF), flips = _mm_set1_epi8((char)flip);
+                        size_t offset = (size_t)ih * g->input_w;
+                        for (; ow + 16 <= end && offset + (size_t)(2 * ow + shift) + 32 <= plane; ow += 16) {
+                            const uint8_t *from = in + 2 * ow + shift;
+                            __m128i a = _mm_and_si128(_mm_loadu_si128((const __m128i *)from), low);
+                            __m128i b = _mm_and_si128(_mm_loadu_si128((const __m128i *)(from + 16)), low);
+                            _mm_storeu_si128((__m128i *)(out + ow), _mm_xor_si128(_mm_packus_epi16(a, b), flips));
+                        }
+                    }
+#endif
+                    for (; ow < end; ow++) out[ow] = in[ow * sw + shift] ^ flip;
+                }
+            }
+        }
+    }
+}

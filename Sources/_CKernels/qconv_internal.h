@@ -1,0 +1,114 @@
+// Private to the NCHW integer convolution files (qconv.c, depthwise_u8.c): the fixed-point requantization
+// of int32 accumulators to 8-bit codes, vectorised, bit for bit the Swift `ColumnRequantization`:
+//
+//     p = acc · mantissa                                   (int64)
+//     q = clamp(((p + rounding + (p < 0 ? negative_mask : 0)) >> shift) + zero_point, lower, upper)
+//
+// then, when a table is given, q = table[q & 0xFF]. Lanes hold consecutive positions of one output
+// channel, so the constants are broadcast once per channel.
+#ifndef SWIFTQUANT_QCONV_INTERNAL_H
+#define SWIFTQUANT_QCONV_INTERNAL_H
+
+#include "CKernels.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+
+#define SQ_TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl")))
+#define SQ_TARGET_AVX2 __attribute__((target("avx2")))
+
+/// One channel's requantization constants in AVX-512 registers.
+typedef struct {
+    __m512i mantissa, rounding, negative_mask, zero_point, lower, upper;
+    __m128i shift;
+} sq_rq512;
+
+static inline __attribute__((always_inline)) SQ_TARGET_AVX512 sq_rq512 sq_rq512_load(const sq_qrequant *rq,
+                                                                                      size_t channel) {
+    size_t c = rq->per_channel ? channel : 0;
+    sq_rq512 r;
+    r.mantissa = _mm512_set1_epi64(rq->mantissa[c]);
+    r.rounding = _mm512_set1_epi64(rq->rounding[c]);
+    r.negative_mask = _mm512_set1_epi64(rq->negative_mask[c]);
+    r.shift = _mm_cvtsi64_si128(rq->shift[c]);
+    r.zero_point = _mm512_set1_epi64(rq->zero_point);
+    r.lower = _mm512_set1_epi64(rq->lower);
+    r.upper = _mm512_set1_epi64(rq->upper);
+    return r;
+}
+
+/// Eight int64 lanes (sign-extended accumulators) to clamped codes, still int64.
+static inline __attribute__((always_inline)) SQ_TARGET_AVX512 __m512i sq_rq512_codes8(__m512i acc, const sq_rq512 *r) {
+    // vpmuldq: the low 32 bits of each lane, signed; the mantissa is below 2^31.
+    __m512i p = _mm512_mul_epi32(acc, r->mantissa);
+    __m512i t = _mm512_add_epi64(_mm512_add_epi64(p, r->rounding),
+                                 _mm512_and_si512(_mm512_srai_epi64(p, 63), r->negative_mask));
+    __m512i q = _mm512_add_epi64(_mm512_sra_epi64(t, r->shift), r->zero_point);
+    return _mm512_min_epi64(_mm512_max_epi64(q, r->lower), r->upper);
+}
+
+/// Sixteen accumulators to sixteen code bytes.
+static inline __attribute__((always_inline)) SQ_TARGET_AVX512 __m128i sq_rq512_bytes16(__m512i acc, const sq_rq512 *r) {
+    __m512i low = sq_rq512_codes8(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(acc)), r);
+    __m512i high = sq_rq512_codes8(_mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(acc, 1)), r);
+    __m512i words = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(low)), _mm512_cvtepi64_epi32(high), 1);
+    return _mm512_cvtepi32_epi8(words);
+}
+
+/// One channel's constants in AVX2 registers.
+typedef struct {
+    __m256i mantissa, rounding, negative_mask, zero_point, lower, upper;
+    __m128i shift;
+} sq_rq256;
+
+static inline __attribute__((always_inline)) SQ_TARGET_AVX2 sq_rq256 sq_rq256_load(const sq_qrequant *rq, size_t channel) {
+    size_t c = rq->per_channel ? channel : 0;
+    sq_rq256 r;
+    r.mantissa = _mm256_set1_epi64x(rq->mantissa[c]);
+    r.rounding = _mm256_set1_epi64x(rq->rounding[c]);
+    r.negative_mask = _mm256_set1_epi64x(rq->negative_mask[c]);
+    r.shift = _mm_cvtsi64_si128(rq->shift[c]);
+    r.zero_point = _mm256_set1_epi64x(rq->zero_point);
+    r.lower = _mm256_set1_epi64x(rq->lower);
+    r.upper = _mm256_set1_epi64x(rq->upper);
+    return r;
+}
+
+/// Four int64 lanes to clamped codes. AVX2 has no 64-bit arithmetic shift or min/max: the shift runs
+/// on the one's complement of negative lanes (floor division either way), the clamp through compares.
+static inline __attribute__((always_inline)) SQ_TARGET_AVX2 __m256i sq_rq256_codes4(__m256i acc, const sq_rq256 *r) {
+    __m256i p = _mm256_mul_epi32(acc, r->mantissa);
+    __m256i sign = _mm256_cmpgt_epi64(_mm256_setzero_si256(), p);
+    __m256i t = _mm256_add_epi64(_mm256_add_epi64(p, r->rounding), _mm256_and_si256(sign, r->negative_mask));
+    __m256i t_sign = _mm256_cmpgt_epi64(_mm256_setzero_si256(), t);
+    __m256i shifted = _mm256_xor_si256(_mm256_srl_epi64(_mm256_xor_si256(t, t_sign), r->shift), t_sign);
+    __m256i q = _mm256_add_epi64(shifted, r->zero_point);
+    q = _mm256_blendv_epi8(q, r->lower, _mm256_cmpgt_epi64(r->lower, q));
+    return _mm256_blendv_epi8(q, r->upper, _mm256_cmpgt_epi64(q, r->upper));
+}
+
+/// Eight accumulators to eight code bytes (the low 8 bytes of the result).
+static inline __attribute__((always_inline)) SQ_TARGET_AVX2 __m128i sq_rq256_bytes8(__m256i acc, const sq_rq256 *r) {
+    __m256i low = sq_rq256_codes4(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(acc)), r);
+    __m256i high = sq_rq256_codes4(_mm256_cvtepi32_epi64(_mm256_extracti128_si256(acc, 1)), r);
+    // The low byte of every 64-bit lane: bytes 0 and 8 of each 128-bit half.
+    const __m256i pick = _mm256_setr_epi8(0, 8, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                          0, 8, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    __m256i lb = _mm256_shuffle_epi8(low, pick), hb = _mm256_shuffle_epi8(high, pick);
+    uint32_t l = (uint32_t)(uint16_t)_mm256_extract_epi16(lb, 0) | ((uint32_t)(uint16_t)_mm256_extract_epi16(lb, 8) << 16);
+    uint32_t h = (uint32_t)(uint16_t)_mm256_extract_epi16(hb, 0) | ((uint32_t)(uint16_t)_mm256_extract_epi16(hb, 8) << 16);
+    return _mm_cvtsi64_si128((long long)((uint64_t)l | ((uint64_t)h << 32)));
+}
+
+#endif
+
+/// The scalar form (tails, portable builds).
+static inline int32_t sq_requantize_scalar(int32_t acc, const sq_qrequant *rq, size_t channel) {
+    size_t c = rq->per_channel ? channel : 0;
+    int64_t p = (int64_t)acc * rq->mantissa[c];
+    int64_t t = p + rq->rounding[c] + (p < 0 ? rq->negative_mask[c] : 0);
+    int64_t q = (t >> rq->shift[c]) + rq->zero_point;
+    return (int32_t)(q < rq->lower ? rq->lower : (q > rq->upper ? rq->upper : q));
+}
+
+#endif

@@ -171,8 +171,9 @@ struct StaticQuantizer {
 
         // Write the graph.
         var quantized = model
-        quantized.graph = try QDQEmitter(policy: policy, activations: activations, folded: folded, operands: operands)
+        let emitted = try QDQEmitter(policy: policy, activations: activations, folded: folded, operands: operands)
             .emit(into: model.graph)
+        quantized.graph = emitted.graph
         let needed = StaticQuantizer.requiredOpset(activations: activations, operands: operands)
         if needed > opset {
             try OpsetUpgrade.raise(&quantized, to: needed)
@@ -198,6 +199,7 @@ struct StaticQuantizer {
         report.nodes = nodeDecisions(policy, folded: folded, model: model.graph)
         report.multiplyAccumulates = multiplyAccumulates(policy, observation: observation, activations: activations,
                                                          operands: operands)
+        report.recordWrittenNames(emitted.names, in: quantized.graph)
         return QuantizationResult(model: quantized, report: report)
     }
 
@@ -485,7 +487,7 @@ struct StaticQuantizer {
                                                            scalars: choice.factors.map { 1 / $0 }),
                                                 base: tensor + "_smoothing_inverse")
             let probe = editor.freshName(tensor + "_smoothed")
-            editor.append(Node(name: editor.freshName(tensor + "_smoothing_probe"), opType: "Mul",
+            editor.appendNode(Node(name: editor.freshName(tensor + "_smoothing_probe"), opType: "Mul",
                                inputs: [tensor, inverse], outputs: [probe]))
             editor.graph.outputs.append(ValueInfo(name: probe))
             probes[probe] = tensor

@@ -60,11 +60,25 @@ struct QDQEmitter {
     /// Clamp nodes removed, by index, with the tensor before them whose QuantizeLinear clamps instead.
     let folded: [Int: String]
     let operands: [Int: QuantizedOperands]
+    /// Lookups in constant tables (Gather) whose table is stored as codes, and how.
+    var tables = TableStorage(nodes: [], format: nil, perRow: false)
+
+    /// Gather nodes whose constant table is stored as 8-bit codes with one scale per row behind a
+    /// DequantizeLinear: the operator has no integer form, but the file shrinks (an embedding table is
+    /// often most of a Transformer's weights).
+    struct TableStorage {
+        var nodes: [Int]
+        var format: WeightFormat?
+        /// One scale per row (opset 13's per-axis DequantizeLinear), else one for the table.
+        var perRow: Bool
+    }
 
     /// The rewritten graph and, by original tensor name (activation, weight or bias), what was written.
     struct Emitted {
         var graph: Graph
         var names: [String: WrittenNames]
+        /// The SQNR of each table stored as codes, by table name.
+        var tableSQNR: [String: Double?] = [:]
     }
 
     func emit(into graph: Graph) throws -> Emitted {
@@ -119,6 +133,24 @@ struct QDQEmitter {
             }
         }
 
+        // Tables behind DequantizeLinear, shared between lookups of one table.
+        var tableSQNR: [String: Double?] = [:]
+        if let format = tables.format {
+            var tableNames: [String: String] = [:]
+            for index in tables.nodes {
+                let node = graph.nodes[index]
+                let name = node.inputs[0]
+                if tableNames[name] == nil, let table = policy.constants[name] {
+                    let (names, sqnrDB) = try editor.dequantizedRows(table, rows: table.shape[0], perRow: tables.perRow,
+                                                                     format: format, name: name, node: node.errorName)
+                    tableNames[name] = names.dequantized
+                    tableSQNR[name] = sqnrDB
+                    written[name] = names
+                }
+                if let replacement = tableNames[name] { editor.graph.nodes[index].inputs[0] = replacement }
+            }
+        }
+
         // Readers.
         for index in graph.nodes.indices where folded[index] == nil {
             let node = graph.nodes[index]
@@ -136,6 +168,6 @@ struct QDQEmitter {
             }
         }
         editor.graph.removeNodes(at: Set(folded.keys))
-        return Emitted(graph: try editor.graph.sortedTopologically(), names: written)
+        return Emitted(graph: try editor.graph.sortedTopologically(), names: written, tableSQNR: tableSQNR)
     }
 }

@@ -178,13 +178,16 @@ struct DynamicRewrite {
                 ? try WeightQuantization.quantize(weight, axis: 0, blockSize: k, format: format, name: name, node: node.errorName)
                 : try WeightQuantization.quantize(weight.reshaped([1, k * n]), axis: 1, blockSize: k * n, format: format,
                                                   name: name, node: node.errorName)
-            let parameterShape = perChannel ? [n] : []
-            let codes = rewriter.addInitializer(try quantized.quantized.storage.reshaped([k, n]), base: name + "_quantized")
+            let stem = rewriter.names.stem(.weight)
+            let codes = rewriter.addInitializer(try quantized.quantized.storage.reshaped([k, n]), base: stem + "_q")
             var scales = quantized.params.scales
             if alpha != 1 { scales = scales.map { $0 * alpha } }
-            let scale = rewriter.addInitializer(try Tensor(shape: parameterShape, scalars: scales), base: name + "_scale")
-            let zero = rewriter.addInitializer(try quantized.zeroPointTensor(shape: parameterShape), base: name + "_zero_point")
-            return .init(names: [codes, scale, zero], sqnrDB: quantized.sqnrDB, perChannel: perChannel)
+            let (scale, zero) = try rewriter.parameterInputs(
+                scales: scales, zeroPoints: quantized.params.zeroPoints,
+                parameterShape: GraphEditor.uniformShape(scales, quantized.params.zeroPoints, perChannel ? [n] : []),
+                zeroPointType: format.storage.storageDType, stem: stem, omitZeroPoint: false)
+            return .init(names: [codes, scale, zero!], sqnrDB: quantized.sqnrDB, perChannel: perChannel,
+                         written: WrittenNames(codes: codes))
         }
     }
 
@@ -194,24 +197,25 @@ struct DynamicRewrite {
                                     node: node)
         let (codes, weightScale, weightZero) = (made.names[0], made.names[1], made.names[2])
         report.weight(weightName, type: format.reportName, sqnrDB: made.sqnrDB,
-                      reason: granularityText(format, perChannel: options.perChannel))
-        let base = node.name.isEmpty ? node.outputs[0] : node.name
+                      reason: granularityText(format, perChannel: options.perChannel), written: made.written)
+        let stem = rewriter.names.stem(.node)
+        let name = node.name.isEmpty ? nil : node.name
         let output = node.outputs[0]
-        let product = rewriter.makeName(base + "_output_quantized")
-        let widened = rewriter.makeName(base + "_output_quantized_cast")
-        let scaledOutput = bias == nil ? output : rewriter.makeName(base + "_output_scaled")
+        let product = rewriter.makeName(stem + "_acc")
+        let widened = rewriter.makeName(stem + "_f")
+        let scaledOutput = bias == nil ? output : rewriter.makeName(stem + "_y")
         switch options.dynamicActivations {
         case .perTensor:
             let (xq, xs, xz) = dynamicallyQuantized(activation)
-            let scale = rewriter.makeName(base + "_quant_scales_mul")
+            let scale = rewriter.makeName(stem + "_m")
             rewriter.emit("Mul", [xs, weightScale], [scale])
-            rewriter.emit("MatMulInteger", [xq, codes, xz, weightZero], [product], name: base + "_quant")
+            rewriter.emit("MatMulInteger", [xq, codes, xz, weightZero], [product], name: name)
             rewriter.emit("Cast", [product], [widened], attributes: [("to", .int(DynamicQuantizer.floatCode))])
             rewriter.emit("Mul", [widened, scale], [scaledOutput])
         case .perToken:
             let (xq, rowScale) = try tokenwiseQuantized(activation)
-            let columnScaled = rewriter.makeName(base + "_output_column_scaled")
-            rewriter.emit("MatMulInteger", [xq, codes, "", weightZero], [product], name: base + "_quant")
+            let columnScaled = rewriter.makeName(stem + "_cs")
+            rewriter.emit("MatMulInteger", [xq, codes, "", weightZero], [product], name: name)
             rewriter.emit("Cast", [product], [widened], attributes: [("to", .int(DynamicQuantizer.floatCode))])
             rewriter.emit("Mul", [widened, weightScale], [columnScaled])
             rewriter.emit("Mul", [columnScaled, rowScale], [scaledOutput])
@@ -224,12 +228,13 @@ struct DynamicRewrite {
     /// `DynamicQuantizeLinear(x)` → (codes, scale, zero point), made once per activation.
     mutating func dynamicallyQuantized(_ activation: String) -> (String, String, String) {
         let names = rewriter.memoized("dql|" + activation) { rewriter in
-            let outputs = [rewriter.makeName(activation + "_quantized"), rewriter.makeName(activation + "_scale"),
-                           rewriter.makeName(activation + "_zero_point")]
+            let stem = rewriter.names.stem(.activation)
+            let outputs = [rewriter.makeName(stem + "_q"), rewriter.makeName(stem + "_s"), rewriter.makeName(stem + "_z")]
             rewriter.emit("DynamicQuantizeLinear", [activation], outputs)
             return .init(names: outputs)
         }.names
-        report.activation(activation, type: "uint8", reason: "per tensor at run time (DynamicQuantizeLinear)")
+        report.activation(activation, type: "uint8", reason: "per tensor at run time (DynamicQuantizeLinear)",
+                          codes: names[0])
         return (names[0], names[1], names[2])
     }
 
@@ -240,29 +245,30 @@ struct DynamicRewrite {
     mutating func tokenwiseQuantized(_ activation: String) throws -> (String, String) {
         let opset = self.opset
         let names = try rewriter.memoized("token|" + activation) { rewriter in
-            let magnitude = rewriter.makeName(activation + "_abs")
-            let rowMaximum = rewriter.makeName(activation + "_row_max")
-            let guarded = rewriter.makeName(activation + "_row_max_guarded")
-            let scale = rewriter.makeName(activation + "_row_scale")
-            let normalized = rewriter.makeName(activation + "_normalized")
-            let codes = rewriter.makeName(activation + "_quantized")
+            let stem = rewriter.names.stem(.activation)
+            let magnitude = rewriter.makeName(stem + "_abs")
+            let rowMaximum = rewriter.makeName(stem + "_max")
+            let guarded = rewriter.makeName(stem + "_max_guarded")
+            let scale = rewriter.makeName(stem + "_s")
+            let normalized = rewriter.makeName(stem + "_normalized")
+            let codes = rewriter.makeName(stem + "_q")
             rewriter.emit("Abs", [activation], [magnitude])
             if opset >= 18 {
-                let axes = try rewriter.addInt64s([-1], base: activation + "_last_axis")
+                let axes = try rewriter.addInt64s([-1], base: "last_axis")
                 rewriter.emit("ReduceMax", [magnitude, axes], [rowMaximum], attributes: [("keepdims", .int(1))])
             } else {
                 rewriter.emit("ReduceMax", [magnitude], [rowMaximum],
                               attributes: [("axes", .ints([-1])), ("keepdims", .int(1))])
             }
-            rewriter.emit("Max", [rowMaximum, rewriter.addScalar(1e-30, base: activation + "_epsilon")], [guarded])
-            rewriter.emit("Div", [guarded, rewriter.addScalar(127, base: activation + "_int8_max")], [scale])
+            rewriter.emit("Max", [rowMaximum, rewriter.addScalar(1e-30, base: "epsilon")], [guarded])
+            rewriter.emit("Div", [guarded, rewriter.addScalar(127, base: "int8_max")], [scale])
             rewriter.emit("Div", [activation, scale], [normalized])
-            let unit = rewriter.addScalar(1, base: activation + "_unit_scale")
-            let zero = rewriter.addInitializer(Tensor(scalar: Int8(0)), base: activation + "_int8_zero")
+            let unit = rewriter.sharedScalar(1)
+            let zero = rewriter.sharedConstant(Tensor(scalar: Int8(0)), base: "zp_int8_0")
             rewriter.emit("QuantizeLinear", [normalized, unit, zero], [codes])
             return .init(names: [codes, scale])
         }.names
-        report.activation(activation, type: "int8", reason: "per token (row) at run time, symmetric")
+        report.activation(activation, type: "int8", reason: "per token (row) at run time, symmetric", codes: names[0])
         return (names[0], names[1])
     }
 
@@ -301,12 +307,18 @@ struct DynamicRewrite {
                 quantized = try WeightQuantization.quantize(weight.reshaped([1, count]), axis: 1, blockSize: count,
                                                             format: format, name: name, node: node.errorName)
             }
-            let codes = rewriter.addInitializer(try quantized.quantized.storage.reshaped(weight.shape), base: name + "_quantized")
-            let scales = perChannel ? try quantized.scaleTensor(shape: channelShape) : try quantized.scaleTensor(shape: [])
-            let scale = rewriter.addInitializer(scales, base: name + "_scale")
-            let zeroPoint = Tensor.scalarZeroPoint(quantized.params.zeroPoints[0], type: format.storage)
-            let zero = rewriter.addInitializer(zeroPoint, base: name + "_zero_point")
-            return .init(names: [codes, scale, zero], sqnrDB: quantized.sqnrDB, perChannel: perChannel)
+            let stem = rewriter.names.stem(.weight)
+            let codes = rewriter.addInitializer(try quantized.quantized.storage.reshaped(weight.shape), base: stem + "_q")
+            let scales = quantized.params.scales
+            let scale = Set(scales).count > 1
+                ? rewriter.addInitializer(try Tensor(shape: channelShape, scalars: scales), base: stem + "_s")
+                : rewriter.sharedScalar(scales[0])
+            // ConvInteger takes one weight zero point (written even when 0, as ONNX Runtime's pattern has it).
+            let zeroPoint = quantized.params.zeroPoints[0]
+            let zero = rewriter.sharedConstant(
+                Tensor.scalarZeroPoint(zeroPoint, type: format.storage), base: "zp_\(format.storage.storageDType)_\(zeroPoint)")
+            return .init(names: [codes, scale, zero],
+                         sqnrDB: quantized.sqnrDB, perChannel: perChannel, written: WrittenNames(codes: codes))
         }
         let names = made.names
         if perChannelRequested && !made.perChannel {
@@ -314,21 +326,22 @@ struct DynamicRewrite {
                         + "scale and zero point per tensor")
         }
         report.weight(name, type: format.reportName, sqnrDB: made.sqnrDB,
-                      reason: granularityText(format, perChannel: made.perChannel))
-        let base = node.name.isEmpty ? node.outputs[0] : node.name
+                      reason: granularityText(format, perChannel: made.perChannel), written: made.written)
+        let stem = rewriter.names.stem(.node)
         let (xq, xs, xz) = dynamicallyQuantized(node.inputs[0])
-        let product = rewriter.makeName(base + "_output_quantized")
-        let widened = rewriter.makeName(base + "_output_quantized_cast")
-        let scale = rewriter.makeName(base + "_quant_scales_mul")
+        let product = rewriter.makeName(stem + "_acc")
+        let widened = rewriter.makeName(stem + "_f")
+        let scale = rewriter.makeName(stem + "_m")
         let output = node.outputs[0]
-        let scaledOutput = bias == nil ? output : rewriter.makeName(base + "_output_scaled")
+        let scaledOutput = bias == nil ? output : rewriter.makeName(stem + "_y")
         let attributes = node.attributes.map { ($0.key, $0.value) }
-        rewriter.emit("ConvInteger", [xq, names[0], xz, names[2]], [product], attributes: attributes, name: base + "_quant")
+        rewriter.emit("ConvInteger", [xq, names[0], xz, names[2]], [product], attributes: attributes,
+                      name: node.name.isEmpty ? nil : node.name)
         rewriter.emit("Cast", [product], [widened], attributes: [("to", .int(DynamicQuantizer.floatCode))])
         rewriter.emit("Mul", [xs, names[1]], [scale])
         rewriter.emit("Mul", [widened, scale], [scaledOutput])
         if let bias {
-            let biasName = rewriter.addInitializer(try bias.reshaped(channelShape), base: node.inputs[2] + "_reshaped")
+            let biasName = rewriter.addInitializer(try bias.reshaped(channelShape), base: stem + "_bias")
             rewriter.emit("Add", [scaledOutput, biasName], [output])
         }
         return .rewritten("ConvInteger, activation uint8 per tensor")
@@ -377,32 +390,13 @@ struct DynamicRewrite {
         let perChannel = options.perChannel && rows > 0
         let key = "dq|\(name)|\(rows)|\(format.requested)|\(format.mapping)|\(perChannel)"
         let made = try rewriter.memoized(key) { rewriter in
-            let columns = weight.count / max(rows, 1)
-            let view = perChannel ? [rows, columns] : [1, weight.count]
-            let quantized = try WeightQuantization.quantize(weight.reshaped(view), axis: 1, blockSize: view[1],
-                                                            format: format, name: name, node: node.errorName)
-            let storedShape = perChannel ? view : weight.shape
-            let codes = rewriter.addInitializer(try quantized.quantized.storage.reshaped(storedShape),
-                                                base: name + "_quantized")
-            let parameterShape = perChannel ? [rows] : []
-            var inputs = [codes, rewriter.addInitializer(try quantized.scaleTensor(shape: parameterShape),
-                                                         base: name + "_scale")]
-            if !quantized.zeroPointsAreZero {
-                inputs.append(rewriter.addInitializer(try quantized.zeroPointTensor(shape: parameterShape),
-                                                      base: name + "_zero_point"))
-            }
-            let dequantized = rewriter.makeName(name + "_dequantized")
-            rewriter.emit("DequantizeLinear", inputs, [dequantized], attributes: perChannel ? [("axis", .int(0))] : [])
-            var result = dequantized
-            if storedShape != weight.shape {
-                result = rewriter.makeName(name + "_dequantized_reshaped")
-                let shape = try rewriter.addInt64s(weight.shape, base: name + "_shape")
-                rewriter.emit("Reshape", [dequantized, shape], [result])
-            }
-            return .init(names: [result], sqnrDB: quantized.sqnrDB, perChannel: perChannel)
+            let (written, sqnrDB) = try rewriter.dequantizedRows(weight, rows: rows, perRow: perChannel, format: format,
+                                                                 name: name, node: node.errorName)
+            return .init(names: [written.dequantized!], sqnrDB: sqnrDB, perChannel: perChannel, written: written)
         }
         report.weight(name, type: format.reportName, sqnrDB: made.sqnrDB,
-                      reason: (perChannel ? "per row" : "per tensor") + ", dequantized in front of \(node.opType)")
+                      reason: (perChannel ? "per row" : "per tensor") + ", dequantized in front of \(node.opType)",
+                      written: made.written)
         return made.names[0]
     }
 }

@@ -198,7 +198,7 @@ struct FP16Conversion {
         }
         for index in positions where index < 2 {
             if let tensor = constants[node.inputs[index]], tensor.dtype == .float32, tensor.count > 1 {
-                report.weight(node.inputs[index], type: "fp16", sqnrDB: nil, reason: "stored as float16")
+                report.weight(node.inputs[index], type: "fp16", sqnrDB: nil, reason: "stored as float16", written: nil)
             }
         }
         emitted.append(edited)

@@ -60,10 +60,34 @@ struct QDQEmitter {
     /// Clamp nodes removed, by index, with the tensor before them whose QuantizeLinear clamps instead.
     let folded: [Int: String]
     let operands: [Int: QuantizedOperands]
+    /// Lookups in constant tables (Gather) whose table is stored as codes, and how.
+    var tables = TableStorage(nodes: [], format: nil, perRow: false)
 
-    func emit(into graph: Graph) throws -> Graph {
+    /// Gather nodes whose constant table is stored as 8-bit codes with one scale per row behind a
+    /// DequantizeLinear: the operator has no integer form, but the file shrinks (an embedding table is
+    /// often most of a Transformer's weights).
+    struct TableStorage {
+        var nodes: [Int]
+        var format: WeightFormat?
+        /// One scale per row (opset 13's per-axis DequantizeLinear), else one for the table.
+        var perRow: Bool
+    }
+
+    /// The rewritten graph and, by original tensor name (activation, weight or bias), what was written.
+    struct Emitted {
+        var graph: Graph
+        var names: [String: WrittenNames]
+        /// The SQNR of each table stored as codes, by table name.
+        var tableSQNR: [String: Double?] = [:]
+    }
+
+    func emit(into graph: Graph) throws -> Emitted {
         var editor = GraphEditor(graph: graph)
         var dequantized: [String: String] = [:]
+        var written: [String: WrittenNames] = [:]
+        func record(_ tensor: String, _ names: (codes: String, dequantized: String)) {
+            if written[tensor] == nil { written[tensor] = WrittenNames(codes: names.codes, dequantized: names.dequantized) }
+        }
         let foldedOutputs = Dictionary(uniqueKeysWithValues: folded.map { (graph.nodes[$0.key].outputs[0], $0.value) })
 
         // Pairs after each quantized activation (for a folded clamp, after the tensor before it).
@@ -73,6 +97,8 @@ struct QDQEmitter {
                 let names = try editor.insertQuantizeDequantize(of: before, quantize: quantization.params,
                                                                 dequantize: quantization.params, axis: nil)
                 dequantized[tensor] = names.dequantized
+                record(before, names)
+                record(tensor, names)
                 continue
             }
             if folded.values.contains(tensor) { continue }
@@ -81,6 +107,7 @@ struct QDQEmitter {
                 of: tensor, quantize: try quantization.quantizeParams(), dequantize: quantization.params,
                 axis: quantization.smoothing == nil ? nil : -1)
             dequantized[tensor] = names.dequantized
+            record(tensor, names)
         }
 
         // Weights and biases behind DequantizeLinear, shared between nodes reading the same weight.
@@ -90,18 +117,37 @@ struct QDQEmitter {
             let node = graph.nodes[index]
             guard case .integerCompute(let slots?) = policy.status[index] else { continue }
             if weightNames[operand.key] == nil {
-                weightNames[operand.key] = try editor.addDequantizedConstant(
-                    operand.weight.storage, params: operand.weight.params,
-                    zeroPointType: operand.weight.params.type.storageDType, axis: operand.weightAxis,
-                    base: node.inputs[slots.weight])
+                let names = try editor.addDequantizedConstant(operand.weight, axis: operand.weightAxis,
+                                                              omitZeroPoint: false, stem: editor.names.stem(.weight))
+                weightNames[operand.key] = names.dequantized
+                record(node.inputs[slots.weight], names)
             }
             editor.graph.nodes[index].inputs[slots.weight] = weightNames[operand.key]!
             if let bias = operand.bias, let slot = slots.bias {
-                let shape = bias.axis == nil ? [] : [bias.scales.count]
-                editor.graph.nodes[index].inputs[slot] = try editor.addDequantizedConstant(
-                    bias.storage, scale: try Tensor(shape: shape, scalars: bias.scales),
-                    zeroPoint: try Tensor(shape: shape, scalars: [Int32](repeating: 0, count: bias.scales.count)),
-                    axis: bias.axis, base: node.inputs[slot])
+                let names = try editor.addDequantizedConstant(
+                    bias.storage, scales: bias.scales, zeroPoints: [Int32](repeating: 0, count: bias.scales.count),
+                    parameterShape: bias.axis == nil ? [] : [bias.scales.count], zeroPointType: .int32,
+                    axis: bias.axis, stem: editor.names.stem(.bias))
+                editor.graph.nodes[index].inputs[slot] = names.dequantized
+                record(node.inputs[slot], names)
+            }
+        }
+
+        // Tables behind DequantizeLinear, shared between lookups of one table.
+        var tableSQNR: [String: Double?] = [:]
+        if let format = tables.format {
+            var tableNames: [String: String] = [:]
+            for index in tables.nodes {
+                let node = graph.nodes[index]
+                let name = node.inputs[0]
+                if tableNames[name] == nil, let table = policy.constants[name] {
+                    let (names, sqnrDB) = try editor.dequantizedRows(table, rows: table.shape[0], perRow: tables.perRow,
+                                                                     format: format, name: name, node: node.errorName)
+                    tableNames[name] = names.dequantized
+                    tableSQNR[name] = sqnrDB
+                    written[name] = names
+                }
+                if let replacement = tableNames[name] { editor.graph.nodes[index].inputs[0] = replacement }
             }
         }
 
@@ -122,6 +168,6 @@ struct QDQEmitter {
             }
         }
         editor.graph.removeNodes(at: Set(folded.keys))
-        return try editor.graph.sortedTopologically()
+        return Emitted(graph: try editor.graph.sortedTopologically(), names: written, tableSQNR: tableSQNR)
     }
 }

@@ -30,8 +30,10 @@ struct QOperatorConversion {
         var codes: String
         var scale: [Float]
         var scaleName: String
+        /// The zero point (zeros of the codes' type when the node has none).
         var zeroPoint: Tensor
-        var zeroPointName: String
+        /// Nil when the node leaves the zero point out (ONNX's default 0).
+        var zeroPointName: String?
         var axis: Int?
         var perTensor: Bool { scale.count == 1 && axis == nil }
         var codesType: DType { zeroPoint.dtype }
@@ -50,12 +52,28 @@ struct QOperatorConversion {
         func dequantization(of value: String) -> Dequantization? {
             guard let index = producers[value], !removed.contains(index) else { return nil }
             let node = input.nodes[index]
-            guard node.opType == "DequantizeLinear", node.inputs.count == 3,
-                  let scale = constants[node.inputs[1]], scale.dtype == .float32,
-                  let zeroPoint = constants[node.inputs[2]] else { return nil }
+            guard node.opType == "DequantizeLinear", node.inputs.count >= 2, node.attributes["block_size"] == nil,
+                  let scale = constants[node.inputs[1]], scale.dtype == .float32 else { return nil }
+            let zeroPointName = node.inputs.count > 2 && !node.inputs[2].isEmpty ? node.inputs[2] : nil
+            let zeroPoint: Tensor
+            if let zeroPointName {
+                guard let value = constants[zeroPointName] else { return nil }
+                zeroPoint = value
+            } else {
+                // Without a zero point the codes' type is known only for constant codes.
+                guard let codes = constants[node.inputs[0]],
+                      let zeros = try? GraphEditor.integerTensor([0], dtype: codes.dtype, shape: []) else { return nil }
+                zeroPoint = zeros
+            }
             return Dequantization(codes: node.inputs[0], scale: scale.scalars(as: Float.self),
-                                  scaleName: node.inputs[1], zeroPoint: zeroPoint, zeroPointName: node.inputs[2],
+                                  scaleName: node.inputs[1], zeroPoint: zeroPoint, zeroPointName: zeroPointName,
                                   axis: scale.rank == 0 ? nil : node.attributes["axis"]?.intValue ?? 1)
+        }
+        /// The zero-point input of `d` for an operator that requires one: its own, or a shared scalar 0.
+        func zeroPointInput(_ d: Dequantization) throws -> String {
+            if let name = d.zeroPointName { return name }
+            return editor.sharedConstant(try GraphEditor.integerTensor([0], dtype: d.codesType, shape: []),
+                                         base: "zp_\(d.codesType)_0")
         }
         /// The single QuantizeLinear reading `value` (per tensor, 8-bit), when nothing else reads it.
         func soleQuantize(of value: String) -> (index: Int, node: Node)? {
@@ -68,41 +86,43 @@ struct QOperatorConversion {
         }
         func replace(_ index: Int, with nodes: [Node], countingAs name: String) {
             removed.insert(index)
-            nodes.forEach { editor.append($0) }
+            nodes.forEach { editor.appendNode($0) }
             counts[name, default: 0] += 1
         }
-        /// `Cast(int32 → float) → Mul(scale)` on an integer accumulator, ending in `output`.
-        func rescale(_ accumulator: String, scale: Tensor, output: String, base: String) -> [Node] {
-            let asFloat = editor.freshName(base + "_float")
-            let scaleName = editor.addInitializer(scale, base: base + "_rescale")
+        /// `Cast(int32 → float) → Mul(scale)` on an integer accumulator, ending in `output`; new names
+        /// start with `stem`.
+        func rescale(_ accumulator: String, scale: Tensor, output: String, stem: String) -> [Node] {
+            let asFloat = editor.freshName(stem + "_f")
+            let scaleName = scale.count == 1 && scale.rank == 0
+                ? editor.sharedScalar(scale.scalars(as: Float.self)[0])
+                : editor.addInitializer(scale, base: stem + "_m")
             return [
-                Node(name: editor.freshName(base + "_Cast"), opType: "Cast", inputs: [accumulator], outputs: [asFloat],
-                     attributes: ["to": .int(1)]),
-                Node(name: editor.freshName(base + "_Rescale"), opType: "Mul", inputs: [asFloat, scaleName],
-                     outputs: [output]),
+                Node(name: asFloat, opType: "Cast", inputs: [accumulator], outputs: [asFloat], attributes: ["to": .int(1)]),
+                Node(name: editor.freshName(stem + "_y"), opType: "Mul", inputs: [asFloat, scaleName], outputs: [output]),
             ]
         }
 
         for (index, node) in input.nodes.enumerated() where node.normalizedDomain.isEmpty {
-            let base = node.name.isEmpty ? node.opType : node.name
+            let name = node.name.isEmpty ? editor.freshName(node.opType) : node.name
             switch node.opType {
             case "MatMul":
                 guard let a = dequantization(of: node.inputs[0]), let b = dequantization(of: node.inputs[1]),
                       a.perTensor, a.isInteger8, b.isInteger8, b.perTensor || (b.axis == 1 && b.scale.count > 1) else { continue }
                 if let q = soleQuantize(of: node.outputs[0]) {
                     replace(index, with: [Node(
-                        name: base, opType: "QLinearMatMul",
-                        inputs: [a.codes, a.scaleName, a.zeroPointName, b.codes, b.scaleName, b.zeroPointName,
+                        name: name, opType: "QLinearMatMul",
+                        inputs: [a.codes, a.scaleName, try zeroPointInput(a), b.codes, b.scaleName, try zeroPointInput(b),
                                  q.node.inputs[1], q.node.inputs[2]],
                         outputs: q.node.outputs)], countingAs: "QLinearMatMul")
                     removed.insert(q.index)
                 } else {
-                    let accumulator = editor.freshName(base + "_int32")
+                    let stem = editor.names.stem(.node)
+                    let accumulator = editor.freshName(stem + "_acc")
                     let scale = try Tensor(shape: b.perTensor ? [] : [b.scale.count], scalars: b.scale.map { $0 * a.scale[0] })
-                    replace(index, with: [Node(name: base, opType: "MatMulInteger",
-                                               inputs: [a.codes, b.codes, a.zeroPointName, b.zeroPointName],
+                    replace(index, with: [Node(name: name, opType: "MatMulInteger",
+                                               inputs: [a.codes, b.codes, try zeroPointInput(a), b.zeroPointName ?? ""],
                                                outputs: [accumulator])]
-                            + rescale(accumulator, scale: scale, output: node.outputs[0], base: base),
+                            + rescale(accumulator, scale: scale, output: node.outputs[0], stem: stem),
                             countingAs: "MatMulInteger")
                 }
             case "Conv":
@@ -112,10 +132,10 @@ struct QOperatorConversion {
                 let bias = node.inputs.count > 2 && !node.inputs[2].isEmpty ? node.inputs[2] : nil
                 let biasCodes = bias.flatMap { dequantization(of: $0) }.flatMap { $0.codesType == .int32 ? $0 : nil }
                 if let q = soleQuantize(of: node.outputs[0]), bias == nil || biasCodes != nil {
-                    var inputs = [x.codes, x.scaleName, x.zeroPointName, w.codes, w.scaleName, w.zeroPointName,
+                    var inputs = [x.codes, x.scaleName, try zeroPointInput(x), w.codes, w.scaleName, try zeroPointInput(w),
                                   q.node.inputs[1], q.node.inputs[2]]
                     if let biasCodes { inputs.append(biasCodes.codes) }
-                    replace(index, with: [Node(name: base, opType: "QLinearConv", inputs: inputs,
+                    replace(index, with: [Node(name: name, opType: "QLinearConv", inputs: inputs,
                                                outputs: q.node.outputs, attributes: node.attributes)],
                             countingAs: "QLinearConv")
                     removed.insert(q.index)
@@ -123,64 +143,63 @@ struct QOperatorConversion {
                 }
                 // ConvInteger takes one weight zero point; symmetric weights have 0 everywhere.
                 guard try w.zeroPoint.floatArray().allSatisfy({ $0 == 0 }) else { continue }
+                let stem = editor.names.stem(.node)
                 let channels = weightCodes.shape[0]
                 let broadcast = [1, channels] + [Int](repeating: 1, count: weightCodes.rank - 2)
                 let scales = (0..<channels).map { x.scale[0] * w.scale[w.perTensor ? 0 : $0] }
-                let accumulator = editor.freshName(base + "_int32")
-                let zero = editor.addInitializer(try GraphEditor.integerTensor([0], dtype: w.codesType, shape: []),
-                                                 base: base + "_weight_zero_point")
-                var nodes = [Node(name: base, opType: "ConvInteger",
-                                  inputs: [x.codes, w.codes, x.zeroPointName, zero], outputs: [accumulator],
+                let accumulator = editor.freshName(stem + "_acc")
+                var nodes = [Node(name: name, opType: "ConvInteger",
+                                  inputs: [x.codes, w.codes, try zeroPointInput(x)], outputs: [accumulator],
                                   attributes: node.attributes)]
                 if let bias {
-                    let scaled = editor.freshName(base + "_scaled")
-                    nodes += rescale(accumulator, scale: try Tensor(shape: broadcast, scalars: scales), output: scaled, base: base)
+                    let scaled = editor.freshName(stem + "_scaled")
+                    nodes += rescale(accumulator, scale: try Tensor(shape: broadcast, scalars: scales), output: scaled, stem: stem)
                     let values = try biasValues(bias, dequantization: biasCodes, constants: constants)
-                    let biasName = editor.addInitializer(try Tensor(shape: broadcast, scalars: values), base: base + "_bias")
-                    nodes.append(Node(name: editor.freshName(base + "_AddBias"), opType: "Add",
+                    let biasName = editor.addInitializer(try Tensor(shape: broadcast, scalars: values), base: stem + "_bias")
+                    nodes.append(Node(name: editor.freshName(stem + "_add"), opType: "Add",
                                       inputs: [scaled, biasName], outputs: node.outputs))
                 } else {
                     nodes += rescale(accumulator, scale: try Tensor(shape: broadcast, scalars: scales),
-                                     output: node.outputs[0], base: base)
+                                     output: node.outputs[0], stem: stem)
                 }
                 replace(index, with: nodes, countingAs: "ConvInteger")
             case "Gemm":
                 let transA = node.attributes["transA"]?.intValue ?? 0, transB = node.attributes["transB"]?.intValue ?? 0
                 guard transA == 0, let a = dequantization(of: node.inputs[0]), let b = dequantization(of: node.inputs[1]),
-                      a.perTensor, a.isInteger8, b.isInteger8, var codes = constants[b.codes], codes.rank == 2 else { continue }
+                      a.perTensor, a.isInteger8, b.isInteger8, var codes = constants[b.codes], codes.rank == 2,
+                      b.perTensor || b.axis == (transB != 0 ? 0 : 1) else { continue }
+                let stem = editor.names.stem(.node)
                 let alpha = node.attributes["alpha"]?.floatValue ?? 1, beta = node.attributes["beta"]?.floatValue ?? 1
-                var zeroPointName = b.zeroPointName
+                var codesName = b.codes
                 if transB != 0 {
                     codes = try transposed(codes)
-                    zeroPointName = editor.addInitializer(b.zeroPoint, base: base + "_weight_zero_point")
+                    codesName = editor.addInitializer(codes, base: stem + "_wt")
                 }
-                guard b.perTensor || b.axis == (transB != 0 ? 0 : 1) else { continue }
-                let codesName = editor.addInitializer(codes, base: base + "_weight_quantized")
-                let accumulator = editor.freshName(base + "_int32")
+                let accumulator = editor.freshName(stem + "_acc")
                 let scale = try Tensor(shape: b.perTensor ? [] : [b.scale.count],
                                        scalars: b.scale.map { $0 * a.scale[0] * alpha })
-                var nodes = [Node(name: base, opType: "MatMulInteger",
-                                  inputs: [a.codes, codesName, a.zeroPointName, zeroPointName], outputs: [accumulator])]
+                var nodes = [Node(name: name, opType: "MatMulInteger",
+                                  inputs: [a.codes, codesName, try zeroPointInput(a), b.zeroPointName ?? ""],
+                                  outputs: [accumulator])]
                 if node.inputs.count > 2 && !node.inputs[2].isEmpty {
-                    let scaled = editor.freshName(base + "_scaled")
-                    nodes += rescale(accumulator, scale: scale, output: scaled, base: base)
+                    let scaled = editor.freshName(stem + "_scaled")
+                    nodes += rescale(accumulator, scale: scale, output: scaled, stem: stem)
                     var c = node.inputs[2]
                     let cCodes = dequantization(of: c)
                     if let shape = constants[cCodes?.codes ?? c]?.shape {
                         let values = try biasValues(c, dequantization: cCodes, constants: constants)
                         c = editor.addInitializer(try Tensor(shape: shape, scalars: values.map { $0 * beta }),
-                                                  base: base + "_bias")
+                                                  base: stem + "_bias")
                     } else if beta != 1 {
-                        let betaName = editor.addInitializer(Tensor(scalar: beta), base: base + "_beta")
-                        let scaledC = editor.freshName(base + "_beta_c")
-                        nodes.append(Node(name: editor.freshName(base + "_Beta"), opType: "Mul",
-                                          inputs: [c, betaName], outputs: [scaledC]))
+                        let scaledC = editor.freshName(stem + "_c")
+                        nodes.append(Node(name: scaledC, opType: "Mul",
+                                          inputs: [c, editor.sharedScalar(beta, base: "beta")], outputs: [scaledC]))
                         c = scaledC
                     }
-                    nodes.append(Node(name: editor.freshName(base + "_AddBias"), opType: "Add",
+                    nodes.append(Node(name: editor.freshName(stem + "_add"), opType: "Add",
                                       inputs: [scaled, c], outputs: node.outputs))
                 } else {
-                    nodes += rescale(accumulator, scale: scale, output: node.outputs[0], base: base)
+                    nodes += rescale(accumulator, scale: scale, output: node.outputs[0], stem: stem)
                 }
                 replace(index, with: nodes, countingAs: "MatMulInteger")
             case let op where QOperatorConversion.codeOperators.contains(op):

@@ -1,4 +1,5 @@
 import Foundation
+import GraphIR
 
 /// What a quantization run did, tensor by tensor and node by node, and why — written as JSON by
 /// `swiftquant quantize --report`.
@@ -30,9 +31,16 @@ public struct QuantizationReport: Sendable, Codable, Equatable {
         /// SmoothQuant migration strength α when per-channel factors moved from this activation into the
         /// weights that read it.
         public var smoothingAlpha: Double?
+        /// The value holding the tensor's codes in the written graph (generated names are short, e.g.
+        /// `a3_q`, `w5_q`; this maps them back to `name`). Nil when kept float.
+        public var codes: String?
+        /// The value the float operators read in place of the tensor (e.g. `a3_dq`), when the graph
+        /// dequantizes it.
+        public var dequantized: String?
 
         public init(name: String, role: Role, action: Action, type: String? = nil, reason: String? = nil,
-                    sqnrDB: Double? = nil, range: [Float]? = nil, smoothingAlpha: Double? = nil) {
+                    sqnrDB: Double? = nil, range: [Float]? = nil, smoothingAlpha: Double? = nil,
+                    codes: String? = nil, dequantized: String? = nil) {
             self.name = name
             self.role = role
             self.action = action
@@ -41,10 +49,12 @@ public struct QuantizationReport: Sendable, Codable, Equatable {
             self.sqnrDB = sqnrDB
             self.range = range
             self.smoothingAlpha = smoothingAlpha
+            self.codes = codes
+            self.dequantized = dequantized
         }
 
         enum CodingKeys: String, CodingKey {
-            case name, role, action, type, reason, range
+            case name, role, action, type, reason, range, codes, dequantized
             case sqnrDB = "sqnr_db"
             case smoothingAlpha = "smoothing_alpha"
         }
@@ -137,6 +147,17 @@ public struct QuantizationReport: Sendable, Codable, Equatable {
     enum CodingKeys: String, CodingKey {
         case mode, format, options, tensors, nodes, notes
         case multiplyAccumulates = "multiply_accumulates"
+    }
+
+    /// Records the written names of each quantized tensor, keeping only names `graph` still defines
+    /// (a later conversion may have removed a dequantized value).
+    mutating func recordWrittenNames(_ written: [String: WrittenNames], in graph: Graph) {
+        let defined = graph.definedValueNames
+        for index in tensors.indices where tensors[index].action != .keptFloat {
+            guard let names = written[tensors[index].name] else { continue }
+            tensors[index].codes = defined.contains(names.codes) ? names.codes : nil
+            tensors[index].dequantized = names.dequantized.flatMap { defined.contains($0) ? $0 : nil }
+        }
     }
 
     /// Pretty-printed JSON with sorted keys.

@@ -170,10 +170,26 @@ struct StaticQuantizer {
         }
 
         // Write the graph.
+        // Embedding tables (Gather of a constant) as 8-bit codes.
+        let tables = try tableStorage(policy, perAxis: canReach13)
+
+        // Write the graph.
         var quantized = model
-        quantized.graph = try QDQEmitter(policy: policy, activations: activations, folded: folded, operands: operands)
-            .emit(into: model.graph)
-        let needed = StaticQuantizer.requiredOpset(activations: activations, operands: operands)
+        let emitted = try QDQEmitter(policy: policy, activations: activations, folded: folded, operands: operands,
+                                     tables: tables).emit(into: model.graph)
+        quantized.graph = emitted.graph
+        for (table, sqnrDB) in emitted.tableSQNR.sorted(by: { $0.key < $1.key }) {
+            weightDecisions.append(QuantizationReport.TensorDecision(
+                name: table, role: .weight, action: .quantized, type: tables.format?.reportName,
+                reason: (tables.perRow ? "per row" : "per tensor") + ", dequantized in front of Gather",
+                sqnrDB: sqnrDB))
+        }
+        if !emitted.tableSQNR.isEmpty {
+            notes.append("Gather tables are stored as 8-bit codes" + (tables.perRow ? " with one scale per row" : "")
+                         + " and dequantized in front of the lookup: the file shrinks, the lookup stays float")
+        }
+        var needed = StaticQuantizer.requiredOpset(activations: activations, operands: operands)
+        if tables.perRow && !emitted.tableSQNR.isEmpty { needed = max(needed, 13) }
         if needed > opset {
             try OpsetUpgrade.raise(&quantized, to: needed)
             notes.append("opset raised from \(opset) to \(needed) for "
@@ -195,9 +211,10 @@ struct StaticQuantizer {
         report.notes = notes
         report.tensors = policy.quantizedTensors.compactMap { decisions[$0] }
             + decisions.values.filter { $0.action == .keptFloat }.sorted { $0.name < $1.name } + weightDecisions
-        report.nodes = nodeDecisions(policy, folded: folded, model: model.graph)
+        report.nodes = nodeDecisions(policy, folded: folded, tables: Set(tables.nodes), model: model.graph)
         report.multiplyAccumulates = multiplyAccumulates(policy, observation: observation, activations: activations,
                                                          operands: operands)
+        report.recordWrittenNames(emitted.names, in: quantized.graph)
         return QuantizationResult(model: quantized, report: report)
     }
 
@@ -485,7 +502,7 @@ struct StaticQuantizer {
                                                            scalars: choice.factors.map { 1 / $0 }),
                                                 base: tensor + "_smoothing_inverse")
             let probe = editor.freshName(tensor + "_smoothed")
-            editor.append(Node(name: editor.freshName(tensor + "_smoothing_probe"), opType: "Mul",
+            editor.appendNode(Node(name: editor.freshName(tensor + "_smoothing_probe"), opType: "Mul",
                                inputs: [tensor, inverse], outputs: [probe]))
             editor.graph.outputs.append(ValueInfo(name: probe))
             probes[probe] = tensor
@@ -632,14 +649,47 @@ struct StaticQuantizer {
                                   axis: perTensor ? nil : bias.rank - 1))
     }
 
+    // MARK: - Tables
+
+    /// The Gather nodes whose constant float32 table (rank ≥ 2, gathered along axis 0, finite, read by
+    /// nothing else) is stored as 8-bit codes — int8, or uint8 when that is the weight type — as the
+    /// dynamic and weight-only modes do; `--ops`, `--exclude` and the plan can keep them float.
+    func tableStorage(_ policy: StaticPolicy, perAxis: Bool) throws -> QDQEmitter.TableStorage {
+        let type: QuantType = options.resolvedWeightType == .uint8 ? .uint8 : .int8
+        let format = try WeightFormat(type, mapping: options.symmetricWeights ? .symmetric : .asymmetric)
+        var storage = QDQEmitter.TableStorage(nodes: [], format: format, perRow: perAxis && options.perChannel)
+        if let types = options.operatorTypes, !types.contains("Gather") { return storage }
+        var candidates: [Int] = []
+        for (index, node) in policy.graph.nodes.enumerated()
+        where node.opType == "Gather" && node.normalizedDomain.isEmpty && node.inputs.count == 2 {
+            guard !policy.status[index].isQuantized, !options.excludedNodes.contains(node.name),
+                  options.plan?.nodes[node.name]?.skip != true,
+                  let table = policy.constants[node.inputs[0]], table.dtype == .float32, table.rank >= 2,
+                  table.count > 0, policy.constants[node.inputs[1]] == nil else { continue }
+            let axis = node.attributes["axis"]?.intValue ?? 0
+            guard axis == 0 || axis == -table.rank,
+                  table.withUnsafeBufferPointer(as: Float.self, { $0.allSatisfy(\.isFinite) }) else { continue }
+            candidates.append(index)
+        }
+        // A table some other operator also reads would be stored twice.
+        let chosen = Set(candidates)
+        storage.nodes = candidates.filter { index in
+            (policy.readers[policy.graph.nodes[index].inputs[0]] ?? []).allSatisfy(chosen.contains)
+        }
+        return storage
+    }
+
     // MARK: - Report
 
-    func nodeDecisions(_ policy: StaticPolicy, folded: [Int: String], model: Graph) -> [QuantizationReport.NodeDecision] {
+    func nodeDecisions(_ policy: StaticPolicy, folded: [Int: String], tables: Set<Int>, model: Graph)
+        -> [QuantizationReport.NodeDecision]
+    {
         policy.graph.nodes.enumerated().compactMap { index, node in
             guard node.opType != "Constant" else { return nil }
             let reason: String?
             switch policy.status[index] {
-            case .float(let why): reason = why
+            case .float(let why):
+                reason = tables.contains(index) ? "float lookup in a table stored as 8-bit codes" : why
             case .integerCompute(let slots):
                 reason = slots == nil ? "integer compute, every operand quantized per tensor" : "integer compute"
             case .active(let role):

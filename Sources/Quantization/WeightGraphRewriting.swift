@@ -4,14 +4,14 @@ import Tensors
 
 /// Builds the rewritten node list of a graph for the weight modes (dynamic, weight-only): the original
 /// nodes in order, the nodes replacing a quantized operator spliced in where it stood, and new constants
-/// added as initializers under fresh names.
+/// added as initializers under fresh names (`GeneratedNames`).
 ///
 /// Replacements read only values defined before the node they replace (or initializers), and a shared
 /// prologue (e.g. one DynamicQuantizeLinear for the three projections reading one activation) is emitted
 /// before its first reader, so the list stays topologically ordered.
-struct GraphRewriter {
+struct GraphRewriter: GraphBuilding {
     private(set) var graph: Graph
-    private var namer: UniqueNamer
+    var names: GeneratedNames
     /// Initializers and Constant-node outputs of the input graph.
     let constants: [String: Tensor]
     private var emitted: [Node] = []
@@ -27,31 +27,27 @@ struct GraphRewriter {
         var perChannel = true
         /// Whether GPTQ chose the codes (rather than rounding to nearest).
         var gptq = false
+        /// The codes and dequantized value written for a weight, for the report.
+        var written: WrittenNames? = nil
     }
 
     init(graph: Graph) {
         self.graph = graph
-        namer = UniqueNamer(graph: graph)
+        names = GeneratedNames(graph: graph)
         constants = graph.constantValues
     }
 
+    mutating func storeInitializer(_ tensor: Tensor, name: String) { graph.initializers[name] = tensor }
+
+    mutating func appendNode(_ node: Node) { emitted.append(node) }
+
     /// A fresh value or node name derived from `base`.
-    mutating func makeName(_ base: String) -> String { namer.make(base: base) }
+    mutating func makeName(_ base: String) -> String { names.fresh(base) }
 
-    /// Adds `tensor` as an initializer under a fresh name derived from `base`.
-    mutating func addInitializer(_ tensor: Tensor, base: String) -> String {
-        let name = namer.make(base: base)
-        graph.initializers[name] = tensor
-        return name
-    }
-
-    /// Appends a node (named from `name`, or from its first output) to the rewritten list.
+    /// Appends a node named after its first output (or `name`) to the rewritten list.
     mutating func emit(_ opType: String, _ inputs: [String], _ outputs: [String],
                        attributes: [(String, Attribute)] = [], name: String? = nil) {
-        var node = Node(name: namer.make(base: name ?? (outputs.first ?? opType) + "_node"), opType: opType,
-                        inputs: inputs, outputs: outputs)
-        for (key, value) in attributes { node.attributes[key] = value }
-        emitted.append(node)
+        addNode(opType, inputs, outputs, attributes: Dictionary(uniqueKeysWithValues: attributes), name: name)
     }
 
     /// Appends an original (possibly edited) node.
@@ -70,16 +66,6 @@ struct GraphRewriter {
         graph.nodes = emitted
         _ = try DeadCodeElimination().run(on: &graph, context: context)
         return graph
-    }
-
-    /// A 1-D int64 initializer (shapes, axes).
-    mutating func addInt64s(_ values: [Int], base: String) throws -> String {
-        addInitializer(try Tensor(shape: [values.count], scalars: values.map { Int64($0) }), base: base)
-    }
-
-    /// A float32 scalar initializer.
-    mutating func addScalar(_ value: Float, base: String) -> String {
-        addInitializer(Tensor(scalar: value), base: base)
     }
 }
 
@@ -123,16 +109,17 @@ struct ReportBuilder {
     }
 
     /// Records a weight once, however many nodes share it.
-    mutating func weight(_ name: String, type: String, sqnrDB: Double?, reason: String) {
+    mutating func weight(_ name: String, type: String, sqnrDB: Double?, reason: String, written: WrittenNames?) {
         guard reportedTensors.insert(name).inserted else { return }
         tensors.append(.init(name: name, role: .weight, action: .quantized, type: type, reason: reason,
-                             sqnrDB: sqnrDB))
+                             sqnrDB: sqnrDB, codes: written?.codes, dequantized: written?.dequantized))
     }
 
     /// Records an activation quantized at run time, once.
-    mutating func activation(_ name: String, type: String, reason: String) {
+    mutating func activation(_ name: String, type: String, reason: String, codes: String) {
         guard reportedTensors.insert(name).inserted else { return }
-        tensors.append(.init(name: name, role: .activation, action: .quantized, type: type, reason: reason))
+        tensors.append(.init(name: name, role: .activation, action: .quantized, type: type, reason: reason,
+                             codes: codes))
     }
 
     mutating func note(_ text: String) {

@@ -72,7 +72,7 @@ struct WeightOnlyQuantizer {
                 report.weight(node.inputs[target.input], type: format.reportName, sqnrDB: made.sqnrDB,
                               reason: "groups of \(groupSize) along \(target.description), "
                                   + (mapping == .symmetric ? "symmetric" : "asymmetric")
-                                  + (made.gptq ? ", GPTQ" : ""))
+                                  + (made.gptq ? ", GPTQ" : ""), written: made.written)
                 quantizedAny = true
             }
             rewriter.keep(edited)
@@ -244,21 +244,10 @@ struct WeightOnlyQuantizer {
                                                             axis: target.axis, blockSize: blockSize, format: format,
                                                             name: name, node: node.errorName)
             }
-            var inputs = [rewriter.addInitializer(quantized.quantized.storage, base: name + "_quantized"),
-                          rewriter.addInitializer(try quantized.scaleTensor(), base: name + "_scale")]
-            if !quantized.zeroPointsAreZero {
-                inputs.append(rewriter.addInitializer(try quantized.zeroPointTensor(), base: name + "_zero_point"))
-            }
-            let dequantized = rewriter.makeName(name + "_dequantized")
-            rewriter.emit("DequantizeLinear", inputs, [dequantized],
-                          attributes: [("axis", .int(target.axis)), ("block_size", .int(blockSize))])
-            var result = dequantized
-            if target.storedShape != target.weight.shape {
-                result = rewriter.makeName(name + "_dequantized_reshaped")
-                let shape = try rewriter.addInt64s(target.weight.shape, base: name + "_shape")
-                rewriter.emit("Reshape", [dequantized, shape], [result])
-            }
-            return .init(names: [result], sqnrDB: quantized.sqnrDB, gptq: factor != nil)
+            let written = try rewriter.dequantizedWeight(
+                quantized.quantized, storedShape: target.storedShape, shape: target.weight.shape,
+                parameterShape: quantized.params.parameterShape, axis: target.axis, blockSize: blockSize)
+            return .init(names: [written.dequantized!], sqnrDB: quantized.sqnrDB, gptq: factor != nil, written: written)
         }
     }
 }

@@ -97,6 +97,107 @@ import _TestSupport
         #expect(TestSupport.maxAbsDifference(expected, actual) < 0.02)
     }
 
+    /// Generated names are a stem and a short suffix (`a0_q`, `w0_dq`), scalar parameters are named by
+    /// value and shared, per-channel parameters that are all alike are scalars, bias codes have no zero
+    /// point (ONNX's default 0), and the report maps every generated name back to its float tensor.
+    @Test func generatedNamesAreShortSharedAndMappedByTheReport() throws {
+        let x = F.floats([1, 1, 3, 3], [-2, -1, 0, 1, 2, 3, -3, 0.5, 1.5])
+        let result = try F.quantize(Self.convReluConv(), ["x": x], Self.plain, name: "conv-relu-conv-names")
+        let graph = result.model.graph
+        let conv1 = try #require(graph.nodes("Conv").first { $0.name == "conv1" })
+        let conv2 = try #require(graph.nodes("Conv").first { $0.name == "conv2" })
+
+        // x → Q (a0_q) → DQ (a0_dq) → conv1; the pair's scale 6/255 (range [−3, 3]) and zero point
+        // round(3 / s) = round(127.5) = 128 are one scalar initializer each, named by value, read by both.
+        let xq = try #require(graph.readers(of: "x").first)
+        #expect(xq.opType == "QuantizeLinear" && xq.name == "a0_q" && xq.outputs == ["a0_q"])
+        #expect(conv1.inputs[0] == "a0_dq")
+        let xdq = try #require(graph.producer(of: "a0_dq"))
+        #expect(xdq.inputs == ["a0_q"] + xq.inputs.dropFirst())
+        let scale: Float = 6 / 255
+        #expect(xq.inputs[1] == "scale_\(scale)" && graph.floats(xq.inputs[1]) == [scale])
+        #expect(xq.inputs[2] == "zp_uint8_128")
+        #expect(result.report.tensor("x")?.codes == "a0_q" && result.report.tensor("x")?.dequantized == "a0_dq")
+
+        // w1 = [1, −1]: both channels get 1/127, written as one scalar without an axis.
+        let w1dq = try #require(graph.producer(of: conv1.inputs[1]))
+        #expect(w1dq.attributes["axis"] == nil && graph.floats(w1dq.inputs[1]) == [Float(1) / 127])
+        #expect(graph.constantValue(named: w1dq.inputs[1])?.rank == 0)
+        #expect(result.report.tensor("w1")?.codes == w1dq.inputs[0])
+        #expect(result.report.tensor("w1")?.dequantized == conv1.inputs[1])
+
+        // The bias: int32 codes and a scale, no zero point.
+        let bdq = try #require(graph.producer(of: conv2.inputs[2]))
+        #expect(bdq.inputs.count == 2 && bdq.inputs[0] == "b0_q" && bdq.outputs == ["b0_dq"])
+        #expect(result.report.tensor("b2")?.codes == "b0_q")
+
+        // Every generated name is short; every initializer is read.
+        let original = Set(["x", "c1", "r", "y", "conv1", "conv2", "w1", "w2", "b2"])
+        let generated = Set(graph.nodes.flatMap { $0.inputs + $0.outputs + [$0.name] }).subtracting(original)
+        #expect(generated.allSatisfy { $0.count <= 20 }, "\(generated.filter { $0.count > 20 })")
+        let read = Set(graph.nodes.flatMap(\.inputs))
+        #expect(graph.initializers.keys.allSatisfy(read.contains))
+    }
+
+    /// ids → Gather(table) → MatMul(w): a Gather of a constant table has no integer form, so the table is
+    /// stored as int8 codes with one scale per row (`s_r = max|row r| / 127`, codes `round(t / s_r)`)
+    /// behind a DequantizeLinear along axis 0, as dynamic mode stores it.
+    static func embedding(table: [Float]) -> Model {
+        var graph = Graph(
+            name: "embedding",
+            nodes: [
+                Node(name: "lookup", opType: "Gather", inputs: ["table", "ids"], outputs: ["e"]),
+                Node(name: "project", opType: "MatMul", inputs: ["e", "w"], outputs: ["y"]),
+            ],
+            inputs: [ValueInfo(name: "ids", dtype: .int64, shape: [.symbol("batch"), .value(3)])],
+            outputs: [ValueInfo(name: "y")])
+        graph.initializers["table"] = F.floats([4, 6], table)
+        graph.initializers["w"] = F.floats([6, 2], F.noise(12, seed: 21))
+        return try! ShapeInference.infer(Model(graph: graph, opsetImports: ["": 17]))
+    }
+
+    @Test func gatherTablesAreStoredAsInt8CodesPerRow() throws {
+        let table = F.noise(24, seed: 20).enumerated().map { $0.offset < 6 ? $0.element * 8 : $0.element }
+        let ids = try Tensor(shape: [2, 3], scalars: [Int64(0), 1, 3, 2, 2, 0])
+        let model = Self.embedding(table: table)
+        let result = try F.quantize(model, ["ids": ids], Self.plain, name: "embedding-table")
+        let graph = result.model.graph
+        #expect(result.model.opsetVersion(domain: "")! >= 13)
+        let gather = try #require(graph.nodes("Gather").first)
+        let dq = try #require(graph.producer(of: gather.inputs[0]))
+        #expect(dq.opType == "DequantizeLinear" && dq.attributes["axis"]?.intValue == 0 && dq.inputs.count == 2)
+        let codes = try #require(graph.constantValue(named: dq.inputs[0]))
+        #expect(codes.dtype == .int8 && codes.shape == [4, 6])
+        let scales = graph.floats(dq.inputs[1])
+        var expectedCodes: [Int8] = []
+        for r in 0..<4 {
+            let row = table[r * 6..<(r + 1) * 6]
+            let s = row.map(abs).max()! / 127
+            #expect(scales[r] == s)
+            expectedCodes += row.map { Int8(($0 / s).rounded(.toNearestOrEven)) }
+        }
+        #expect(codes.scalars(as: Int8.self) == expectedCodes)
+        let decision = try #require(result.report.tensor("table"))
+        #expect(decision.role == .weight && decision.type == "int8" && decision.reason?.contains("per row") == true)
+        #expect(decision.codes == dq.inputs[0] && decision.dequantized == gather.inputs[0])
+        #expect(result.report.node("lookup")?.reason?.contains("8-bit codes") == true)
+        #expect(graph.initializers["table"] == nil)
+
+        let expected = try F.run(model, ["ids": ids])["y"]!
+        let actual = try F.run(result.model, ["ids": ids])["y"]!
+        #expect(try F.rowCosines(expected, actual).allSatisfy { $0 > 0.999 })
+
+        // --ops without Gather, or excluding the node, keeps the table float.
+        var options = Self.plain
+        options.operatorTypes = ["MatMul"]
+        let kept = try F.quantize(model, ["ids": ids], options, name: "embedding-table-ops")
+        #expect(kept.model.graph.nodes("Gather").first?.inputs[0] == "table")
+        options = Self.plain
+        options.excludedNodes = ["lookup"]
+        let excluded = try F.quantize(model, ["ids": ids], options, name: "embedding-table-excluded")
+        #expect(excluded.model.graph.nodes("Gather").first?.inputs[0] == "table")
+    }
+
     @Test func biasWhoseCodesOverflowInt32StaysFloat() throws {
         let model = F.model([Node(name: "conv", opType: "Conv", inputs: ["x", "w", "b"], outputs: ["y"])],
                             inputs: [("x", [1, 1, 2, 2])], outputs: ["y"], initializers: [

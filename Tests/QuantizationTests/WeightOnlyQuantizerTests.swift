@@ -49,6 +49,10 @@ struct WeightOnlyQuantizerTests {
         let dq = try Self.dequantizer(of: "MatMul", input: 1, in: quantized)
         #expect(dq.attributes["axis"] == .int(0) && dq.attributes["block_size"] == .int(32))
         #expect(dq.inputs.count == 2)  // symmetric: ONNX's zero default stands in
+        // The report maps the short generated names back to the weight.
+        let decision = try #require(result.report.tensors.first { $0.name == "w" })
+        #expect(decision.codes == dq.inputs[0] && decision.dequantized == dq.outputs[0])
+        #expect(dq.inputs[0] == "w0_q" && dq.outputs[0] == "w0_dq")
         let codesTensor = try #require(quantized.graph.initializers[dq.inputs[0]])
         #expect(codesTensor.dtype == .int4 && codesTensor.shape == [64, 8])
         let scales = try #require(quantized.graph.initializers[dq.inputs[1]])

@@ -17,8 +17,10 @@ import Tensors
 ///    the DequantizeLinear moved after them.
 /// 3. `DQ → MatMul | Gemm | Conv | ConvTranspose (DQ weights) [+ bias] [→ Relu | Clip] [→ Q]`, and
 ///    QLinearMatMul / QLinearConv, become `QMatMul` / `QConv` / `QConvTranspose`.
-/// 4. `DynamicQuantizeLinear → MatMulInteger → Cast → Mul (scales) [→ Add bias]` becomes `DynamicQMatMul`.
-/// 5. `DequantizeLinear` of a blocked int4/int8 constant → MatMul becomes `WeightOnlyMatMul`.
+/// 4. `DynamicQuantizeLinear → MatMulInteger → Cast → Mul (scales) [→ Add bias]` becomes `DynamicQMatMul`;
+///    per-row dynamic quantization becomes `QuantizeRows` → `RowScaledQMatMul`.
+/// 5. `DequantizeLinear` of a blocked int4/int8 constant → MatMul becomes `WeightOnlyMatMul`; → Gather
+///    (axis 0) becomes `DequantizeGather`.
 /// 6. `DQ → Add | Mul | Concat | AveragePool | GlobalAveragePool → Q` become integer `QAdd`, `QMul`,
 ///    `QConcat`, `QAveragePool`, `QGlobalAveragePool`; `DQ → HardSwish | HardSigmoid | Relu | LeakyRelu
 ///    | Clip → Q` becomes a 256-entry code table, `QLookup`.
@@ -93,6 +95,7 @@ struct IntegerFusionRewriter {
         changed = round { $0.fuseLinearOperators() } || changed
         changed = round { $0.fuseDynamicMatMuls() } || changed
         changed = round { $0.fuseWeightOnlyMatMuls() } || changed
+        changed = round { $0.fuseDequantizedGathers() } || changed
         changed = round { $0.fuseElementwise() } || changed
         changed = round { $0.fuseRequantizations() } || changed
         changed = round { $0.absorbDequantizeAfterFusedOutputs() } || changed

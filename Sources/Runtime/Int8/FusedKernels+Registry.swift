@@ -6,6 +6,9 @@ extension KernelRegistry {
         register("QConv", domain: domain, since: version) { try FusedQConvKernel($0) }
         register("QConvTranspose", domain: domain, since: version) { try FusedQConvTransposeKernel($0) }
         register("DynamicQMatMul", domain: domain, since: version) { try FusedDynamicQMatMulKernel($0) }
+        register("QuantizeRows", domain: domain, since: version) { try FusedQuantizeRowsKernel($0) }
+        register("RowScaledQMatMul", domain: domain, since: version) { try FusedRowScaledQMatMulKernel($0) }
+        register("DequantizeGather", domain: domain, since: version) { try FusedDequantizeGatherKernel($0) }
         register("QAdd", domain: domain, since: version) { try FusedQBinaryKernel($0, operation: .add) }
         register("QMul", domain: domain, since: version) { try FusedQBinaryKernel($0, operation: .multiply) }
         register("QConcat", domain: domain, since: version) { try FusedQConcatKernel($0) }

@@ -270,6 +270,17 @@ typedef struct {
 int sq_qbinary_u8(int level, int multiply, const uint8_t *a, const uint8_t *b, size_t b_step, size_t n,
                   const sq_qbinary *p, uint8_t *y);
 
+// MARK: - Per-row dynamic quantization (float32 -> 8-bit codes)
+
+/// For each of `rows` contiguous rows of `cols` floats: m = the largest |x| (NaN if any is NaN, -inf for
+/// cols = 0), scales[r] = Max(m, epsilon) / divisor (NaN in either operand wins), and
+/// codes[r][k] = clamp(round_half_even(x[r][k] / scales[r]) + zero_point, lower, upper) (NaN to `lower`),
+/// stored as the low byte (int8 or uint8 by the bounds). Float32 operations exactly as the ONNX nodes
+/// Abs, ReduceMax, Max, Div and QuantizeLinear compute them. `level` is an SQ_SGEMM_LEVEL (AVX2 or
+/// AVX-512); returns 0, doing nothing, when the CPU lacks it.
+int sq_quantize_rows(int level, const float *x, size_t rows, size_t cols, float epsilon, float divisor,
+                     int32_t zero_point, int32_t lower, int32_t upper, uint8_t *codes, float *scales);
+
 #ifdef __cplusplus
 }
 #endif

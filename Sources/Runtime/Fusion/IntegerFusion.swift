@@ -25,7 +25,12 @@ import Tensors
 /// 8. A fused GEMM or convolution whose codes only a DequantizeLinear reads writes the floats itself
 ///    (`dequantize_output`), absorbing a bias Add after it.
 /// 9. The remaining per-tensor QuantizeLinear / DequantizeLinear of activations become the vectorised
-///    `Quantize` / `Dequantize`; then dead code elimination.
+///    `Quantize` / `Dequantize`.
+/// 10. Only when something above fired (a quantized model): operators repeated on the same inputs run
+///    once (`deduplicateComputations`); attention's `Add(scores, mask) → Softmax
+///    [→ Where(IsNaN, c, ·)]` becomes `MaskedSoftmax`, then with the transposes, scalings and MatMuls
+///    around it `Attention`, and a float-output `QMatMul → Gelu → Quantize`
+///    one `QMatMul` that quantizes its Gelu'd output (`quantize_float_output`); then dead code elimination.
 public enum IntegerFusion {
     /// The operator domain of the fused operators.
     public static let domain = "com.swiftquant"
@@ -95,6 +100,13 @@ struct IntegerFusionRewriter {
         changed = round { $0.fuseRequantizations() } || changed
         changed = round { $0.absorbDequantizeAfterFusedOutputs() } || changed
         changed = round { $0.vectoriseQuantizeDequantize() } || changed
+        // Float rewrites only in quantized models: calibration observes these values in float ones.
+        if changed {
+            _ = round { $0.deduplicateComputations() }
+            _ = round { $0.fuseMaskedSoftmaxes() }
+            _ = round { $0.fuseAttentions() }
+            _ = round { $0.fuseQuantizedGelus() }
+        }
         if changed {
             _ = try DeadCodeElimination().run(on: &graph)
         }

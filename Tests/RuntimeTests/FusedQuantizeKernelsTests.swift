@@ -27,10 +27,14 @@ import _TestSupport
             let zero = dtype == .uint8 ? Tensor(scalar: UInt8(zeroPoint)) : Tensor(scalar: Int8(zeroPoint))
             let constants = ["s": Tensor(scalar: scale), "z": zero]
             let node = Node(opType: "Quantize", domain: IntegerFusion.domain, inputs: ["x", "s", "z"], outputs: ["y"])
-            let kernel = try FusedQuantizeKernel(buildContext(node, constants: constants))
+            var kernel = try FusedQuantizeKernel(buildContext(node, constants: constants))
             let expected = try reference("QuantizeLinear", [x, constants["s"], zero])
-            for threads in [1, 3] {
-                #expect(try kernel.run([x, constants["s"], zero], context: ExecutionContext(threadCount: threads))[0] == expected)
+            for level in TransformerKernelLevel.available {
+                kernel.level = level
+                for threads in [1, 3] {
+                    #expect(try kernel.run([x, constants["s"], zero], context: ExecutionContext(threadCount: threads))[0] == expected,
+                            "level \(level), \(dtype) zero point \(zeroPoint)")
+                }
             }
         }
     }
@@ -56,9 +60,13 @@ import _TestSupport
             let referenceKernel = try QuantizeLinearKernel(buildContext(referenceNode, constants: [:], opset: 13), version: 13)
             let expected = try referenceKernel.run([x, scale, zero], context: ExecutionContext(threadCount: 1))[0]
             let node = Node(opType: "Quantize", domain: IntegerFusion.domain, inputs: ["x", "s", "z"], outputs: ["y"])
-            let kernel = try FusedQuantizeKernel(buildContext(node, constants: ["s": scale, "z": zero]))
-            for threads in [1, 3] {
-                #expect(try kernel.run([x, scale, zero], context: ExecutionContext(threadCount: threads))[0] == expected)
+            var kernel = try FusedQuantizeKernel(buildContext(node, constants: ["s": scale, "z": zero]))
+            for level in TransformerKernelLevel.available {
+                kernel.level = level
+                for threads in [1, 3] {
+                    #expect(try kernel.run([x, scale, zero], context: ExecutionContext(threadCount: threads))[0] == expected,
+                            "level \(level), \(dtype)")
+                }
             }
             let wrong = try Tensor(shape: [channels, rows], scalars: values)
             #expect(throws: KernelError.self) { try kernel.run([wrong, scale, zero], context: ExecutionContext(threadCount: 1)) }

@@ -29,7 +29,12 @@ import Tensors
 ///    (`dequantize_output`), absorbing a bias Add after it.
 /// 9. A `QLookup` after a `QConv` moves into it (`output_table`).
 /// 10. The remaining per-tensor QuantizeLinear / DequantizeLinear of activations become the vectorised
-///    `Quantize` / `Dequantize`; then dead code elimination.
+///    `Quantize` / `Dequantize`.
+/// 11. Only when something above fired (a quantized model): operators repeated on the same inputs run
+///    once (`deduplicateComputations`); attention's `Add(scores, mask) → Softmax
+///    [→ Where(IsNaN, c, ·)]` becomes `MaskedSoftmax`, then with the transposes, scalings and MatMuls
+///    around it `Attention`, and a float-output `QMatMul → Gelu → Quantize`
+///    one `QMatMul` that quantizes its Gelu'd output (`quantize_float_output`); then dead code elimination.
 public enum IntegerFusion {
     /// The operator domain of the fused operators.
     public static let domain = "com.swiftquant"
@@ -101,6 +106,13 @@ struct IntegerFusionRewriter {
         changed = round { $0.absorbDequantizeAfterFusedOutputs() } || changed
         changed = round { $0.absorbLookupsIntoConvolutions() } || changed
         changed = round { $0.vectoriseQuantizeDequantize() } || changed
+        // Float rewrites only in quantized models: calibration observes these values in float ones.
+        if changed {
+            _ = round { $0.deduplicateComputations() }
+            _ = round { $0.fuseMaskedSoftmaxes() }
+            _ = round { $0.fuseAttentions() }
+            _ = round { $0.fuseQuantizedGelus() }
+        }
         if changed {
             _ = try DeadCodeElimination().run(on: &graph)
         }

@@ -42,7 +42,7 @@ struct FusedDynamicQMatMulKernel: Kernel {
             let parameters = DynamicQuantizeLinearKernel.parameters(for: source)
             let base = source.baseAddress!, scale = parameters.scale, zero = Float(parameters.zeroPoint)
             Parallel.forRanges(source.count, threads: context.threadCount, grain: 1 << 15) { range in
-                FusedQuantizeKernel.quantize(base + range.lowerBound, range.count, scale, zero, 0, 255,
+                FloatQuantization.quantize(base + range.lowerBound, range.count, scale, zero, 0, 255,
                                              codes + range.lowerBound)
             }
             return parameters

@@ -1,5 +1,6 @@
 import QuantCore
 import Tensors
+import _CKernels
 
 // The shared engine of the fused integer operators: `Int8GEMM` for Σ a·b, then the zero-point
 // corrections and an output stage (requantization, float scaling or plain int32) over the same tile
@@ -27,6 +28,8 @@ struct FusedInt8Weights: Sendable {
     let hasZeroPoints: Bool
     /// int32 bias per column, in units of the accumulator (zeros when the operator has none).
     let bias: [Int32]
+    /// `columnOffsets` for one activation zero point, computed ahead (see `precomputingOffsets`).
+    private(set) var cachedOffsets: (zeroPoint: Int32, offsets: [Int32])?
 
     var depth: Int { packed.k }
     var columns: Int { packed.n }
@@ -81,8 +84,17 @@ struct FusedInt8Weights: Sendable {
         return PackedInt8Matrix(k: k, n: n, values: UnsafeBufferPointer(start: shifted, count: count), transposed: transposed)
     }
 
+    /// The same weights with `columnOffsets(activationZeroPoint: za)` computed once, for an operator whose
+    /// activation zero point is a constant.
+    func precomputingOffsets(activationZeroPoint za: Int32) -> FusedInt8Weights {
+        var copy = self
+        copy.cachedOffsets = (za, columnOffsets(activationZeroPoint: za))
+        return copy
+    }
+
     /// `bias[j] + K·za·zb[j] − za·colSum[j]` for an activation zero point `za` (uint8 domain), wrapping.
     func columnOffsets(activationZeroPoint za: Int32) -> [Int32] {
+        if let cachedOffsets, cachedOffsets.zeroPoint == za { return cachedOffsets.offsets }
         let depth32 = Int32(truncatingIfNeeded: depth)
         let sums = packed.columnSums
         return (0..<columns).map { j in
@@ -96,6 +108,28 @@ protocol FusedGEMMOutputStage {
     /// Consumes `acc[i][j]` for `i ∈ rows`, `j ∈ columns`, where `acc` points at (row 0, column 0) with
     /// row stride `ldc`.
     func finish(_ acc: UnsafePointer<Int32>, ldc: Int, rows: Range<Int>, columns: Range<Int>)
+
+    /// Applies the zero-point corrections to raw sums, then `finish`; a stage may do both in one pass
+    /// (below `.reference` levels). The default corrects `acc` in place.
+    func correctAndFinish(_ acc: UnsafeMutablePointer<Int32>, ldc: Int, rows: Range<Int>, columns: Range<Int>,
+                          corrections: GEMMCorrections, level: Int8GEMMLevel)
+}
+
+/// The zero-point corrections of a fused GEMM (see `FusedInt8GEMM.correct`), indexed by absolute row and column.
+struct GEMMCorrections {
+    let offsets: UnsafeBufferPointer<Int32>
+    /// nil when every weight zero point is 0 (no row sums needed).
+    let zeroPoints: UnsafeBufferPointer<Int32>?
+    let rowSums: UnsafeBufferPointer<Int32>
+}
+
+extension FusedGEMMOutputStage {
+    func correctAndFinish(_ acc: UnsafeMutablePointer<Int32>, ldc: Int, rows: Range<Int>, columns: Range<Int>,
+                          corrections: GEMMCorrections, level: Int8GEMMLevel) {
+        FusedInt8GEMM.correct(acc, ldc: ldc, rows: rows, columns: columns, offsets: corrections.offsets,
+                              zeroPoints: corrections.zeroPoints, rowSums: corrections.rowSums)
+        finish(acc, ldc: ldc, rows: rows, columns: columns)
+    }
 }
 
 /// A uint8 activation matrix fed to a fused GEMM: `m × k`, row stride `lda`, zero point in uint8 terms.
@@ -150,9 +184,11 @@ enum FusedInt8GEMM {
                             m: rows.count, a: activations.a + rows.lowerBound * activations.lda, lda: activations.lda,
                             b: weights.packed, c: accumulators + rows.lowerBound * n, ldc: n, columns: columns,
                             level: level)
-                        correct(accumulators, ldc: n, rows: rows, columns: columns, offsets: offsets,
-                                zeroPoints: weights.hasZeroPoints ? zeroPoints : nil, rowSums: rowSums)
-                        stage.finish(accumulators, ldc: n, rows: rows, columns: columns)
+                        stage.correctAndFinish(
+                            accumulators, ldc: n, rows: rows, columns: columns,
+                            corrections: GEMMCorrections(offsets: offsets, zeroPoints: weights.hasZeroPoints ? zeroPoints : nil,
+                                                         rowSums: rowSums),
+                            level: level)
                     }
                 }
             }
@@ -379,6 +415,24 @@ struct FloatOutputStage: FusedGEMMOutputStage {
     let output: UnsafeMutablePointer<Float>
     let rowStride: Int
     let columnStride: Int
+
+    /// Corrections and output in one vectorised pass (`sq_qgemm_float_output`) when columns are contiguous.
+    func correctAndFinish(_ acc: UnsafeMutablePointer<Int32>, ldc: Int, rows: Range<Int>, columns: Range<Int>,
+                          corrections: GEMMCorrections, level: Int8GEMMLevel) {
+        let first = columns.lowerBound
+        if level != .reference, columnStride == 1,
+           sq_qgemm_float_output(TransformerKernelLevel.best.rawValue, acc + rows.lowerBound * ldc + first, ldc, rows.count,
+                                 columns.count, corrections.offsets.baseAddress! + first,
+                                 corrections.zeroPoints.map { $0.baseAddress! + first },
+                                 corrections.rowSums.baseAddress.map { $0 + rows.lowerBound },
+                                 scales + first, bias.map { $0 + first }, lower, upper,
+                                 output + rows.lowerBound * rowStride + first, rowStride) != 0 {
+            return
+        }
+        FusedInt8GEMM.correct(acc, ldc: ldc, rows: rows, columns: columns, offsets: corrections.offsets,
+                              zeroPoints: corrections.zeroPoints, rowSums: corrections.rowSums)
+        finish(acc, ldc: ldc, rows: rows, columns: columns)
+    }
 
     func finish(_ acc: UnsafePointer<Int32>, ldc: Int, rows: Range<Int>, columns: Range<Int>) {
         let width = columns.count, first = columns.lowerBound

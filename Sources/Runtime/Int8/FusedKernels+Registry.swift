@@ -18,5 +18,7 @@ extension KernelRegistry {
         register("Quantize", domain: domain, since: version) { try FusedQuantizeKernel($0) }
         register("Dequantize", domain: domain, since: version) { try FusedDequantizeKernel($0) }
         register("Requantize", domain: domain, since: version) { try FusedRequantizeKernel($0) }
+        register("MaskedSoftmax", domain: domain, since: version) { try FusedMaskedSoftmaxKernel($0) }
+        register("Attention", domain: domain, since: version) { try FusedAttentionKernel($0) }
     }
 }

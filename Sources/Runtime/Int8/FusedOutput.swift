@@ -38,6 +38,8 @@ enum FusedOutput: Sendable {
     case dequantized(QuantizedOutput, bias: [Float]?)
     /// `y = clamp(Float(acc) · scale[j] + bias[j], lower, upper)`; one scale and bias per output column.
     case float(scales: [Float], bias: [Float]?, lower: Float, upper: Float)
+    /// The float output (no clamp), an optional Gelu, then QuantizeLinear (`FloatQuantizedOutput`).
+    case floatQuantized(FloatQuantizedOutput)
 
     /// Builds the output of a GEMM-like operator with `columns` output channels.
     ///
@@ -69,6 +71,7 @@ enum FusedOutput: Sendable {
     var dtype: DType {
         switch self {
         case .quantized(let output): return output.quantization.dtype
+        case .floatQuantized(let output): return output.quantization.dtype
         case .dequantized, .float: return .float32
         }
     }
@@ -82,6 +85,8 @@ enum FusedOutput: Sendable {
             return .dequantized(quantized.channels(range), bias: bias.map { Array($0[range]) })
         case .float(let scales, let bias, let lower, let upper):
             return .float(scales: Array(scales[range]), bias: bias.map { Array($0[range]) }, lower: lower, upper: upper)
+        case .floatQuantized(let output):
+            return .floatQuantized(output.channels(range))
         }
     }
 
@@ -118,6 +123,15 @@ enum FusedOutput: Sendable {
                     FusedInt8GEMM.run(activations, weights: weights, stage: stage, threads: threads)
                 }
             }
+        case .floatQuantized(let quantized):
+            precondition(columnStride == 1, "a float-quantized output is written row by row")
+            quantized.scales.withUnsafeBufferPointer { scales in
+                withOptionalPointer(quantized.bias) { bias in
+                    let stage = FloatQuantizedOutputStage(output: quantized, scales: scales.baseAddress!, bias: bias,
+                                                          y: output.assumingMemoryBound(to: UInt8.self), rowStride: rowStride)
+                    FusedInt8GEMM.run(activations, weights: weights, stage: stage, threads: threads)
+                }
+            }
         }
     }
 
@@ -147,6 +161,17 @@ enum FusedOutput: Sendable {
                     if hasBias { value = value + shift }
                     output[i] = value < lower ? lower : (value > upper ? upper : value)
                 }
+            case .floatQuantized(let quantized):
+                let scale = quantized.scales[0], shift = quantized.bias?[0]
+                var values = (0..<count).map { i in
+                    let value = Float(acc[i]) * scale
+                    return shift.map { value + $0 } ?? value
+                }
+                values.withUnsafeMutableBufferPointer { values in
+                    guard let base = values.baseAddress else { return }
+                    quantized.finish(base, rows: count, first: 0, count: 1, into: target.assumingMemoryBound(to: UInt8.self),
+                                     level: .best)
+                }
             }
         }
     }
@@ -168,6 +193,8 @@ enum FusedOutput: Sendable {
             })
         case .float(let scales, let bias, let lower, let upper):
             return (nil, FusedInt8Reference.scaled(acc, scales: scales, bias: bias, lower: lower, upper: upper))
+        case .floatQuantized(let quantized):
+            return (quantized.reference(acc), nil)
         }
     }
 }

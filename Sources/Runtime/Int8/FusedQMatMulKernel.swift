@@ -9,12 +9,16 @@ import Tensors
 /// Inputs: 0 `A` (uint8/int8), 1 `a_scale`, 2 `a_zero_point`, 3 `B` (int8/uint8), 4 `b_scale`,
 /// 5 `b_zero_point`, 6 `bias` (optional: int32 in accumulator units `a_scale · b_scale[j]`, or float32),
 /// 7 `y_scale`, 8 `y_zero_point` (both omitted: float output). Attributes: `transB` (B is `[N, K]`),
-/// `clip_min` / `clip_max` (a fused Relu/Clip, real values). Scales and zero points are constants,
-/// per tensor except B's, which may be per column.
+/// `clip_min` / `clip_max` (a fused Relu/Clip, real values), `quantize_float_output` with optional
+/// `activation = "Gelu"` (an absorbed `[Gelu →] QuantizeLinear` of the float output; constant B only, y's
+/// parameters per tensor or per column). Scales and zero points are constants, per tensor except B's, which
+/// may be per column.
 ///
 ///     acc[i][j] = Σ_k (A[i][k] − a_zp)(B[k][j] − b_zp[j]) + bias[j]            (int32)
 ///     y = clamp(round(acc · a_scale·b_scale[j] / y_scale) + y_zp)               (quantized output)
 ///     y = clamp(Float(acc) · (a_scale·b_scale[j]) + float_bias[j])              (float output)
+///     y = QuantizeLinear(gelu(Float(acc) · (a_scale·b_scale[j]) + float_bias[j]), y_scale, y_zp)
+///                                                                  (quantize_float_output, see `FloatQuantizedOutput`)
 ///
 /// A constant B is packed once when the session is built. A runtime B (activation × activation, as in
 /// attention) has per-tensor parameters, batches like numpy matmul and is packed per run.
@@ -46,7 +50,15 @@ struct FusedQMatMulKernel: Kernel {
         clamp = try context.fusedClamp()
         dequantizeOutput = try context.dequantizedOutput()
         let yScale = try context.constantInput(7, "y_scale")
-        outputQuantization = try yScale.map {
+        // `quantize_float_output`: y_scale / y_zero_point belong to a QuantizeLinear of the float output
+        // (after an optional `activation`), not to a requantization.
+        let floatQuantization = try context.int("quantize_float_output", default: 0) == 0 ? nil
+            : try FloatQuantization(scale: yScale, zeroPoint: try context.constantInput(8, "y_zero_point"))
+        let activation = try context.string("activation", default: "")
+        guard activation.isEmpty || (activation == "Gelu" && floatQuantization != nil) else {
+            throw KernelError.invalidAttribute("activation", "'\(activation)' is not supported (only Gelu, with quantize_float_output)")
+        }
+        outputQuantization = try floatQuantization != nil ? nil : yScale.map {
             try ActivationQuantization(scale: $0, zeroPoint: try context.constantInput(8, "y_zero_point"), what: "y")
         }
         let biasTensor = try context.constantInput(6, "bias")
@@ -58,15 +70,30 @@ struct FusedQMatMulKernel: Kernel {
             weightType = b.dtype
             weightQuantization = try WeightQuantization(scale: bScale, zeroPoint: bZero, weightType: b.dtype, channels: n)
             let scales = Self.accumulatorScales(input.scale, weightQuantization.scales)
-            (int32Bias, floatBias) = try Self.bias(biasTensor, columns: n, scales: scales, floatOutput: yScale == nil)
+            (int32Bias, floatBias) = try Self.bias(biasTensor, columns: n, scales: scales, floatOutput: outputQuantization == nil)
+            // The activation zero point is a constant: its column offsets are computed once, here.
             prepared = try FusedInt8Weights(weights: b, k: k, n: n, transposed: transposeB,
                                             zeroPoints: weightQuantization.zeroPoints, bias: int32Bias)
-            output = try FusedOutput.make(output: outputQuantization, accumulatorScales: scales, columns: n,
-                                          floatBias: floatBias, low: clamp.low, high: clamp.high,
-                                          dequantize: dequantizeOutput)
+                .precomputingOffsets(activationZeroPoint: input.dtype == .int8 ? input.zeroPoint + 128 : input.zeroPoint)
+            if let floatQuantization {
+                guard floatQuantization.channels == 1 || floatQuantization.channels == n else {
+                    throw KernelError.invalid("y_scale holds \(floatQuantization.channels) values; expected 1 or N = \(n)")
+                }
+                guard clamp.low == nil, clamp.high == nil, !dequantizeOutput.0 else {
+                    throw KernelError.invalid("quantize_float_output excludes clip_min / clip_max and dequantize_output")
+                }
+                output = .floatQuantized(FloatQuantizedOutput(
+                    scales: scales.count == 1 ? [Float](repeating: Float(scales[0]), count: n) : scales.map { Float($0) },
+                    bias: floatBias, gelu: activation == "Gelu", quantization: floatQuantization))
+            } else {
+                output = try FusedOutput.make(output: outputQuantization, accumulatorScales: scales, columns: n,
+                                              floatBias: floatBias, low: clamp.low, high: clamp.high,
+                                              dequantize: dequantizeOutput)
+            }
             constantB = b
         } else {
             guard !transposeB else { throw KernelError.unsupported("transB with a runtime B") }
+            guard floatQuantization == nil else { throw KernelError.unsupported("quantize_float_output with a runtime B") }
             guard let bZero, bZero.dtype == .uint8 || bZero.dtype == .int8 else {
                 throw KernelError.invalid("a runtime B needs a constant uint8/int8 zero point")
             }
@@ -76,7 +103,7 @@ struct FusedQMatMulKernel: Kernel {
             let scales = Self.accumulatorScales(input.scale, weightQuantization.scales)
             if let biasTensor {
                 (int32Bias, floatBias) = try Self.bias(biasTensor, columns: biasTensor.count, scales: scales,
-                                                       floatOutput: yScale == nil)
+                                                       floatOutput: outputQuantization == nil)
             } else {
                 (int32Bias, floatBias) = (nil, nil)
             }
@@ -129,31 +156,28 @@ struct FusedQMatMulKernel: Kernel {
                 throw KernelError.invalidInput(index: 0, reason: "A \(a.shape) does not end in K = \(prepared.depth)")
             }
             let m = try Shape.elementCount(Array(a.shape.dropLast()))
-            var y = try Tensor(zeros: output.dtype, shape: Array(a.shape.dropLast()) + [prepared.columns])
+            let shape = Array(a.shape.dropLast()) + [prepared.columns]
             if reference {
+                var y = try Tensor(zeros: output.dtype, shape: shape)
                 let values = try referenceOutput(a: try a.quantizedIntegerValues(input: 0), m: m, b: constantB,
                                                  k: prepared.depth, n: prepared.columns, output: output)
                 try fill(&y, values)
-            } else {
-                try multiply(a, rows: m, offset: 0, weights: prepared, output: output, into: &y, threads: context.threadCount)
+                return [y]
             }
-            return [y]
+            let y = try context.output(output.dtype, shape: shape)
+            try multiply(a, rows: m, weights: prepared, output: output, into: y.bytes, threads: context.threadCount)
+            return [y.tensor]
         }
         return [try runWithRuntimeB(a, try required(inputs, 3), context: context, reference: reference)]
     }
 
-    /// Fused GEMM of `rows` rows of `a` starting at row `offset`, into the same rows of `y`.
-    private func multiply(_ a: Tensor, rows: Int, offset: Int, weights: FusedInt8Weights, output: FusedOutput,
-                          into y: inout Tensor, threads: Int) throws {
+    /// Fused GEMM of the `rows` rows of `a` into `y` (`rows × N` elements of the output type, every one written).
+    private func multiply(_ a: Tensor, rows: Int, weights: FusedInt8Weights, output: FusedOutput,
+                          into y: UnsafeMutableRawPointer, threads: Int) throws {
         let view = try UInt8Activations(a, zeroPoint: input.zeroPoint)
         defer { view.release() }
-        let k = weights.depth, n = weights.columns
-        let elementSize = output.dtype == .float32 ? 4 : 1
-        y.withUnsafeMutableBytes { raw in
-            output.execute(Int8GEMMActivations(m: rows, a: view.pointer + offset * k, lda: k, zeroPoint: view.zeroPoint),
-                           weights: weights, output: raw.baseAddress! + offset * n * elementSize,
-                           rowStride: n, columnStride: 1, threads: threads)
-        }
+        output.execute(Int8GEMMActivations(m: rows, a: view.pointer, lda: weights.depth, zeroPoint: view.zeroPoint),
+                       weights: weights, output: y, rowStride: weights.columns, columnStride: 1, threads: threads)
     }
 
     /// Activation × activation: B packed per batch matrix, batches broadcast like numpy matmul.

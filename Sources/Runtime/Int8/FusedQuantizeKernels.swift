@@ -1,5 +1,6 @@
 import GraphIR
 import Tensors
+import _CKernels
 
 // Per-tensor QuantizeLinear, DequantizeLinear and DequantizeLinear → QuantizeLinear on float32 and
 // 8-bit codes, as tight loops. They compute exactly what the reference kernels compute (same float32
@@ -16,21 +17,69 @@ import Tensors
 /// which changes no result, so the loop has no rounding instruction, no float-to-int conversion check and
 /// no branch, and vectorises.
 struct FusedQuantizeKernel: Kernel {
-    /// Per-channel parameters, one entry per channel (one entry per tensor).
+    let quantization: FloatQuantization
+    /// Other input types (int32, half precision) go to the reference kernel.
+    let fallback: QuantizeLinearKernel
+    /// The instruction-set level of the float32 loop (tests force each).
+    var level = TransformerKernelLevel.best
+
+    init(_ context: KernelBuildContext) throws {
+        quantization = try FloatQuantization(scale: try context.constantInput(1, "scale"),
+                                             zeroPoint: try context.constantInput(2, "zero_point"))
+        fallback = try QuantizeLinearKernel(context, version: 21)
+    }
+
+    func run(_ inputs: [Tensor?], context: ExecutionContext) throws -> [Tensor] {
+        let x = try required(inputs, 0)
+        guard x.dtype == .float32 else { return try fallback.run(inputs, context: context) }
+        let channels = quantization.channels
+        if channels > 1 {
+            guard x.rank >= 1, x.shape[x.rank - 1] == channels else {
+                throw KernelError.invalidInput(index: 0, reason: "quantizes \(channels) channels along the last axis; x has shape \(x.shape)")
+            }
+        }
+        let y = try context.output(quantization.dtype, shape: x.shape)
+        x.withUnsafeBufferPointer(as: Float.self) { source in
+            guard let base = source.baseAddress else { return }
+            let rows = source.count / channels, output = y.bytes.assumingMemoryBound(to: UInt8.self)
+            Parallel.forRanges(rows, threads: context.threadCount, grain: max(1, (1 << 15) / channels)) { part in
+                quantization.quantize(base + part.lowerBound * channels, rows: part.count, firstChannel: 0,
+                                      channelCount: channels, into: output + part.lowerBound * channels, level: level)
+            }
+        }
+        return [y.tensor]
+    }
+}
+
+/// QuantizeLinear's parameters for float32 input, per tensor or per channel along the last axis, with the
+/// vectorised loop (`sq_quantize_f32`) and its pure-Swift twin (see `FusedQuantizeKernel`).
+struct FloatQuantization: Sendable {
+    /// One entry per channel (one entry per tensor).
     let scales: [Float]
     let zeroPoints: [Int32]
     let dtype: DType
-    /// Other input types (int32, half precision) go to the reference kernel.
-    let fallback: QuantizeLinearKernel
 
-    init(_ context: KernelBuildContext) throws {
-        let scale = try context.constantInput(1, "scale"), zeroPoint = try context.constantInput(2, "zero_point")
+    var channels: Int { scales.count }
+
+    /// The parameters of channels `range` (per channel only).
+    func slice(_ range: Range<Int>) -> FloatQuantization {
+        FloatQuantization(scales: Array(scales[range]), zeroPoints: Array(zeroPoints[range]), dtype: dtype)
+    }
+
+    private init(scales: [Float], zeroPoints: [Int32], dtype: DType) {
+        self.scales = scales
+        self.zeroPoints = zeroPoints
+        self.dtype = dtype
+    }
+    private var range: ClosedRange<Int32> { dtype == .int8 ? -128...127 : 0...255 }
+
+    /// Reads constant `scale` and `zero_point`: one value each (per tensor), or C values each (per channel).
+    init(scale: Tensor?, zeroPoint: Tensor?) throws {
         guard let scale, scale.count > 1 else {
             let output = try ActivationQuantization(scale: scale, zeroPoint: zeroPoint, what: "y")
             scales = [output.scale]
             zeroPoints = [output.zeroPoint]
             dtype = output.dtype
-            fallback = try QuantizeLinearKernel(context, version: 21)
             return
         }
         guard scale.dtype == .float32, scale.rank == 1 else {
@@ -43,58 +92,51 @@ struct FusedQuantizeKernel: Kernel {
         }
         zeroPoints = try zeroPoint.quantizedIntegerValues(input: 2)
         dtype = zeroPoint.dtype
-        fallback = try QuantizeLinearKernel(context, version: 21)
     }
 
-    func run(_ inputs: [Tensor?], context: ExecutionContext) throws -> [Tensor] {
-        let x = try required(inputs, 0)
-        guard x.dtype == .float32 else { return try fallback.run(inputs, context: context) }
-        let channels = scales.count
-        if channels > 1 {
-            guard x.rank >= 1, x.shape[x.rank - 1] == channels else {
-                throw KernelError.invalidInput(index: 0, reason: "quantizes \(channels) channels along the last axis; x has shape \(x.shape)")
-            }
-        }
-        var y = try Tensor(zeros: dtype, shape: x.shape)
-        let range = dtype == .int8 ? Int32(-128)...127 : 0...255
-        let lower = Float(range.lowerBound), upper = Float(range.upperBound)
-        let rows = x.count / max(channels, 1)
-        x.withUnsafeBufferPointer(as: Float.self) { source in
-            y.withUnsafeMutableBytes { raw in
-                let base = source.baseAddress!
-                if channels == 1 {
-                    let scale = scales[0], zero = Float(zeroPoints[0])
-                    Parallel.forRanges(source.count, threads: context.threadCount, grain: 1 << 15) { range in
-                        if dtype == .uint8 {
-                            Self.quantize(base + range.lowerBound, range.count, scale, zero, lower, upper,
-                                          raw.baseAddress!.assumingMemoryBound(to: UInt8.self) + range.lowerBound)
-                        } else {
-                            Self.quantize(base + range.lowerBound, range.count, scale, zero, lower, upper,
-                                          raw.baseAddress!.assumingMemoryBound(to: Int8.self) + range.lowerBound)
-                        }
-                    }
+    /// Quantizes `rows` rows of `channelCount` floats holding channels `firstChannel ..< firstChannel +
+    /// channelCount` (any channels per tensor) into `y` (the codes' bytes), at `level`.
+    func quantize(_ x: UnsafePointer<Float>, rows: Int, firstChannel: Int, channelCount: Int,
+                  into y: UnsafeMutablePointer<UInt8>, level: TransformerKernelLevel) {
+        let range = self.range
+        // Per tensor the rows are one run of elements.
+        let (runs, width, first) = channels == 1 ? (1, rows * channelCount, 0) : (rows, channelCount, firstChannel)
+        scales.withUnsafeBufferPointer { scaleBuffer in
+            zeroPoints.withUnsafeBufferPointer { zeroBuffer in
+                let scales = scaleBuffer.baseAddress! + first, zeros = zeroBuffer.baseAddress! + first
+                if level != .reference,
+                   sq_quantize_f32(level.rawValue, x, channels == 1 ? width : runs, channels == 1 ? 1 : width,
+                                   scales, zeros, range.lowerBound, range.upperBound, y) != 0 {
                     return
                 }
-                let rowGrain = max(1, (1 << 15) / channels)
-                scales.withUnsafeBufferPointer { scaleBuffer in
-                    zeroPoints.withUnsafeBufferPointer { zeroBuffer in
-                        Parallel.forRanges(rows, threads: context.threadCount, grain: rowGrain) { range in
-                            for row in range {
-                                let offset = row * channels
-                                if dtype == .uint8 {
-                                    Self.quantizeRow(base + offset, channels, scaleBuffer.baseAddress!, zeroBuffer.baseAddress!,
-                                                     lower, upper, raw.baseAddress!.assumingMemoryBound(to: UInt8.self) + offset)
-                                } else {
-                                    Self.quantizeRow(base + offset, channels, scaleBuffer.baseAddress!, zeroBuffer.baseAddress!,
-                                                     lower, upper, raw.baseAddress!.assumingMemoryBound(to: Int8.self) + offset)
-                                }
-                            }
-                        }
-                    }
-                }
+                Self.referenceQuantize(x, rows: channels == 1 ? width : runs, channels: channels == 1 ? 1 : width,
+                                       scales: scales, zeros: zeros, range: range, dtype: dtype, into: y)
             }
         }
-        return [y]
+    }
+
+    /// The reference twin of `sq_quantize_f32`.
+    static func referenceQuantize(_ x: UnsafePointer<Float>, rows: Int, channels: Int, scales: UnsafePointer<Float>,
+                                  zeros: UnsafePointer<Int32>, range: ClosedRange<Int32>, dtype: DType,
+                                  into y: UnsafeMutablePointer<UInt8>) {
+        let lower = Float(range.lowerBound), upper = Float(range.upperBound)
+        if channels == 1 {
+            if dtype == .uint8 {
+                quantize(x, rows, scales[0], Float(zeros[0]), lower, upper, y)
+            } else {
+                quantize(x, rows, scales[0], Float(zeros[0]), lower, upper, UnsafeMutableRawPointer(y).assumingMemoryBound(to: Int8.self))
+            }
+            return
+        }
+        for row in 0..<rows {
+            let offset = row * channels
+            if dtype == .uint8 {
+                quantizeRow(x + offset, channels, scales, zeros, lower, upper, y + offset)
+            } else {
+                quantizeRow(x + offset, channels, scales, zeros, lower, upper,
+                            UnsafeMutableRawPointer(y + offset).assumingMemoryBound(to: Int8.self))
+            }
+        }
     }
 
     @inline(__always)

@@ -162,27 +162,29 @@ struct WhereKernel: Kernel {
         _: Word.Type, _ condition: Tensor, _ x: Tensor, _ y: Tensor, _ layout: BroadcastLayout,
         _ context: ExecutionContext
     ) throws -> Tensor {
-        var output = try Tensor(zeros: x.dtype, shape: layout.outputShape)
+        let output = try context.output(x.dtype, shape: layout.outputShape)
         let stepC = layout.innerStride(0), stepX = layout.innerStride(1), stepY = layout.innerStride(2)
+        let out = output.bytes.assumingMemoryBound(to: Word.self)
         condition.withUnsafeBufferPointer(as: Bool.self) { conditionBuffer in
             x.withUnsafeBytes { xBytes in
                 y.withUnsafeBytes { yBytes in
-                    output.withUnsafeMutableBytes { outBytes in
-                        guard let c = conditionBuffer.baseAddress else { return }
-                        let xs = xBytes.baseAddress!.assumingMemoryBound(to: Word.self)
-                        let ys = yBytes.baseAddress!.assumingMemoryBound(to: Word.self)
-                        let out = outBytes.baseAddress!.assumingMemoryBound(to: Word.self)
-                        ElementwiseParallel.forRanges(layout.count, grain: ElementwiseParallel.cheapGrain,
-                                                      context: context) { range in
-                            layout.forEachSegment(in: range) { start, offsets, length in
-                                let cRow = c + offsets[0], xRow = xs + offsets[1], yRow = ys + offsets[2]
-                                let target = out + start
-                                if stepC == 1 && stepX == 1 && stepY == 1 {
-                                    for i in 0..<length { target[i] = cRow[i] ? xRow[i] : yRow[i] }
-                                } else {
-                                    for i in 0..<length {
-                                        target[i] = cRow[i &* stepC] ? xRow[i &* stepX] : yRow[i &* stepY]
-                                    }
+                    guard let c = conditionBuffer.baseAddress else { return }
+                    let xs = xBytes.baseAddress!.assumingMemoryBound(to: Word.self)
+                    let ys = yBytes.baseAddress!.assumingMemoryBound(to: Word.self)
+                    ElementwiseParallel.forRanges(layout.count, grain: ElementwiseParallel.cheapGrain,
+                                                  context: context) { range in
+                        layout.forEachSegment(in: range) { start, offsets, length in
+                            let cRow = c + offsets[0], xRow = xs + offsets[1], yRow = ys + offsets[2]
+                            let target = out + start
+                            if stepC == 1 && stepX == 1 && stepY == 1 {
+                                for i in 0..<length { target[i] = cRow[i] ? xRow[i] : yRow[i] }
+                            } else if stepC == 1 && stepX == 0 && stepY == 0 {
+                                // Two broadcast scalars (an attention mask's 0 / −inf): a select that vectorises.
+                                let chosen = xRow[0], other = yRow[0]
+                                for i in 0..<length { target[i] = cRow[i] ? chosen : other }
+                            } else {
+                                for i in 0..<length {
+                                    target[i] = cRow[i &* stepC] ? xRow[i &* stepX] : yRow[i &* stepY]
                                 }
                             }
                         }
@@ -190,7 +192,7 @@ struct WhereKernel: Kernel {
                 }
             }
         }
-        return output
+        return output.tensor
     }
 }
 

@@ -1,4 +1,5 @@
 import Tensors
+import _CKernels
 
 // LayerNormalization (opset 17). X is seen as rows [prod(shape[..<axis]), prod(shape[axis...])];
 // for each row
@@ -11,6 +12,8 @@ import Tensors
 struct LayerNormalizationKernel: Kernel {
     let axis: Int
     let epsilon: Float
+    /// The level of the float32 rows (`.reference`: the Swift loop); tests force each.
+    var level = TransformerKernelLevel.best
 
     func run(_ inputs: [Tensor?], context: ExecutionContext) throws -> [Tensor] {
         var x = try required(inputs, 0), scale = try required(inputs, 1)
@@ -99,6 +102,18 @@ struct LayerNormalizationKernel: Kernel {
                     scale.withUnsafeBufferPointer(as: T.self) { gamma in
                         beta.withUnsafeBufferPointer(as: T.self) { beta in
                             ElementwiseParallel.forRanges(rows, grain: grain, context: context) { range in
+                                if T.self == Float.self, level != .reference {
+                                    // float32 rows: the vectorised kernel (`normalizeRows` is its twin).
+                                    let floats = { (p: UnsafePointer<T>) in UnsafeRawPointer(p).assumingMemoryBound(to: Float.self) }
+                                    let done = sq_layer_norm_rows(
+                                        level.rawValue, floats(xs.baseAddress! + range.lowerBound * width),
+                                        UnsafeMutableRawPointer(ys + range.lowerBound * width).assumingMemoryBound(to: Float.self),
+                                        range.count, width, floats(gamma.baseAddress!), floats(beta.baseAddress!),
+                                        self.epsilon,
+                                        UnsafeMutableRawPointer(meanOut.baseAddress! + range.lowerBound).assumingMemoryBound(to: Float.self),
+                                        UnsafeMutableRawPointer(inverseOut.baseAddress! + range.lowerBound).assumingMemoryBound(to: Float.self))
+                                    if done != 0 { return }
+                                }
                                 normalizeRows(range, x: xs.baseAddress!, y: ys,
                                               gamma: gamma.baseAddress!, beta: beta.baseAddress!,
                                               means: meanOut.baseAddress!, inverses: inverseOut.baseAddress!)

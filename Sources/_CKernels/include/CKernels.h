@@ -281,6 +281,45 @@ int sq_qbinary_u8(int level, int multiply, const uint8_t *a, const uint8_t *b, s
 int sq_quantize_rows(int level, const float *x, size_t rows, size_t cols, float epsilon, float divisor,
                      int32_t zero_point, int32_t lower, int32_t upper, uint8_t *codes, float *scales);
 
+
+// MARK: - Transformer kernels (float32 <-> 8-bit, attention)
+
+/// Levels of the kernels in this section (0 runs portable C; the Swift twins are the references).
+enum {
+    SQ_QUANTIZE_LEVEL_PORTABLE = 0,  ///< plain C
+    SQ_QUANTIZE_LEVEL_AVX512 = 1,    ///< AVX-512F, 16 lanes
+};
+
+/// QuantizeLinear of `rows` x `channels` floats: y[r][c] = clamp(round_half_even(x[r][c] / scales[c]) +
+/// zeros[c], lower, upper), NaN giving `lower`; one channel quantizes per tensor. The division is IEEE
+/// (bit-identical to the scalar reference). `y` receives the low byte of each code (uint8 or int8 by the
+/// bounds). Returns 0 when the CPU lacks `level`.
+int sq_quantize_f32(int level, const float *x, size_t rows, size_t channels, const float *scales,
+                    const int32_t *zeros, int32_t lower, int32_t upper, uint8_t *y);
+
+/// The float output stage of the fused int8 GEMM over a rows x cols tile (pointers at the tile's first
+/// row and column): a = acc[i][j] + offsets[j] - zero_points[j] * row_sums[i] (wrapping int32;
+/// `zero_points` may be NULL, then `row_sums` is not read), v = (float)a * scales[j] + bias[j] (rounded
+/// after each operation; `bias` may be NULL), y[i][j] = clamp(v, lower, upper). Returns 0 when the CPU
+/// lacks `level` (an SQ_QUANTIZE_LEVEL).
+int sq_qgemm_float_output(int level, const int32_t *acc, size_t ldc, size_t rows, size_t cols, const int32_t *offsets,
+                          const int32_t *zero_points, const int32_t *row_sums, const float *scales, const float *bias,
+                          float lower, float upper, float *y, size_t ldy);
+
+/// LayerNormalization of `rows` contiguous rows of `d` floats (see layer_norm.c for the arithmetic):
+/// y = (x - mean) / sqrt(var + epsilon) * gamma + beta, with each row's mean and 1 / sqrt(var + epsilon) in
+/// `means` / `inverses` when not NULL. Returns 0 when the CPU lacks `level` (an SQ_QUANTIZE_LEVEL; only
+/// AVX-512 has a kernel, the Swift loop is the portable one).
+int sq_layer_norm_rows(int level, const float *x, float *y, size_t rows, size_t d, const float *gamma,
+                       const float *beta, float epsilon, float *means, float *inverses);
+
+/// One row of attention scores: y = softmax(x + mask) over `n` floats, `mask` read with step `mask_step`
+/// (0: one value for the row, 1: a full row). A row whose maximum is NaN or infinite is written as
+/// `nan_value` when `replace` is set, NaN otherwise (what softmax gives it). `y` may be `x`. Returns 0 when
+/// the CPU lacks `level` (AVX-512 only; see masked_softmax.c).
+int sq_masked_softmax_row(int level, const float *x, const float *mask, size_t mask_step, float *y, size_t n,
+                          int replace, float nan_value);
+
 #ifdef __cplusplus
 }
 #endif

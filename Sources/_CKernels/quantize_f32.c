@@ -5,7 +5,7 @@
 // the low mantissa bits, then + zero point and saturation. Before rounding the quotient is clamped to
 // [lower - 256, upper + 256]: one step or more beyond every code a zero point in [-128, 255] can reach,
 // so no result changes, and NaN goes to the low end (max returns its second operand when the first is
-// NaN), as in the reference. The Swift `FusedQuantizeKernel.quantizeRow` is the reference twin.
+// NaN), as in the reference. The Swift `FloatQuantization.referenceQuantize` is the reference twin.
 #include "CKernels.h"
 
 #include <string.h>

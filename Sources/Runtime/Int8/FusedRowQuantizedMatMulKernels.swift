@@ -88,10 +88,10 @@ struct FusedQuantizeRowsKernel: Kernel {
             let scale = rowScale(values, k, epsilon: epsilon, divisor: divisor)
             scales[row] = scale
             if range.lowerBound < 0 {
-                FusedQuantizeKernel.quantize(values, k, scale, zeroValue, lower, upper,
+                FloatQuantization.quantize(values, k, scale, zeroValue, lower, upper,
                                              UnsafeMutableRawPointer(codes + row * k).assumingMemoryBound(to: Int8.self))
             } else {
-                FusedQuantizeKernel.quantize(values, k, scale, zeroValue, lower, upper, codes + row * k)
+                FloatQuantization.quantize(values, k, scale, zeroValue, lower, upper, codes + row * k)
             }
         }
     }

@@ -55,6 +55,37 @@ static inline __attribute__((always_inline)) SQ_TARGET_AVX512 __m128i sq_rq512_b
     return _mm512_cvtepi32_epi8(words);
 }
 
+#define SQ_TARGET_VBMI __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx512vbmi")))
+
+/// A 256-byte code table in four registers: vpermi2b picks from two of them by the low seven bits of each
+/// index byte, the high bit chooses the pair.
+typedef struct {
+    __m512i t0, t1, t2, t3;
+} sq_table512;
+
+static inline __attribute__((always_inline)) SQ_TARGET_VBMI sq_table512 sq_table512_load(const uint8_t *table) {
+    sq_table512 t;
+    t.t0 = _mm512_loadu_si512(table);
+    t.t1 = _mm512_loadu_si512(table + 64);
+    t.t2 = _mm512_loadu_si512(table + 128);
+    t.t3 = _mm512_loadu_si512(table + 192);
+    return t;
+}
+
+/// table[byte] for each of 64 bytes.
+static inline __attribute__((always_inline)) SQ_TARGET_VBMI __m512i sq_table512_lookup(__m512i index, const sq_table512 *t) {
+    __m512i low = _mm512_permutex2var_epi8(t->t0, index, t->t1), high = _mm512_permutex2var_epi8(t->t2, index, t->t3);
+    return _mm512_mask_blend_epi8(_mm512_movepi8_mask(index), low, high);
+}
+
+/// table[byte] for each of 16 bytes.
+static inline __attribute__((always_inline)) SQ_TARGET_VBMI __m128i sq_table512_lookup16(__m128i codes, const sq_table512 *t) {
+    return _mm512_castsi512_si128(sq_table512_lookup(_mm512_castsi128_si512(codes), t));
+}
+
+/// Whether the CPU has AVX-512 VBMI (byte permutes) with usable ZMM state.
+int sq_has_avx512vbmi(void);
+
 /// One channel's constants in AVX2 registers.
 typedef struct {
     __m256i mantissa, rounding, negative_mask, zero_point, lower, upper;

@@ -261,13 +261,18 @@ static void pad_plane(const uint8_t *x, const sq_qwindow *g, uint8_t flip, uint8
             memset(target, x_zero, width);
             continue;
         }
-        // Padded columns [first, last) hold input columns [first - pad_left, last - pad_left).
+        // Padded columns [first, last) hold input columns [first - pad_left, last - pad_left); the padding
+        // columns are few, so plain stores beat memset calls.
         size_t first = g->pad_left < width ? g->pad_left : width;
         size_t last = g->pad_left + g->input_w < width ? g->pad_left + g->input_w : width;
-        memset(target, x_zero, first);
+        for (size_t column = 0; column < first; column++) target[column] = x_zero;
         const uint8_t *source = x + (size_t)ih * g->input_w - g->pad_left;
-        for (size_t column = first; column < last; column++) target[column] = source[column] ^ flip;
-        memset(target + last, x_zero, width - last);
+        if (flip) {
+            for (size_t column = first; column < last; column++) target[column] = source[column] ^ flip;
+        } else {
+            memcpy(target + first, source + first, last - first);
+        }
+        for (size_t column = last; column < width; column++) target[column] = x_zero;
     }
 }
 

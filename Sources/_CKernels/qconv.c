@@ -163,19 +163,19 @@ static inline __attribute__((always_inline)) VNNI_TARGET int32_t load_word(const
     return word;
 }
 
-/// The epilogue of one row's 16 positions at `first` (count of them real), the code table applied in
-/// registers when `tables` is given (VBMI kernels only).
+/// The epilogue of one row's 16 positions at `first` (count of them real), with the row's constants
+/// (`R_` requantization, `OFFSET_`, `ZP_` its weight zero point) loaded once; the code table applied in
+/// registers when `TABLES` says so (VBMI kernels only).
 #define VNNI_FINISH16(ACC, M, FIRST, COUNT, TABLES)                                                               \
     do {                                                                                                          \
         __mmask16 mask_ = (COUNT) >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (COUNT)) - 1u);                 \
-        __m512i acc_ = _mm512_add_epi32((ACC), _mm512_set1_epi32(offsets[M]));                                   \
-        if (zero_points && zero_points[M] != 0) {                                                                \
+        __m512i acc_ = _mm512_add_epi32((ACC), OFFSET_);                                                         \
+        if (ZP_ != 0) {                                                                                          \
             __m512i s_ = _mm512_maskz_loadu_epi32(mask_, sums + (FIRST));                                        \
-            acc_ = _mm512_sub_epi32(acc_, _mm512_mullo_epi32(s_, _mm512_set1_epi32(zero_points[M])));             \
+            acc_ = _mm512_sub_epi32(acc_, _mm512_mullo_epi32(s_, _mm512_set1_epi32(ZP_)));                        \
         }                                                                                                        \
         if (rq) {                                                                                                \
-            sq_rq512 r_ = sq_rq512_load(rq, (M));                                                                \
-            __m128i bytes_ = sq_rq512_bytes16(acc_, &r_);                                                        \
+            __m128i bytes_ = sq_rq512_bytes16(acc_, &R_);                                                        \
             TABLES;                                                                                              \
             _mm_mask_storeu_epi8((uint8_t *)y + (M) * ldy + (FIRST), mask_, bytes_);                             \
         } else {                                                                                                 \
@@ -206,7 +206,12 @@ static inline __attribute__((always_inline)) VNNI_TARGET int32_t load_word(const
                     for (size_t v = 0; v < (NV); v++) acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], xv[v], a);      \
                 }                                                                                                \
             }                                                                                                    \
-            for (size_t r = 0; r < rows; r++) {                                                                  \
+            for (size_t r = 0; r < VNNI_MR; r++) {                                                               \
+                if (r >= rows) break;                                                                            \
+                sq_rq512 R_;                                                                                     \
+                if (rq) R_ = sq_rq512_load(rq, m + r);                                                           \
+                const __m512i OFFSET_ = _mm512_set1_epi32(offsets[m + r]);                                       \
+                const int32_t ZP_ = zero_points ? zero_points[m + r] : 0;                                        \
                 for (size_t v = 0; v < (NV); v++) {                                                              \
                     size_t start = first + v * 16;                                                               \
                     if (start >= p) break;                                                                       \

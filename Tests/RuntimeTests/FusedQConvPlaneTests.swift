@@ -1,3 +1,4 @@
+import Foundation
 import GraphIR
 @testable import Runtime
 import Tensors
@@ -224,6 +225,37 @@ import _TestSupport
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// Multipliers from 2^-40 to 2^6 (shifts on both sides of 31) and biases near the int32 limits, in
+    /// the 1×1 and depthwise kernels: the requantization's narrow and wide forms agree with the reference.
+    @Test func extremeMultipliersAndAccumulatorsEqualReference() throws {
+        var generator = SeededGenerator(seed: 95)
+        for (weight, group) in [([12, 5, 1, 1], 1), ([12, 1, 3, 3], 12)] {
+            let channels = weight[0]
+            let scales = (0..<channels).map { Float(pow(2.0, Double($0 * 4 - 40))) }
+            let constants: [String: Tensor] = [
+                "x_scale": Tensor(scalar: Float(1)), "x_zero_point": Tensor(scalar: UInt8(77)),
+                "w": try FusedTestData.codes(.int8, shape: weight, using: &generator),
+                "w_scale": try Tensor(shape: [channels], scalars: scales), "w_zero_point": try Tensor(zeros: .int8, shape: [channels]),
+                "bias": try Tensor(shape: [channels], scalars: (0..<channels).map { $0 % 2 == 0 ? Int32(2_000_000_000) : Int32(-2_100_000_000) }),
+                "y_scale": Tensor(scalar: Float(1)), "y_zero_point": Tensor(scalar: UInt8(128)),
+            ]
+            var node = Node(opType: "QConv", domain: IntegerFusion.domain,
+                            inputs: ["x", "x_scale", "x_zero_point", "w", "w_scale", "w_zero_point", "bias", "y_scale", "y_zero_point"],
+                            outputs: ["y"])
+            node.attributes["group"] = .int(group)
+            node.attributes["pads"] = .ints(weight[2] == 3 ? [1, 1, 1, 1] : [0, 0, 0, 0])
+            var kernel = try FusedQConvKernel(buildContext(node, constants: constants))
+            let feeds = orderedInputs(node, constants: constants,
+                                      feeds: ["x": try FusedTestData.codes(.uint8, shape: [1, weight[1] * group, 7, 19], using: &generator)])
+            let expected = try kernel.runReference(feeds)[0]
+            #expect(Set(expected.doubleValues).count > 3)
+            for level in Self.levels {
+                kernel.level = level
+                #expect(try kernel.run(feeds, context: ExecutionContext(threadCount: 1))[0] == expected, "\(weight) level \(level)")
             }
         }
     }

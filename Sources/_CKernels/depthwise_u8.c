@@ -163,46 +163,67 @@ static int pack_tap_words(const sq_qwindow *g, const int32_t *w, int32_t *words)
     return 1;
 }
 
+/// The plane loop of `plane_vnni`, inlined with constant kernel heights and tap groups for the common
+/// 3×3 case. Codes of up to 64 outputs of a row are gathered in one register, looked up in the table
+/// once and stored once.
+static inline __attribute__((always_inline)) SQ_TARGET_VBMI void plane_vnni_rows(
+    const uint8_t *padded, size_t padded_w, const sq_qwindow *g, const __m512i *weights, __m512i index, int32_t bias,
+    const sq_qrequant *rq, const sq_rq512 *requant, const sq_table512 *tables, void *y, const size_t kernel_h,
+    const size_t quads) {
+    const size_t row_step = g->dilation_h * padded_w, quad_step = 4 * g->dilation_w;
+    for (size_t oh = 0; oh < g->output_h; oh++) {
+        const uint8_t *top = padded + oh * g->stride_h * padded_w;
+        size_t base = oh * g->output_w;
+        for (size_t first = 0; first < g->output_w; first += 64) {
+            size_t count = g->output_w - first < 64 ? g->output_w - first : 64;
+            __m512i codes = _mm512_setzero_si512();
+            for (size_t c = 0; c < 4 && 16 * c < count; c++) {
+                size_t o = first + 16 * c;
+                __m512i sum = _mm512_set1_epi32(bias);
+                const uint8_t *row = top + o * g->stride_w;
+                for (size_t i = 0; i < kernel_h; i++, row += row_step) {
+                    for (size_t q = 0; q < quads; q++) {
+                        __m512i bytes = _mm512_permutexvar_epi8(index, _mm512_loadu_si512(row + q * quad_step));
+                        sum = _mm512_dpbusd_epi32(sum, bytes, weights[i * quads + q]);
+                    }
+                }
+                if (rq) {
+                    codes = _mm512_mask_broadcast_i32x4(codes, (__mmask16)(0xFu << (4 * c)), sq_rq512_bytes16(sum, requant));
+                } else {
+                    size_t left = count - 16 * c;
+                    __mmask16 mask = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
+                    _mm512_mask_storeu_epi32((int32_t *)y + base + o, mask, sum);
+                }
+            }
+            if (!rq) continue;
+            if (rq->table) codes = sq_table512_lookup(codes, tables);
+            __mmask64 mask = count >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << count) - 1);
+            _mm512_mask_storeu_epi8((uint8_t *)y + base + first, mask, codes);
+        }
+    }
+}
+
 /// Depthwise plane with AVX-512 VNNI and VBMI: for 16 outputs and one group of four taps of a kernel row,
 /// vpermb gathers each output's four input bytes (x[o * stride + t * dilation]) into its lane and one
 /// vpdpbusd adds their products with the four weights, exactly (u8 x s8 into int32). Codes go through
 /// the output table in registers.
 SQ_TARGET_VBMI static void plane_vnni(const uint8_t *padded, size_t padded_w, const sq_qwindow *g, const int32_t *words,
                                       int32_t bias, const sq_qrequant *rq, size_t channel, void *y) {
-    size_t quads = (g->kernel_w + 3) / 4, row_step = g->dilation_h * padded_w;
+    size_t quads = (g->kernel_w + 3) / 4;
     uint8_t pattern[64];
     for (size_t o = 0; o < 16; o++)
         for (size_t t = 0; t < 4; t++) pattern[4 * o + t] = (uint8_t)(o * g->stride_w + t * g->dilation_w);
     const __m512i index = _mm512_loadu_si512(pattern);
     __m512i weights[64];
     for (size_t i = 0; i < g->kernel_h * quads; i++) weights[i] = _mm512_set1_epi32(words[i]);
-    sq_rq512 r;
+    sq_rq512 requant;
     sq_table512 tables;
-    if (rq) r = sq_rq512_load(rq, channel);
+    if (rq) requant = sq_rq512_load(rq, channel);
     if (rq && rq->table) tables = sq_table512_load(rq->table);
-    const size_t quad_step = 4 * g->dilation_w;
-    for (size_t oh = 0; oh < g->output_h; oh++) {
-        const uint8_t *top = padded + oh * g->stride_h * padded_w;
-        size_t base = oh * g->output_w;
-        for (size_t o = 0; o < g->output_w; o += 16) {
-            size_t count = g->output_w - o < 16 ? g->output_w - o : 16;
-            __mmask16 mask = count >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << count) - 1u);
-            __m512i sum = _mm512_set1_epi32(bias);
-            const uint8_t *row = top + o * g->stride_w;
-            for (size_t i = 0; i < g->kernel_h; i++, row += row_step) {
-                for (size_t q = 0; q < quads; q++) {
-                    __m512i bytes = _mm512_permutexvar_epi8(index, _mm512_loadu_si512(row + q * quad_step));
-                    sum = _mm512_dpbusd_epi32(sum, bytes, weights[i * quads + q]);
-                }
-            }
-            if (rq) {
-                __m128i codes = sq_rq512_bytes16(sum, &r);
-                if (rq->table) codes = sq_table512_lookup16(codes, &tables);
-                _mm_mask_storeu_epi8((uint8_t *)y + base + o, mask, codes);
-            } else {
-                _mm512_mask_storeu_epi32((int32_t *)y + base + o, mask, sum);
-            }
-        }
+    if (g->kernel_h == 3 && quads == 1) {
+        plane_vnni_rows(padded, padded_w, g, weights, index, bias, rq, &requant, &tables, y, 3, 1);
+    } else {
+        plane_vnni_rows(padded, padded_w, g, weights, index, bias, rq, &requant, &tables, y, g->kernel_h, quads);
     }
 }
 

@@ -163,25 +163,16 @@ static inline __attribute__((always_inline)) VNNI_TARGET int32_t load_word(const
     return word;
 }
 
-/// The epilogue of one row's 16 positions at `first` (count of them real), with the row's constants
-/// (`R_` requantization, `OFFSET_`, `ZP_` its weight zero point) loaded once; the code table applied in
-/// registers when `TABLES` says so (VBMI kernels only).
-#define VNNI_FINISH16(ACC, M, FIRST, COUNT, TABLES)                                                               \
-    do {                                                                                                          \
-        __mmask16 mask_ = (COUNT) >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (COUNT)) - 1u);                 \
-        __m512i acc_ = _mm512_add_epi32((ACC), OFFSET_);                                                         \
-        if (ZP_ != 0) {                                                                                          \
-            __m512i s_ = _mm512_maskz_loadu_epi32(mask_, sums + (FIRST));                                        \
-            acc_ = _mm512_sub_epi32(acc_, _mm512_mullo_epi32(s_, _mm512_set1_epi32(ZP_)));                        \
-        }                                                                                                        \
-        if (rq) {                                                                                                \
-            __m128i bytes_ = sq_rq512_bytes16(acc_, &R_);                                                        \
-            TABLES;                                                                                              \
-            _mm_mask_storeu_epi8((uint8_t *)y + (M) * ldy + (FIRST), mask_, bytes_);                             \
-        } else {                                                                                                 \
-            _mm512_mask_storeu_epi32((int32_t *)y + (M) * ldy + (FIRST), mask_, acc_);                           \
-        }                                                                                                        \
-    } while (0)
+/// `acc + offset − zero_point · sums[first…]` for 16 positions (count of them real).
+static inline __attribute__((always_inline)) VNNI_TARGET __m512i corrected16(__m512i acc, __m512i offset,
+                                                                            int32_t zero_point, const int32_t *sums,
+                                                                            size_t first, size_t count) {
+    acc = _mm512_add_epi32(acc, offset);
+    if (zero_point == 0) return acc;
+    __mmask16 mask = count >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << count) - 1u);
+    __m512i s = _mm512_maskz_loadu_epi32(mask, sums + first);
+    return _mm512_sub_epi32(acc, _mm512_mullo_epi32(s, _mm512_set1_epi32(zero_point)));
+}
 
 /// Rows [m_begin, m_end) of one block of `NV` vectors of 16 positions. The `_table` variants (VBMI) map
 /// the codes through the output table in registers; the others leave it to `apply_table`.
@@ -206,21 +197,35 @@ static inline __attribute__((always_inline)) VNNI_TARGET int32_t load_word(const
                     for (size_t v = 0; v < (NV); v++) acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], xv[v], a);      \
                 }                                                                                                \
             }                                                                                                    \
+            size_t count = p - first < (NV) * 16 ? p - first : (NV) * 16;                                        \
             for (size_t r = 0; r < VNNI_MR; r++) {                                                               \
                 if (r >= rows) break;                                                                            \
-                sq_rq512 R_;                                                                                     \
-                if (rq) R_ = sq_rq512_load(rq, m + r);                                                           \
-                const __m512i OFFSET_ = _mm512_set1_epi32(offsets[m + r]);                                       \
-                const int32_t ZP_ = zero_points ? zero_points[m + r] : 0;                                        \
-                for (size_t v = 0; v < (NV); v++) {                                                              \
-                    size_t start = first + v * 16;                                                               \
-                    if (start >= p) break;                                                                       \
-                    VNNI_FINISH16(acc[r][v], m + r, start, p - start,                                            \
-                                  USE_TABLE(bytes_ = sq_table512_lookup16(bytes_, &tables)));                     \
+                const size_t row = m + r;                                                                        \
+                const __m512i offset = _mm512_set1_epi32(offsets[row]);                                          \
+                const int32_t zero_point = zero_points ? zero_points[row] : 0;                                   \
+                if (!rq) {                                                                                       \
+                    for (size_t v = 0; v < (NV) && v * 16 < count; v++) {                                        \
+                        size_t left = count - v * 16;                                                            \
+                        __mmask16 mask = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);       \
+                        __m512i value = corrected16(acc[r][v], offset, zero_point, sums, first + v * 16, left); \
+                        _mm512_mask_storeu_epi32((int32_t *)y + row * ldy + first + v * 16, mask, value);       \
+                    }                                                                                            \
+                    continue;                                                                                    \
                 }                                                                                                \
+                /* The row's codes gathered in one register: one table lookup and one store for 64. */           \
+                sq_rq512 requant = sq_rq512_load(rq, row);                                                       \
+                __m512i codes = _mm512_setzero_si512();                                                          \
+                for (size_t v = 0; v < (NV) && v * 16 < count; v++) {                                            \
+                    __m512i value = corrected16(acc[r][v], offset, zero_point, sums, first + v * 16,            \
+                                                count - v * 16);                                                 \
+                    codes = _mm512_mask_broadcast_i32x4(codes, (__mmask16)(0xFu << (4 * v)),                     \
+                                                        sq_rq512_bytes16(value, &requant));                      \
+                }                                                                                                \
+                USE_TABLE(codes = sq_table512_lookup(codes, &tables);)                                           \
+                __mmask64 mask = count >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << count) - 1);                    \
+                _mm512_mask_storeu_epi8((uint8_t *)y + row * ldy + first, mask, codes);                          \
             }                                                                                                    \
             USE_TABLE(continue;)                                                                                 \
-            size_t count = p - first < (NV) * 16 ? p - first : (NV) * 16;                                        \
             apply_table(SQ_QGEMM_LEVEL_AVX512VNNI, rq, (uint8_t *)y, ldy, m, rows, first, count);               \
         }                                                                                                        \
     }

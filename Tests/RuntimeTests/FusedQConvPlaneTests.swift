@@ -16,7 +16,8 @@ import _TestSupport
 
     /// Awkward shapes for each path: depthwise (stride 1, 2, 3, dilation, 1-D), 1×1 (channels not a multiple of
     /// 4, output channels not a multiple of the row tile, position blocks with tails, a single position),
-    /// im2col (a stem-like 3×3 stride 2, groups, a channel multiplier) and a batch of two.
+    /// im2col (a stem-like 3×3 stride 2, groups, a channel multiplier), a batch of two, and depthwise rows
+    /// longer than 64 outputs.
     static let cases: [Case] = [
         Case(input: [1, 7, 13, 11], weight: [7, 1, 3, 3], attributes: ["group": .int(7), "strides": .ints([2, 2]), "pads": .ints([1, 1, 1, 1])]),
         Case(input: [1, 5, 9, 37], weight: [5, 1, 3, 3], attributes: ["group": .int(5), "pads": .ints([1, 1, 1, 1])]),
@@ -29,6 +30,8 @@ import _TestSupport
         Case(input: [2, 8, 11, 9], weight: [6, 4, 3, 3], attributes: ["group": .int(2), "strides": .ints([2, 1]), "pads": .ints([0, 1, 2, 1])]),
         Case(input: [1, 3, 8, 70], weight: [6, 1, 3, 3], attributes: ["group": .int(3), "pads": .ints([1, 1, 1, 1])]),
         Case(input: [1, 6, 31], weight: [5, 6, 4], attributes: ["strides": .ints([2]), "pads": .ints([2, 1]), "dilations": .ints([2])]),
+        Case(input: [1, 4, 5, 83], weight: [4, 1, 3, 3], attributes: ["group": .int(4), "pads": .ints([1, 1, 1, 1])]),
+        Case(input: [1, 2, 6, 150], weight: [2, 1, 3, 3], attributes: ["group": .int(2), "strides": .ints([2, 2]), "pads": .ints([0, 1, 1, 0])]),
     ]
 
     /// Levels to force: every one the CPU has, `.reference` included (it runs the twin itself).

@@ -138,6 +138,95 @@ SQ_TARGET_AVX512 static void plane_avx512(const uint8_t *padded, size_t padded_w
     }
 }
 
+/// Whether the VNNI plane kernel takes this geometry: each row's taps in groups of four, one byte
+/// permute of a 64-byte load per group and 16 outputs (15 strides + 3 dilations within the load).
+static int vnni_plane_fits(const sq_qwindow *g) {
+    size_t quads = (g->kernel_w + 3) / 4;
+    return g->kernel_h * quads <= 64 && 15 * g->stride_w + 3 * g->dilation_w <= 63;
+}
+
+/// Per (kernel row, group of four taps) a word of four int8 weights (zeros past the row's end), or 0 when
+/// some weight does not fit int8 (then the generic kernel runs).
+static int pack_tap_words(const sq_qwindow *g, const int32_t *w, int32_t *words) {
+    size_t quads = (g->kernel_w + 3) / 4;
+    for (size_t i = 0; i < g->kernel_h; i++) {
+        for (size_t q = 0; q < quads; q++) {
+            uint32_t word = 0;
+            for (size_t t = 0; t < 4 && 4 * q + t < g->kernel_w; t++) {
+                int32_t value = w[i * g->kernel_w + 4 * q + t];
+                if (value < -128 || value > 127) return 0;
+                word |= (uint32_t)(uint8_t)(int8_t)value << (8 * t);
+            }
+            words[i * quads + q] = (int32_t)word;
+        }
+    }
+    return 1;
+}
+
+/// The plane loop of `plane_vnni`, inlined with constant kernel heights and tap groups for the common
+/// 3×3 case. Codes of up to 64 outputs of a row are gathered in one register, looked up in the table
+/// once and stored once.
+static inline __attribute__((always_inline)) SQ_TARGET_VBMI void plane_vnni_rows(
+    const uint8_t *padded, size_t padded_w, const sq_qwindow *g, const __m512i *weights, __m512i index, int32_t bias,
+    const sq_qrequant *rq, const sq_rq512 *requant, const sq_table512 *tables, void *y, const size_t kernel_h,
+    const size_t quads) {
+    const size_t row_step = g->dilation_h * padded_w, quad_step = 4 * g->dilation_w;
+    for (size_t oh = 0; oh < g->output_h; oh++) {
+        const uint8_t *top = padded + oh * g->stride_h * padded_w;
+        size_t base = oh * g->output_w;
+        for (size_t first = 0; first < g->output_w; first += 64) {
+            size_t count = g->output_w - first < 64 ? g->output_w - first : 64;
+            __m512i codes = _mm512_setzero_si512();
+            for (size_t c = 0; c < 4 && 16 * c < count; c++) {
+                size_t o = first + 16 * c;
+                __m512i sum = _mm512_set1_epi32(bias);
+                const uint8_t *row = top + o * g->stride_w;
+                for (size_t i = 0; i < kernel_h; i++, row += row_step) {
+                    for (size_t q = 0; q < quads; q++) {
+                        __m512i bytes = _mm512_permutexvar_epi8(index, _mm512_loadu_si512(row + q * quad_step));
+                        sum = _mm512_dpbusd_epi32(sum, bytes, weights[i * quads + q]);
+                    }
+                }
+                if (rq) {
+                    codes = _mm512_mask_broadcast_i32x4(codes, (__mmask16)(0xFu << (4 * c)), sq_rq512_bytes16(sum, requant));
+                } else {
+                    size_t left = count - 16 * c;
+                    __mmask16 mask = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
+                    _mm512_mask_storeu_epi32((int32_t *)y + base + o, mask, sum);
+                }
+            }
+            if (!rq) continue;
+            if (rq->table) codes = sq_table512_lookup(codes, tables);
+            __mmask64 mask = count >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << count) - 1);
+            _mm512_mask_storeu_epi8((uint8_t *)y + base + first, mask, codes);
+        }
+    }
+}
+
+/// Depthwise plane with AVX-512 VNNI and VBMI: for 16 outputs and one group of four taps of a kernel row,
+/// vpermb gathers each output's four input bytes (x[o * stride + t * dilation]) into its lane and one
+/// vpdpbusd adds their products with the four weights, exactly (u8 x s8 into int32). Codes go through
+/// the output table in registers.
+SQ_TARGET_VBMI static void plane_vnni(const uint8_t *padded, size_t padded_w, const sq_qwindow *g, const int32_t *words,
+                                      int32_t bias, const sq_qrequant *rq, size_t channel, void *y) {
+    size_t quads = (g->kernel_w + 3) / 4;
+    uint8_t pattern[64];
+    for (size_t o = 0; o < 16; o++)
+        for (size_t t = 0; t < 4; t++) pattern[4 * o + t] = (uint8_t)(o * g->stride_w + t * g->dilation_w);
+    const __m512i index = _mm512_loadu_si512(pattern);
+    __m512i weights[64];
+    for (size_t i = 0; i < g->kernel_h * quads; i++) weights[i] = _mm512_set1_epi32(words[i]);
+    sq_rq512 requant;
+    sq_table512 tables;
+    if (rq) requant = sq_rq512_load(rq, channel);
+    if (rq && rq->table) tables = sq_table512_load(rq->table);
+    if (g->kernel_h == 3 && quads == 1) {
+        plane_vnni_rows(padded, padded_w, g, weights, index, bias, rq, &requant, &tables, y, 3, 1);
+    } else {
+        plane_vnni_rows(padded, padded_w, g, weights, index, bias, rq, &requant, &tables, y, g->kernel_h, quads);
+    }
+}
+
 SQ_TARGET_AVX2 static void plane_avx2(const uint8_t *padded, size_t padded_w, const sq_qwindow *g, const int32_t *w,
                                       int32_t bias, const sq_qrequant *rq, size_t channel, void *y) {
     size_t row_step = g->dilation_h * padded_w;
@@ -193,13 +282,18 @@ static void pad_plane(const uint8_t *x, const sq_qwindow *g, uint8_t flip, uint8
             memset(target, x_zero, width);
             continue;
         }
-        // Padded columns [first, last) hold input columns [first - pad_left, last - pad_left).
+        // Padded columns [first, last) hold input columns [first - pad_left, last - pad_left); the padding
+        // columns are few, so plain stores beat memset calls.
         size_t first = g->pad_left < width ? g->pad_left : width;
         size_t last = g->pad_left + g->input_w < width ? g->pad_left + g->input_w : width;
-        memset(target, x_zero, first);
+        for (size_t column = 0; column < first; column++) target[column] = x_zero;
         const uint8_t *source = x + (size_t)ih * g->input_w - g->pad_left;
-        for (size_t column = first; column < last; column++) target[column] = source[column] ^ flip;
-        memset(target + last, x_zero, width - last);
+        if (flip) {
+            for (size_t column = first; column < last; column++) target[column] = source[column] ^ flip;
+        } else {
+            memcpy(target + first, source + first, last - first);
+        }
+        for (size_t column = last; column < width; column++) target[column] = x_zero;
     }
 }
 
@@ -213,9 +307,16 @@ int sq_qdepthwise(int level, const uint8_t *x, size_t plane_stride, size_t chann
     if (!avx512 && !avx2) return 0;
     size_t taps = g->kernel_h * g->kernel_w, width = padded_width(g);
     size_t element = rq ? 1 : sizeof(int32_t);
+    int vnni = level >= SQ_QGEMM_LEVEL_AVX512VNNI && f.avx512vnni && sq_has_avx512vbmi() && vnni_plane_fits(g);
+    int32_t words[64];
     for (size_t c = 0; c < channels; c++) {
         pad_plane(x + c * plane_stride, g, flip, x_zero, scratch);
         void *target = (uint8_t *)y + c * out_stride * element;
+        if (vnni && pack_tap_words(g, w + c * taps, words)) {
+            // The table, if any, is applied in registers.
+            plane_vnni(scratch, width, g, words, bias[c], rq, c, target);
+            continue;
+        }
         if (avx512) {
             plane_avx512(scratch, width, g, w + c * taps, bias[c], rq, c, target);
         } else {

@@ -99,7 +99,7 @@ static inline void finish_scalar(const int32_t *acc, size_t count, size_t m, siz
 
 // MARK: - Code tables
 
-static int vbmi_available(void) {
+int sq_has_avx512vbmi(void) {
     static int cached = -1;
     if (cached < 0) {
         unsigned int eax, ebx, ecx, edx;
@@ -108,23 +108,18 @@ static int vbmi_available(void) {
             __cpuid_count(7, 0, eax, ebx, ecx, edx);
             has = (ecx >> 1) & 1;
         }
+        // Benign race: every thread computes the same value.
         cached = has;
     }
     return cached;
 }
 
-/// Four 64-byte quarters of a table; vpermi2b picks from two of them by the low seven bits of each index
-/// byte, the high bit chooses the pair.
-__attribute__((target("avx512f,avx512bw,avx512vbmi"))) static void lookup_vbmi(const uint8_t *table, const uint8_t *x,
-                                                                              uint8_t *y, size_t n) {
-    __m512i t0 = _mm512_loadu_si512(table), t1 = _mm512_loadu_si512(table + 64);
-    __m512i t2 = _mm512_loadu_si512(table + 128), t3 = _mm512_loadu_si512(table + 192);
+SQ_TARGET_VBMI static void lookup_vbmi(const uint8_t *table, const uint8_t *x, uint8_t *y, size_t n) {
+    sq_table512 t = sq_table512_load(table);
     for (size_t i = 0; i < n; i += 64) {
         size_t left = n - i;
         __mmask64 mask = left >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << left) - 1);
-        __m512i index = _mm512_maskz_loadu_epi8(mask, x + i);
-        __m512i low = _mm512_permutex2var_epi8(t0, index, t1), high = _mm512_permutex2var_epi8(t2, index, t3);
-        _mm512_mask_storeu_epi8(y + i, mask, _mm512_mask_blend_epi8(_mm512_movepi8_mask(index), low, high));
+        _mm512_mask_storeu_epi8(y + i, mask, sq_table512_lookup(_mm512_maskz_loadu_epi8(mask, x + i), &t));
     }
 }
 #endif
@@ -136,7 +131,7 @@ static void lookup_scalar(const uint8_t *table, const uint8_t *x, uint8_t *y, si
 int sq_lookup_u8(int level, const uint8_t *table, const uint8_t *x, uint8_t *y, size_t n) {
     if (level < SQ_QGEMM_LEVEL_AVX2) return 0;
 #if defined(__x86_64__) || defined(_M_X64)
-    if (level >= SQ_QGEMM_LEVEL_AVX512BW && vbmi_available()) {
+    if (level >= SQ_QGEMM_LEVEL_AVX512BW && sq_has_avx512vbmi()) {
         lookup_vbmi(table, x, y, n);
         return 1;
     }
@@ -168,31 +163,25 @@ static inline __attribute__((always_inline)) VNNI_TARGET int32_t load_word(const
     return word;
 }
 
-/// The epilogue of one row's 16 positions at `first` (count of them real).
-static inline __attribute__((always_inline)) VNNI_TARGET void finish16_avx512(
-    __m512i acc, size_t m, size_t first, size_t count, const int32_t *offsets, const int32_t *zero_points,
-    const int32_t *sums, const sq_qrequant *rq, void *y, size_t ldy) {
+/// `acc + offset − zero_point · sums[first…]` for 16 positions (count of them real).
+static inline __attribute__((always_inline)) VNNI_TARGET __m512i corrected16(__m512i acc, __m512i offset,
+                                                                            int32_t zero_point, const int32_t *sums,
+                                                                            size_t first, size_t count) {
+    acc = _mm512_add_epi32(acc, offset);
+    if (zero_point == 0) return acc;
     __mmask16 mask = count >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << count) - 1u);
-    acc = _mm512_add_epi32(acc, _mm512_set1_epi32(offsets[m]));
-    if (zero_points && zero_points[m] != 0) {
-        __m512i s = _mm512_maskz_loadu_epi32(mask, sums + first);
-        acc = _mm512_sub_epi32(acc, _mm512_mullo_epi32(s, _mm512_set1_epi32(zero_points[m])));
-    }
-    if (rq) {
-        sq_rq512 r = sq_rq512_load(rq, m);
-        _mm_mask_storeu_epi8((uint8_t *)y + m * ldy + first, mask, sq_rq512_bytes16(acc, &r));
-    } else {
-        _mm512_mask_storeu_epi32((int32_t *)y + m * ldy + first, mask, acc);
-    }
+    __m512i s = _mm512_maskz_loadu_epi32(mask, sums + first);
+    return _mm512_sub_epi32(acc, _mm512_mullo_epi32(s, _mm512_set1_epi32(zero_point)));
 }
 
-/// Rows [m_begin, m_end) of one block of `NV` vectors of 16 positions.
-#define DEFINE_VNNI_BLOCK(NV)                                                                                    \
-    static VNNI_TARGET void block_vnni_##NV(const int8_t *w, size_t ldw, size_t groups, const uint8_t *x,       \
-                                            size_t first, size_t p, size_t m_begin, size_t m_end,               \
-                                            const int32_t *offsets, const int32_t *zero_points,                 \
-                                            const int32_t *sums, const sq_qrequant *rq, void *y, size_t ldy) {  \
+/// Rows [m_begin, m_end) of one block of `NV` vectors of 16 positions. The `_table` variants (VBMI) map
+/// the codes through the output table in registers; the others leave it to `apply_table`.
+#define DEFINE_VNNI_BLOCK(NV, NAME, TARGET, USE_TABLE)                                                           \
+    static TARGET void NAME(const int8_t *w, size_t ldw, size_t groups, const uint8_t *x, size_t first, size_t p, \
+                            size_t m_begin, size_t m_end, const int32_t *offsets, const int32_t *zero_points,    \
+                            const int32_t *sums, const sq_qrequant *rq, void *y, size_t ldy) {                  \
         const size_t stride = (NV) * 64;                                                                         \
+        USE_TABLE(sq_table512 tables = sq_table512_load(rq->table);)                                             \
         for (size_t m = m_begin; m < m_end; m += VNNI_MR) {                                                      \
             size_t rows = m_end - m < VNNI_MR ? m_end - m : VNNI_MR;                                             \
             const int8_t *wr[VNNI_MR];                                                                           \
@@ -208,22 +197,57 @@ static inline __attribute__((always_inline)) VNNI_TARGET void finish16_avx512(
                     for (size_t v = 0; v < (NV); v++) acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], xv[v], a);      \
                 }                                                                                                \
             }                                                                                                    \
-            for (size_t r = 0; r < rows; r++) {                                                                  \
-                for (size_t v = 0; v < (NV); v++) {                                                              \
-                    size_t start = first + v * 16;                                                               \
-                    if (start >= p) break;                                                                       \
-                    finish16_avx512(acc[r][v], m + r, start, p - start, offsets, zero_points, sums, rq, y, ldy); \
-                }                                                                                                \
-            }                                                                                                    \
             size_t count = p - first < (NV) * 16 ? p - first : (NV) * 16;                                        \
+            for (size_t r = 0; r < VNNI_MR; r++) {                                                               \
+                if (r >= rows) break;                                                                            \
+                const size_t row = m + r;                                                                        \
+                const __m512i offset = _mm512_set1_epi32(offsets[row]);                                          \
+                const int32_t zero_point = zero_points ? zero_points[row] : 0;                                   \
+                if (!rq) {                                                                                       \
+                    for (size_t v = 0; v < (NV) && v * 16 < count; v++) {                                        \
+                        size_t left = count - v * 16;                                                            \
+                        __mmask16 mask = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);       \
+                        __m512i value = corrected16(acc[r][v], offset, zero_point, sums, first + v * 16, left); \
+                        _mm512_mask_storeu_epi32((int32_t *)y + row * ldy + first + v * 16, mask, value);       \
+                    }                                                                                            \
+                    continue;                                                                                    \
+                }                                                                                                \
+                /* The row's codes gathered in one register: one table lookup and one store for 64. */           \
+                sq_rq512 requant = sq_rq512_load(rq, row);                                                       \
+                __m512i codes = _mm512_setzero_si512();                                                          \
+                for (size_t v = 0; v < (NV) && v * 16 < count; v++) {                                            \
+                    __m512i value = corrected16(acc[r][v], offset, zero_point, sums, first + v * 16,            \
+                                                count - v * 16);                                                 \
+                    codes = _mm512_mask_broadcast_i32x4(codes, (__mmask16)(0xFu << (4 * v)),                     \
+                                                        sq_rq512_bytes16(value, &requant));                      \
+                }                                                                                                \
+                USE_TABLE(codes = sq_table512_lookup(codes, &tables);)                                           \
+                __mmask64 mask = count >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << count) - 1);                    \
+                _mm512_mask_storeu_epi8((uint8_t *)y + row * ldy + first, mask, codes);                          \
+            }                                                                                                    \
+            USE_TABLE(continue;)                                                                                 \
             apply_table(SQ_QGEMM_LEVEL_AVX512VNNI, rq, (uint8_t *)y, ldy, m, rows, first, count);               \
         }                                                                                                        \
     }
 
-DEFINE_VNNI_BLOCK(1)
-DEFINE_VNNI_BLOCK(2)
-DEFINE_VNNI_BLOCK(3)
-DEFINE_VNNI_BLOCK(4)
+#define WITH_TABLE(...) __VA_ARGS__
+#define WITHOUT_TABLE(...)
+
+DEFINE_VNNI_BLOCK(1, block_vnni_1, VNNI_TARGET, WITHOUT_TABLE)
+DEFINE_VNNI_BLOCK(2, block_vnni_2, VNNI_TARGET, WITHOUT_TABLE)
+DEFINE_VNNI_BLOCK(3, block_vnni_3, VNNI_TARGET, WITHOUT_TABLE)
+DEFINE_VNNI_BLOCK(4, block_vnni_4, VNNI_TARGET, WITHOUT_TABLE)
+DEFINE_VNNI_BLOCK(1, block_vnni_table_1, SQ_TARGET_VBMI, WITH_TABLE)
+DEFINE_VNNI_BLOCK(2, block_vnni_table_2, SQ_TARGET_VBMI, WITH_TABLE)
+DEFINE_VNNI_BLOCK(3, block_vnni_table_3, SQ_TARGET_VBMI, WITH_TABLE)
+DEFINE_VNNI_BLOCK(4, block_vnni_table_4, SQ_TARGET_VBMI, WITH_TABLE)
+
+typedef void (*vnni_block_fn)(const int8_t *, size_t, size_t, const uint8_t *, size_t, size_t, size_t, size_t,
+                              const int32_t *, const int32_t *, const int32_t *, const sq_qrequant *, void *, size_t);
+static const vnni_block_fn vnni_blocks[2][4] = {
+    {block_vnni_1, block_vnni_2, block_vnni_3, block_vnni_4},
+    {block_vnni_table_1, block_vnni_table_2, block_vnni_table_3, block_vnni_table_4},
+};
 
 // MARK: - AVX2
 
@@ -310,12 +334,9 @@ int sq_qconv_gemm(int level, const int8_t *w, size_t ldw, size_t k, const uint8_
         size_t first = b * BLOCK, width = block_width(p, b);
         const uint8_t *x = packed + first * 4 * groups;
         if (vnni) {
-            switch (width / 16) {
-            case 1: block_vnni_1(w, ldw, groups, x, first, p, m_begin, m_end, offsets, zero_points, sums, rq, y, ldy); break;
-            case 2: block_vnni_2(w, ldw, groups, x, first, p, m_begin, m_end, offsets, zero_points, sums, rq, y, ldy); break;
-            case 3: block_vnni_3(w, ldw, groups, x, first, p, m_begin, m_end, offsets, zero_points, sums, rq, y, ldy); break;
-            default: block_vnni_4(w, ldw, groups, x, first, p, m_begin, m_end, offsets, zero_points, sums, rq, y, ldy); break;
-            }
+            int table = rq && rq->table && sq_has_avx512vbmi();
+            vnni_blocks[table][width / 16 - 1](w, ldw, groups, x, first, p, m_begin, m_end, offsets, zero_points, sums, rq,
+                                               y, ldy);
         } else {
             for (size_t i = 0; i < width && first + i < p; i += 16) {
                 tile_avx2(w, ldw, groups, x + i * 4, width * 4, first + i, p, m_begin, m_end, offsets, zero_points, sums,

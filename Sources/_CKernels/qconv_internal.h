@@ -20,7 +20,11 @@
 /// One channel's requantization constants in AVX-512 registers.
 typedef struct {
     __m512i mantissa, rounding, negative_mask, zero_point, lower, upper;
+    /// The clamp moved before the zero point (lower - z, upper - z) and the zero point, as int32 lanes.
+    __m512i lower32, upper32, zero32;
     __m128i shift;
+    /// Whether the shift is 31...62 (a multiplier below 1): then every shifted value fits int32.
+    int narrow;
 } sq_rq512;
 
 static inline __attribute__((always_inline)) SQ_TARGET_AVX512 sq_rq512 sq_rq512_load(const sq_qrequant *rq,
@@ -34,7 +38,26 @@ static inline __attribute__((always_inline)) SQ_TARGET_AVX512 sq_rq512 sq_rq512_
     r.zero_point = _mm512_set1_epi64(rq->zero_point);
     r.lower = _mm512_set1_epi64(rq->lower);
     r.upper = _mm512_set1_epi64(rq->upper);
+    r.lower32 = _mm512_set1_epi32(rq->lower - rq->zero_point);
+    r.upper32 = _mm512_set1_epi32(rq->upper - rq->zero_point);
+    r.zero32 = _mm512_set1_epi32(rq->zero_point);
+    r.narrow = rq->shift[c] >= 31 && rq->shift[c] <= 62 && rq->negative_mask[c] == -1;
     return r;
+}
+
+/// Sixteen accumulators to sixteen code bytes when the shift is 31 or more: |p| < 2^62 and the rounding
+/// term below 2^61, so (p + rounding - [p < 0]) >> shift fits int32 and the clamp can run on int32
+/// lanes, before the zero point is added (so nothing wraps). Even and odd lanes are multiplied in place
+/// (vpmuldq reads the low half of each 64-bit lane) and merged back.
+static inline __attribute__((always_inline)) SQ_TARGET_AVX512 __m128i sq_rq512_narrow16(__m512i acc, const sq_rq512 *r) {
+    __m512i even = _mm512_mul_epi32(acc, r->mantissa), odd = _mm512_mul_epi32(_mm512_srli_epi64(acc, 32), r->mantissa);
+    even = _mm512_add_epi64(_mm512_add_epi64(even, r->rounding), _mm512_srai_epi64(even, 63));
+    odd = _mm512_add_epi64(_mm512_add_epi64(odd, r->rounding), _mm512_srai_epi64(odd, 63));
+    even = _mm512_sra_epi64(even, r->shift);
+    odd = _mm512_sra_epi64(odd, r->shift);
+    __m512i q = _mm512_mask_blend_epi32((__mmask16)0xAAAA, even, _mm512_slli_epi64(odd, 32));
+    q = _mm512_min_epi32(_mm512_max_epi32(q, r->lower32), r->upper32);
+    return _mm512_cvtepi32_epi8(_mm512_add_epi32(q, r->zero32));
 }
 
 /// Eight int64 lanes (sign-extended accumulators) to clamped codes, still int64.
@@ -49,11 +72,43 @@ static inline __attribute__((always_inline)) SQ_TARGET_AVX512 __m512i sq_rq512_c
 
 /// Sixteen accumulators to sixteen code bytes.
 static inline __attribute__((always_inline)) SQ_TARGET_AVX512 __m128i sq_rq512_bytes16(__m512i acc, const sq_rq512 *r) {
+    if (r->narrow) return sq_rq512_narrow16(acc, r);
     __m512i low = sq_rq512_codes8(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(acc)), r);
     __m512i high = sq_rq512_codes8(_mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(acc, 1)), r);
     __m512i words = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(low)), _mm512_cvtepi64_epi32(high), 1);
     return _mm512_cvtepi32_epi8(words);
 }
+
+#define SQ_TARGET_VBMI __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx512vbmi")))
+
+/// A 256-byte code table in four registers: vpermi2b picks from two of them by the low seven bits of each
+/// index byte, the high bit chooses the pair.
+typedef struct {
+    __m512i t0, t1, t2, t3;
+} sq_table512;
+
+static inline __attribute__((always_inline)) SQ_TARGET_VBMI sq_table512 sq_table512_load(const uint8_t *table) {
+    sq_table512 t;
+    t.t0 = _mm512_loadu_si512(table);
+    t.t1 = _mm512_loadu_si512(table + 64);
+    t.t2 = _mm512_loadu_si512(table + 128);
+    t.t3 = _mm512_loadu_si512(table + 192);
+    return t;
+}
+
+/// table[byte] for each of 64 bytes.
+static inline __attribute__((always_inline)) SQ_TARGET_VBMI __m512i sq_table512_lookup(__m512i index, const sq_table512 *t) {
+    __m512i low = _mm512_permutex2var_epi8(t->t0, index, t->t1), high = _mm512_permutex2var_epi8(t->t2, index, t->t3);
+    return _mm512_mask_blend_epi8(_mm512_movepi8_mask(index), low, high);
+}
+
+/// table[byte] for each of 16 bytes.
+static inline __attribute__((always_inline)) SQ_TARGET_VBMI __m128i sq_table512_lookup16(__m128i codes, const sq_table512 *t) {
+    return _mm512_castsi512_si128(sq_table512_lookup(_mm512_castsi128_si512(codes), t));
+}
+
+/// Whether the CPU has AVX-512 VBMI (byte permutes) with usable ZMM state.
+int sq_has_avx512vbmi(void);
 
 /// One channel's constants in AVX2 registers.
 typedef struct {

@@ -1,3 +1,4 @@
+import Foundation
 import GraphIR
 @testable import Runtime
 import Tensors
@@ -15,7 +16,8 @@ import _TestSupport
 
     /// Awkward shapes for each path: depthwise (stride 1, 2, 3, dilation, 1-D), 1×1 (channels not a multiple of
     /// 4, output channels not a multiple of the row tile, position blocks with tails, a single position),
-    /// im2col (a stem-like 3×3 stride 2, groups, a channel multiplier) and a batch of two.
+    /// im2col (a stem-like 3×3 stride 2, groups, a channel multiplier), a batch of two, and depthwise rows
+    /// longer than 64 outputs.
     static let cases: [Case] = [
         Case(input: [1, 7, 13, 11], weight: [7, 1, 3, 3], attributes: ["group": .int(7), "strides": .ints([2, 2]), "pads": .ints([1, 1, 1, 1])]),
         Case(input: [1, 5, 9, 37], weight: [5, 1, 3, 3], attributes: ["group": .int(5), "pads": .ints([1, 1, 1, 1])]),
@@ -28,6 +30,8 @@ import _TestSupport
         Case(input: [2, 8, 11, 9], weight: [6, 4, 3, 3], attributes: ["group": .int(2), "strides": .ints([2, 1]), "pads": .ints([0, 1, 2, 1])]),
         Case(input: [1, 3, 8, 70], weight: [6, 1, 3, 3], attributes: ["group": .int(3), "pads": .ints([1, 1, 1, 1])]),
         Case(input: [1, 6, 31], weight: [5, 6, 4], attributes: ["strides": .ints([2]), "pads": .ints([2, 1]), "dilations": .ints([2])]),
+        Case(input: [1, 4, 5, 83], weight: [4, 1, 3, 3], attributes: ["group": .int(4), "pads": .ints([1, 1, 1, 1])]),
+        Case(input: [1, 2, 6, 150], weight: [2, 1, 3, 3], attributes: ["group": .int(2), "strides": .ints([2, 2]), "pads": .ints([0, 1, 1, 0])]),
     ]
 
     /// Levels to force: every one the CPU has, `.reference` included (it runs the twin itself).
@@ -224,6 +228,37 @@ import _TestSupport
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// Multipliers from 2^-40 to 2^6 (shifts on both sides of 31) and biases near the int32 limits, in
+    /// the 1×1 and depthwise kernels: the requantization's narrow and wide forms agree with the reference.
+    @Test func extremeMultipliersAndAccumulatorsEqualReference() throws {
+        var generator = SeededGenerator(seed: 95)
+        for (weight, group) in [([12, 5, 1, 1], 1), ([12, 1, 3, 3], 12)] {
+            let channels = weight[0]
+            let scales = (0..<channels).map { Float(pow(2.0, Double($0 * 4 - 40))) }
+            let constants: [String: Tensor] = [
+                "x_scale": Tensor(scalar: Float(1)), "x_zero_point": Tensor(scalar: UInt8(77)),
+                "w": try FusedTestData.codes(.int8, shape: weight, using: &generator),
+                "w_scale": try Tensor(shape: [channels], scalars: scales), "w_zero_point": try Tensor(zeros: .int8, shape: [channels]),
+                "bias": try Tensor(shape: [channels], scalars: (0..<channels).map { $0 % 2 == 0 ? Int32(2_000_000_000) : Int32(-2_100_000_000) }),
+                "y_scale": Tensor(scalar: Float(1)), "y_zero_point": Tensor(scalar: UInt8(128)),
+            ]
+            var node = Node(opType: "QConv", domain: IntegerFusion.domain,
+                            inputs: ["x", "x_scale", "x_zero_point", "w", "w_scale", "w_zero_point", "bias", "y_scale", "y_zero_point"],
+                            outputs: ["y"])
+            node.attributes["group"] = .int(group)
+            node.attributes["pads"] = .ints(weight[2] == 3 ? [1, 1, 1, 1] : [0, 0, 0, 0])
+            var kernel = try FusedQConvKernel(buildContext(node, constants: constants))
+            let feeds = orderedInputs(node, constants: constants,
+                                      feeds: ["x": try FusedTestData.codes(.uint8, shape: [1, weight[1] * group, 7, 19], using: &generator)])
+            let expected = try kernel.runReference(feeds)[0]
+            #expect(Set(expected.doubleValues).count > 3)
+            for level in Self.levels {
+                kernel.level = level
+                #expect(try kernel.run(feeds, context: ExecutionContext(threadCount: 1))[0] == expected, "\(weight) level \(level)")
             }
         }
     }

@@ -34,6 +34,7 @@ import _TestSupport
         Layout(shape: [5, 3, 4], axis: 1, blockSize: 0),  // per axis, middle
         Layout(shape: [7, 10], axis: 1, blockSize: 4),    // blocked along the row (weight-only mode), ragged
         Layout(shape: [7, 10], axis: -1, blockSize: 32),  // one block longer than the row
+        Layout(shape: [4, 64], axis: 1, blockSize: 16),   // long blocks: one loop per block
         Layout(shape: [9, 6], axis: 0, blockSize: 4),     // blocked across rows
         Layout(shape: [5, 3, 4], axis: 1, blockSize: 2),  // blocked along a middle axis
         Layout(shape: [5, 3, 5], axis: 2, blockSize: 3),  // odd row length: 4-bit rows start mid-byte

@@ -67,13 +67,15 @@ struct FusedDequantizeGatherKernel: Kernel {
             scales.withUnsafeBufferPointer { scales in
                 zeroPoints.withUnsafeBufferPointer { zeros in
                     parameters.columns.withUnsafeBufferPointer { columns in
-                        positions.withUnsafeBufferPointer { positions in
-                            let rowsOut = RowDequantizer(scales: scales.baseAddress!, zeros: zeros.baseAddress!,
-                                                         columns: parameters.uniformRows ? nil : columns.baseAddress!,
-                                                         rowLength: length)
-                            Parallel.forRanges(positions.count, threads: threads, grain: max(1, 8192 / length)) { range in
-                                rowsOut.dequantize(raw.baseAddress!, dtype: dtype, positions: positions, range: range,
-                                                   parameters: parameters, into: y)
+                        parameters.runs.withUnsafeBufferPointer { runs in
+                            positions.withUnsafeBufferPointer { positions in
+                                let rowsOut = RowDequantizer(scales: scales.baseAddress!, zeros: zeros.baseAddress!,
+                                                             runs: parameters.runs.isEmpty ? nil : runs,
+                                                             columns: columns.baseAddress!, rowLength: length)
+                                Parallel.forRanges(positions.count, threads: threads, grain: max(1, 8192 / length)) { range in
+                                    rowsOut.dequantize(raw.baseAddress!, dtype: dtype, positions: positions, range: range,
+                                                       parameters: parameters, into: y)
+                                }
                             }
                         }
                     }
@@ -100,29 +102,37 @@ struct FusedDequantizeGatherKernel: Kernel {
 /// axis 0: per tensor (0), per axis 0 (`r`), per another axis (a function of `e`), blocked along axis 0
 /// (`(r / block) · rowLength + e`), blocked along another axis (`r · parameters per row + f(e)`).
 struct RowParameterIndex: Sendable {
+    /// Consecutive elements of a row sharing one parameter: elements `start ..< end` use `column`.
+    struct Run: Sendable {
+        let start: Int
+        let end: Int
+        let column: Int
+    }
+
     let rowDivisor: Int
     let rowStride: Int
-    /// Per element of a row; all zero when `uniformRows`.
+    /// Per element of a row.
     let columns: [Int32]
-    /// Whether one parameter serves a whole row (per tensor, or per axis 0).
-    let uniformRows: Bool
+    /// The row cut into runs of one parameter, when they are long enough to loop over (per tensor, per
+    /// axis 0, blocks along the row); empty otherwise.
+    let runs: [Run]
 
     init(layout: QuantizationParameterLayout, axis: Int, rows: Int, rowLength: Int) {
         switch layout.granularity {
         case .perTensor:
-            (rowDivisor, rowStride, uniformRows) = (1, 0, true)
+            (rowDivisor, rowStride) = (1, 0)
             columns = [Int32](repeating: 0, count: rowLength)
         case .perAxis where axis == 0:
-            (rowDivisor, rowStride, uniformRows) = (1, 1, true)
+            (rowDivisor, rowStride) = (1, 1)
             columns = [Int32](repeating: 0, count: rowLength)
         case .perAxis:
-            (rowDivisor, rowStride, uniformRows) = (1, 0, false)
+            (rowDivisor, rowStride) = (1, 0)
             columns = (0..<rowLength).map { Int32(truncatingIfNeeded: ($0 / layout.inner) % layout.axisLength) }
         case .blocked where axis == 0:
-            (rowDivisor, rowStride, uniformRows) = (layout.blockSize, rowLength, false)
+            (rowDivisor, rowStride) = (layout.blockSize, rowLength)
             columns = (0..<rowLength).map { Int32(truncatingIfNeeded: $0) }
         case .blocked:
-            (rowDivisor, rowStride, uniformRows) = (1, layout.parameterCount / max(rows, 1), false)
+            (rowDivisor, rowStride) = (1, layout.parameterCount / max(rows, 1))
             // Element e of row 0 lies in outer slice e / (axisLength · inner) of the layout.
             let slice = layout.axisLength * layout.inner
             columns = (0..<rowLength).map { e in
@@ -130,6 +140,16 @@ struct RowParameterIndex: Sendable {
                 return Int32(truncatingIfNeeded: (outer * layout.blockCount + along / layout.blockSize) * layout.inner + inner)
             }
         }
+        var runs: [Run] = []
+        if rowLength > 0 {
+            var start = 0
+            for e in 1...rowLength where e == rowLength || columns[e] != columns[start] {
+                runs.append(Run(start: start, end: e, column: Int(columns[start])))
+                start = e
+            }
+        }
+        // Runs shorter than a vector's width are slower than the per-element lookup.
+        self.runs = !runs.isEmpty && rowLength >= 8 * runs.count ? runs : []
     }
 
     @inline(__always) func rowBase(_ row: Int) -> Int { row / rowDivisor &* rowStride }
@@ -139,8 +159,9 @@ struct RowParameterIndex: Sendable {
 struct RowDequantizer {
     let scales: UnsafePointer<Float>
     let zeros: UnsafePointer<Int32>
-    /// nil when one parameter serves each row.
-    let columns: UnsafePointer<Int32>?
+    /// Runs of one parameter, or nil to look each element's parameter up in `columns`.
+    let runs: UnsafeBufferPointer<RowParameterIndex.Run>?
+    let columns: UnsafePointer<Int32>
     let rowLength: Int
 
     func dequantize(_ table: UnsafeRawPointer, dtype: DType, positions: UnsafeBufferPointer<Int>, range: Range<Int>,
@@ -175,15 +196,17 @@ struct RowDequantizer {
     /// `y[e] = Float(q[e] − z) · s`, DequantizeLinear's float32 arithmetic (the difference is exact).
     @inline(__always)
     func dequantizeRow<Code: FixedWidthInteger>(_ q: UnsafePointer<Code>, base: Int, into y: UnsafeMutablePointer<Float>) {
-        if let columns {
-            let s = scales + base, z = zeros + base
+        let s = scales + base, z = zeros + base
+        if let runs {
+            for run in runs {
+                let scale = s[run.column], zero = z[run.column]
+                for e in run.start..<run.end { y[e] = Float(Int32(truncatingIfNeeded: q[e]) &- zero) * scale }
+            }
+        } else {
             for e in 0..<rowLength {
                 let p = Int(columns[e])
                 y[e] = Float(Int32(truncatingIfNeeded: q[e]) &- z[p]) * s[p]
             }
-        } else {
-            let s = scales[base], z = zeros[base]
-            for e in 0..<rowLength { y[e] = Float(Int32(truncatingIfNeeded: q[e]) &- z) * s }
         }
     }
 
@@ -191,12 +214,27 @@ struct RowDequantizer {
     /// sign-extended for int4.
     static func unpackNibbles(_ bytes: UnsafePointer<UInt8>, first: Int, count: Int, signed: Bool,
                               into values: UnsafeMutablePointer<Int8>) {
-        for i in 0..<count {
-            let index = first &+ i
-            let byte = bytes[index >> 1]
-            let nibble = index & 1 == 0 ? byte << 4 : byte & 0xF0
-            // The nibble sits in the top half: an arithmetic shift sign-extends it, a logical one does not.
-            values[i] = signed ? Int8(bitPattern: nibble) >> 4 : Int8(bitPattern: nibble >> 4)
+        var i = 0
+        if first & 1 == 1, count > 0 {
+            values[0] = nibble(bytes[first >> 1] & 0xF0, signed: signed)
+            i = 1
         }
+        // Whole bytes: two elements each, the low nibble first.
+        let pairs = bytes + ((first &+ i) >> 1)
+        let pairCount = (count - i) / 2
+        let out = values + i
+        for b in 0..<pairCount {
+            let byte = pairs[b]
+            out[2 &* b] = nibble(byte << 4, signed: signed)
+            out[2 &* b &+ 1] = nibble(byte & 0xF0, signed: signed)
+        }
+        i += 2 * pairCount
+        if i < count { values[i] = nibble(bytes[(first &+ i) >> 1] << 4, signed: signed) }
+    }
+
+    /// A nibble held in the top half of a byte: an arithmetic shift sign-extends it, a logical one does not.
+    @inline(__always)
+    static func nibble(_ high: UInt8, signed: Bool) -> Int8 {
+        signed ? Int8(bitPattern: high) >> 4 : Int8(bitPattern: high >> 4)
     }
 }

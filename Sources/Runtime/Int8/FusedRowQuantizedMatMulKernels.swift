@@ -172,6 +172,8 @@ struct FusedRowScaledQMatMulKernel: Kernel {
     let bias: [Float]?
     let activationZeroPoint: (value: Int32, dtype: DType)?
     let rowScaleFirst: Bool
+    /// The column offsets for the activation zero point of int8 codes (`QuantizeRows`' type), made once.
+    let usualOffsets: (zeroPoint: Int32, offsets: [Int32])
 
     init(_ context: KernelBuildContext) throws {
         guard let w = context.constant(2), w.rank == 2 else { throw KernelError.invalid("W must be a 2-D constant") }
@@ -194,6 +196,9 @@ struct FusedRowScaledQMatMulKernel: Kernel {
         weights = try FusedInt8Weights(weights: w, k: k, n: n, transposed: false,
                                        zeroPoints: weightQuantization.zeroPoints, bias: nil)
         weightValues = w
+        // int8 codes are flipped to uint8 for the GEMM, their zero point with them.
+        let flipped = (activationZeroPoint?.value ?? 0) + (activationZeroPoint?.dtype == .uint8 ? 0 : 128)
+        usualOffsets = (flipped, weights.columnOffsets(activationZeroPoint: flipped))
     }
 
     func run(_ inputs: [Tensor?], context: ExecutionContext) throws -> [Tensor] {
@@ -214,9 +219,13 @@ struct FusedRowScaledQMatMulKernel: Kernel {
                 let run = { (bias: UnsafePointer<Float>?) in
                     let stage = RowColumnScaledOutputStage(
                         columnScales: columnScales.baseAddress!, rowScales: rowScales.baseAddress!, bias: bias,
-                        rowScaleFirst: rowScaleFirst, output: output.pointer(as: Float.self), rowStride: weights.columns)
-                    RowScaledGEMM.run(m: m, a: activations.pointer, zeroPoint: activations.zeroPoint, weights: weights,
-                                      stage: stage, threads: context.threadCount, level: level)
+                        rowScaleFirst: rowScaleFirst, output: output.pointer(as: Float.self), rowStride: weights.columns,
+                        level: level == .reference ? .portable : (level == .avx2 ? .avx2 : .best))
+                    let za = activations.zeroPoint
+                    RowScaledGEMM.run(m: m, a: activations.pointer,
+                                      offsets: za == usualOffsets.zeroPoint ? usualOffsets.offsets
+                                                                            : weights.columnOffsets(activationZeroPoint: za),
+                                      weights: weights, stage: stage, threads: context.threadCount, level: level)
                 }
                 if let bias { bias.withUnsafeBufferPointer { run($0.baseAddress!) } } else { run(nil) }
             }
@@ -271,11 +280,11 @@ enum RowScaledGEMM {
     static let tileColumns = FusedInt8GEMM.columnGranularity
 
     /// `stage` over `acc = (A − za)(B − zb)` for A uint8 `m × K` (row stride K) and the packed weights.
-    static func run(m: Int, a: UnsafePointer<UInt8>, zeroPoint za: Int32, weights: FusedInt8Weights,
+    /// `offsets` are `weights.columnOffsets(activationZeroPoint: za)`.
+    static func run(m: Int, a: UnsafePointer<UInt8>, offsets: [Int32], weights: FusedInt8Weights,
                     stage: RowColumnScaledOutputStage, threads: Int, level: Int8GEMMLevel) {
         let n = weights.columns, k = weights.depth
         guard m > 0, n > 0 else { return }
-        let offsets = weights.columnOffsets(activationZeroPoint: za)
         var rowSums: [Int32] = []
         if weights.hasZeroPoints {
             rowSums = [Int32](repeating: 0, count: m)
@@ -345,31 +354,39 @@ struct RowColumnScaledOutputStage {
     let output: UnsafeMutablePointer<Float>
     let rowStride: Int
 
+    /// The vector level of the float steps (`.portable` runs the Swift loops below, their twin).
+    let level: SGEMM.Level
+
     /// Corrects and scales one tile of raw sums (`tile[r · 64 + c]` for row `rows.lowerBound + r` and
     /// column `columns.lowerBound + c`).
     func finish(_ tile: UnsafeMutablePointer<Int32>, rows: Range<Int>, columns: Range<Int>, corrections: TileCorrections) {
         let width = columns.count, first = columns.lowerBound
         let scale = columnScales + first, offset = corrections.offsets + first
+        let zeroPoints = corrections.rowSums == nil ? nil : corrections.zeroPoints.map { $0 + first }
+        let shift = bias.map { $0 + first }
+        if sq_row_scaled_output(level.rawValue, tile, RowScaledGEMM.tileColumns, rows.count, width, offset, zeroPoints,
+                                corrections.rowSums.map { $0 + rows.lowerBound }, scale, rowScales + rows.lowerBound,
+                                shift, rowScaleFirst ? 1 : 0, output + rows.lowerBound * rowStride + first, rowStride) != 0 {
+            return
+        }
         for i in rows {
             let row = tile + (i - rows.lowerBound) * RowScaledGEMM.tileColumns
-            if let zeroPoints = corrections.zeroPoints, let rowSums = corrections.rowSums {
-                let zb = zeroPoints + first, rowSum = rowSums[i]
-                for j in 0..<width { row[j] = row[j] &+ offset[j] &- zb[j] &* rowSum }
+            if let zeroPoints, let rowSums = corrections.rowSums {
+                let rowSum = rowSums[i]
+                for j in 0..<width { row[j] = row[j] &+ offset[j] &- zeroPoints[j] &* rowSum }
             } else {
                 for j in 0..<width { row[j] = row[j] &+ offset[j] }
             }
             let target = output + i * rowStride + first
             let rowScale = rowScales[i]
-            switch (rowScaleFirst, bias) {
+            switch (rowScaleFirst, shift) {
             case (false, nil):
                 for j in 0..<width { target[j] = (Float(row[j]) * scale[j]) * rowScale }
-            case (false, let bias?):
-                let shift = bias + first
+            case (false, let shift?):
                 for j in 0..<width { target[j] = (Float(row[j]) * scale[j]) * rowScale + shift[j] }
             case (true, nil):
                 for j in 0..<width { target[j] = (Float(row[j]) * rowScale) * scale[j] }
-            case (true, let bias?):
-                let shift = bias + first
+            case (true, let shift?):
                 for j in 0..<width { target[j] = (Float(row[j]) * rowScale) * scale[j] + shift[j] }
             }
         }

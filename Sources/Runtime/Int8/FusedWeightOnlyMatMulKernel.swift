@@ -3,8 +3,10 @@ import Tensors
 
 /// `com.swiftquant::WeightOnlyMatMul`: `Y = A · DequantizeLinear(W)` for float32 `A` and a constant
 /// weight-only quantized `W` (`[K, N]`; int4/uint4/int8/uint8, per tensor, per channel or blocked along K
-/// with opset 21's `block_size`). Inputs: `A`, `W`, `w_scale`, `w_zero_point` (optional); attributes
-/// `axis`, `block_size` (DequantizeLinear's), `prepack` (default 1).
+/// with opset 21's `block_size`). Inputs: `A`, `W`, `w_scale`, `w_zero_point` (optional), `bias` (optional
+/// float32, N values); attributes `axis`, `block_size` (DequantizeLinear's), `prepack` (default 1), and
+/// `activation` / `activation_parameters` (see `WeightOnlyActivation`). The bias and activation are the
+/// SGEMM epilogue's: `y = act(A·W + bias)`, each step rounded as the separate Add and activation round it.
 ///
 /// The weights are dequantized by the reference DequantizeLinear kernel itself, so every float weight
 /// equals the unfused graph's. With `prepack = 1` (what the fusion writes) that happens once, when the
@@ -17,6 +19,7 @@ struct FusedWeightOnlyMatMulKernel: Kernel {
     let packed: SGEMM.PackedMatrix?
     /// The DequantizeLinear inputs and kernel, kept for `prepack = 0`.
     let dequantize: (kernel: DequantizeLinearKernel, inputs: [Tensor?])?
+    let epilogue: FusedEpilogue
 
     init(_ context: KernelBuildContext) throws {
         guard let w = context.constant(1), w.rank == 2 else { throw KernelError.invalid("W must be a 2-D constant") }
@@ -25,6 +28,11 @@ struct FusedWeightOnlyMatMulKernel: Kernel {
         let kernel = try DequantizeLinearKernel(context, version: 21)
         let inputs: [Tensor?] = [w, try context.constantInput(2, "w_scale"), try context.constantInput(3, "w_zero_point")]
         guard inputs[1] != nil else { throw KernelError.invalid("w_scale must be given") }
+        let bias = try context.constantInput(4, "bias")
+        if let bias, bias.dtype != .float32 || bias.rank != 1 || bias.count != n {
+            throw KernelError.invalid("bias must be float32 of \(n) values, got \(bias.dtype) \(bias.shape)")
+        }
+        epilogue = FusedEpilogue(bias: bias, activation: try WeightOnlyActivation.read(context))
         if try context.int("prepack", default: 1) != 0 {
             let weights = try kernel.run(inputs, context: ExecutionContext(threadCount: 1))[0]
             guard weights.dtype == .float32 else { throw KernelError.invalid("W must dequantize to float32") }
@@ -45,23 +53,30 @@ struct FusedWeightOnlyMatMulKernel: Kernel {
         }
         let leading = Array(a.shape.dropLast())
         let m = try Shape.elementCount(leading)
-        var y = try Tensor(zeros: .float32, shape: leading + [n])
-        guard m > 0, n > 0 else { return [y] }
-        if k == 0 { return [y] }
+        let y = try context.output(.float32, shape: leading + [n])
+        guard m > 0, n > 0 else { return [y.tensor] }
+        if k == 0 {
+            // An empty sum: zeros, then the bias and activation.
+            let c = y.pointer(as: Float.self)
+            c.initialize(repeating: 0, count: m * n)
+            epilogue.withSGEMMEpilogue { $0?.apply(to: c, rows: m, columns: n, ldc: n) }
+            return [y.tensor]
+        }
         let weights = try dequantize.map { try $0.kernel.run($0.inputs, context: context)[0] }
         a.withUnsafeBufferPointer(as: Float.self) { aBuffer in
-            y.withUnsafeMutableBufferPointer(as: Float.self) { yBuffer in
+            epilogue.withSGEMMEpilogue { epilogue in
+                let c = y.pointer(as: Float.self)
                 if let packed {
-                    SGEMM.multiply(m: m, a: aBuffer.baseAddress!, lda: k, packedB: packed, c: yBuffer.baseAddress!, ldc: n,
-                                   threads: context.threadCount)
+                    SGEMM.multiply(m: m, a: aBuffer.baseAddress!, lda: k, packedB: packed, c: c, ldc: n,
+                                   threads: context.threadCount, epilogue: epilogue)
                 } else if let weights {
                     weights.withUnsafeBufferPointer(as: Float.self) { bBuffer in
                         SGEMM.multiply(m: m, n: n, k: k, a: aBuffer.baseAddress!, lda: k, b: bBuffer.baseAddress!, ldb: n,
-                                       c: yBuffer.baseAddress!, ldc: n, threads: context.threadCount)
+                                       c: c, ldc: n, threads: context.threadCount, epilogue: epilogue)
                     }
                 }
             }
         }
-        return [y]
+        return [y.tensor]
     }
 }

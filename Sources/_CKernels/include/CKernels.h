@@ -272,6 +272,8 @@ int sq_qbinary_u8(int level, int multiply, const uint8_t *a, const uint8_t *b, s
 
 // MARK: - Per-row dynamic quantization (float32 -> 8-bit codes)
 
+// MARK: - Per-row dynamic quantization of a MatMul
+
 /// For each of `rows` contiguous rows of `cols` floats: m = the largest |x| (NaN if any is NaN, -inf for
 /// cols = 0), scales[r] = Max(m, epsilon) / divisor (NaN in either operand wins), and
 /// codes[r][k] = clamp(round_half_even(x[r][k] / scales[r]) + zero_point, lower, upper) (NaN to `lower`),
@@ -280,6 +282,14 @@ int sq_qbinary_u8(int level, int multiply, const uint8_t *a, const uint8_t *b, s
 /// AVX-512); returns 0, doing nothing, when the CPU lacks it.
 int sq_quantize_rows(int level, const float *x, size_t rows, size_t cols, float epsilon, float divisor,
                      int32_t zero_point, int32_t lower, int32_t upper, uint8_t *codes, float *scales);
+/// Floats from a tile of int32 sums, for i < rows and j < cols (pointers at the tile's first row/column):
+/// acc = tile[i * ldt + j] + offsets[j] - zero_points[j] * row_sums[i] (wrapping; the last term only when
+/// `zero_points` is not NULL), then y[i * ldy + j] = (float(acc) * column_scales[j]) * row_scales[i]
+/// (with `row_scale_first`, (float(acc) * row_scales[i]) * column_scales[j]) [+ bias[j] when not NULL],
+/// each operation rounded to float32 on its own. Levels and return value as for `sq_quantize_rows`.
+int sq_row_scaled_output(int level, const int32_t *tile, size_t ldt, size_t rows, size_t cols, const int32_t *offsets,
+                         const int32_t *zero_points, const int32_t *row_sums, const float *column_scales,
+                         const float *row_scales, const float *bias, int row_scale_first, float *y, size_t ldy);
 
 
 // MARK: - Transformer kernels (float32 <-> 8-bit, attention)

@@ -1,8 +1,10 @@
-// Per-row dynamic quantization (the `QuantizeRows` fused operator): one scale per row from the row's
-// largest magnitude, then the codes. Every step is the float32 operation of the ONNX node it replaces
-// (Abs, ReduceMax, Max, Div, Div, QuantizeLinear), so the results equal the unfused graph's bit for bit:
-// divisions are true IEEE divisions, and rounding to int32 uses the default MXCSR mode, round half to
-// even. The Swift `FusedQuantizeRowsKernel.runReference` is the reference twin.
+// Per-row dynamic quantization of a MatMul. `sq_quantize_rows` (the `QuantizeRows` fused operator): one
+// scale per row from the row's largest magnitude, then the codes. `sq_row_scaled_output` (the end of
+// `RowScaledQMatMul`): int32 sums to floats scaled per column and per row. Every step is the float32
+// operation of the ONNX node it replaces (Abs, ReduceMax, Max, Div, Div, QuantizeLinear; Cast, Mul, Mul,
+// Add), one rounding each, so the results equal the unfused graph's bit for bit: divisions are true IEEE
+// divisions, rounding to int32 uses the default MXCSR mode (half to even), and products and sums are
+// separate instructions (never fused). The Swift kernels' loops are the reference twins.
 #include "CKernels.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -112,11 +114,97 @@ int sq_quantize_rows(int level, const float *x, size_t rows, size_t cols, float 
     return 0;
 }
 
+// MARK: - Row- and column-scaled outputs
+
+__attribute__((target("avx512f"))) static void row_scaled_output_avx512(
+    const int32_t *tile, size_t ldt, size_t rows, size_t cols, const int32_t *offsets, const int32_t *zero_points,
+    const int32_t *row_sums, const float *column_scales, const float *row_scales, const float *bias, int row_first,
+    float *y, size_t ldy) {
+    for (size_t i = 0; i < rows; i++) {
+        const __m512 row_scale = _mm512_set1_ps(row_scales[i]);
+        const __m512i row_sum = _mm512_set1_epi32(zero_points ? row_sums[i] : 0);
+        for (size_t j = 0; j < cols; j += 16) {
+            size_t left = cols - j < 16 ? cols - j : 16;
+            __mmask16 mask = (__mmask16)((1u << left) - 1u);
+            __m512i acc = _mm512_add_epi32(_mm512_maskz_loadu_epi32(mask, tile + i * ldt + j),
+                                           _mm512_maskz_loadu_epi32(mask, offsets + j));
+            if (zero_points)
+                acc = _mm512_sub_epi32(acc, _mm512_mullo_epi32(_mm512_maskz_loadu_epi32(mask, zero_points + j), row_sum));
+            __m512 column_scale = _mm512_maskz_loadu_ps(mask, column_scales + j);
+            __m512 value = _mm512_cvtepi32_ps(acc);
+            value = row_first ? _mm512_mul_ps(_mm512_mul_ps(value, row_scale), column_scale)
+                              : _mm512_mul_ps(_mm512_mul_ps(value, column_scale), row_scale);
+            if (bias) value = _mm512_add_ps(value, _mm512_maskz_loadu_ps(mask, bias + j));
+            _mm512_mask_storeu_ps(y + i * ldy + j, mask, value);
+        }
+    }
+}
+
+__attribute__((target("avx2"))) static void row_scaled_output_avx2(
+    const int32_t *tile, size_t ldt, size_t rows, size_t cols, const int32_t *offsets, const int32_t *zero_points,
+    const int32_t *row_sums, const float *column_scales, const float *row_scales, const float *bias, int row_first,
+    float *y, size_t ldy) {
+    for (size_t i = 0; i < rows; i++) {
+        const __m256 row_scale = _mm256_set1_ps(row_scales[i]);
+        const int32_t sum = zero_points ? row_sums[i] : 0;
+        const __m256i row_sum = _mm256_set1_epi32(sum);
+        size_t j = 0;
+        for (; j + 8 <= cols; j += 8) {
+            __m256i acc = _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)(tile + i * ldt + j)),
+                                           _mm256_loadu_si256((const __m256i *)(offsets + j)));
+            if (zero_points)
+                acc = _mm256_sub_epi32(acc, _mm256_mullo_epi32(_mm256_loadu_si256((const __m256i *)(zero_points + j)), row_sum));
+            __m256 column_scale = _mm256_loadu_ps(column_scales + j);
+            __m256 value = _mm256_cvtepi32_ps(acc);
+            value = row_first ? _mm256_mul_ps(_mm256_mul_ps(value, row_scale), column_scale)
+                              : _mm256_mul_ps(_mm256_mul_ps(value, column_scale), row_scale);
+            if (bias) value = _mm256_add_ps(value, _mm256_loadu_ps(bias + j));
+            _mm256_storeu_ps(y + i * ldy + j, value);
+        }
+        for (; j < cols; j++) {
+            // The same steps on one lane; the int32 arithmetic wraps as the vector lanes do.
+            uint32_t wrapped = (uint32_t)tile[i * ldt + j] + (uint32_t)offsets[j];
+            if (zero_points) wrapped -= (uint32_t)zero_points[j] * (uint32_t)sum;
+            __m128 value = _mm_cvtsi32_ss(_mm_setzero_ps(), (int32_t)wrapped);
+            __m128 first = _mm_set_ss(row_first ? row_scales[i] : column_scales[j]);
+            __m128 second = _mm_set_ss(row_first ? column_scales[j] : row_scales[i]);
+            value = _mm_mul_ss(_mm_mul_ss(value, first), second);
+            if (bias) value = _mm_add_ss(value, _mm_set_ss(bias[j]));
+            y[i * ldy + j] = _mm_cvtss_f32(value);
+        }
+    }
+}
+
+int sq_row_scaled_output(int level, const int32_t *tile, size_t ldt, size_t rows, size_t cols, const int32_t *offsets,
+                         const int32_t *zero_points, const int32_t *row_sums, const float *column_scales,
+                         const float *row_scales, const float *bias, int row_scale_first, float *y, size_t ldy) {
+    sq_cpu_features f = sq_cpu_detect();
+    if (level >= SQ_SGEMM_LEVEL_AVX512 && f.avx512f) {
+        row_scaled_output_avx512(tile, ldt, rows, cols, offsets, zero_points, row_sums, column_scales, row_scales, bias,
+                                 row_scale_first, y, ldy);
+        return 1;
+    }
+    if (level >= SQ_SGEMM_LEVEL_AVX2 && f.avx2) {
+        row_scaled_output_avx2(tile, ldt, rows, cols, offsets, zero_points, row_sums, column_scales, row_scales, bias,
+                               row_scale_first, y, ldy);
+        return 1;
+    }
+    return 0;
+}
+
 #else
 int sq_quantize_rows(int level, const float *x, size_t rows, size_t cols, float epsilon, float divisor,
                      int32_t zero_point, int32_t lower, int32_t upper, uint8_t *codes, float *scales) {
     (void)level; (void)x; (void)rows; (void)cols; (void)epsilon; (void)divisor; (void)zero_point; (void)lower;
     (void)upper; (void)codes; (void)scales;
+    return 0;
+}
+
+int sq_row_scaled_output(int level, const int32_t *tile, size_t ldt, size_t rows, size_t cols, const int32_t *offsets,
+                         const int32_t *zero_points, const int32_t *row_sums, const float *column_scales,
+                         const float *row_scales, const float *bias, int row_scale_first, float *y, size_t ldy) {
+    (void)level; (void)tile; (void)ldt; (void)rows; (void)cols; (void)offsets; (void)zero_points; (void)row_sums;
+    (void)column_scales; (void)row_scales; (void)bias; (void)row_scale_first; (void)y; (void)ldy;
     return 0;
 }
 #endif

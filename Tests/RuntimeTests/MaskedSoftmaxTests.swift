@@ -7,7 +7,7 @@ import _TestSupport
 
 /// `MaskedSoftmax` (attention's `Add(scores, mask) → Softmax → Where(IsNaN(s), 0, s)`): the kernel at
 /// every level against softmax computed in double from its definition, and the rewrite in a quantized
-/// graph against the unfused graph, bit for bit.
+/// graph against the unfused graph.
 @Suite struct MaskedSoftmaxTests {
     /// softmax(a + b) along the last axis in double, NaN rows (all −inf) replaced by `replacement`.
     static func expected(_ a: Tensor, _ b: Tensor, replacement: Float?) -> [Double] {
@@ -107,7 +107,9 @@ import _TestSupport
             let fused = try Session(model: model, options: SessionOptions(threadCount: threads)).run(feeds)[guarded]!
             let unfused = try Session(model: model, options: SessionOptions(threadCount: threads, integerExecution: false))
                 .run(feeds)[guarded]!
-            #expect(fused == unfused)
+            // The fused row sums its exponentials in another order than the Softmax kernel: a few ulps.
+            let worst = zip(fused.floats, unfused.floats).map { abs($0 - $1) }.max() ?? .infinity
+            #expect(fused.shape == unfused.shape && worst <= 1e-6, "fused and unfused differ by \(worst)")
             #expect(fused.floats.allSatisfy { !$0.isNaN })
         }
     }

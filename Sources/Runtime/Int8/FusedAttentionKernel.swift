@@ -7,12 +7,12 @@ import Tensors
 ///     Q = transpose(q, [0, 2, 1, 3]) · q_scale           q: [B, Sq, H, D]
 ///     K = transpose(k, [0, 2, 3, 1]) · k_scale           k: [B, Sk, H, D]
 ///     P = MaskedSoftmax(Q @ K, mask [, c])                [B, H, Sq, Sk]
-///     y = transpose(P @ transpose(v, [0, 2, 1, 3]), [0, 2, 1, 3])     v: [B, Sk, H, Dv], y: [B, Sq, H, Dv]
+///     y = P @ transpose(v, [0, 2, 1, 3])                 v: [B, Sk, H, Dv], y: [B, H, Sq, Dv]
 ///
 /// Inputs: 0 `q`, 1 `k`, 2 `v`, 3 `q_scale`, 4 `k_scale` (one-element float32 constants), 5 `mask`
 /// (broadcast to the scores), 6 `c` (optional, see `FusedMaskedSoftmaxKernel`). The scaled copies round as
-/// the Mul nodes do, both products run on SGEMM as the MatMul kernel runs them (reading v and writing y in
-/// place of the transposes) and the softmax is `MaskedSoftmax`'s. Inputs the fast path does not cover
+/// the Mul nodes do, both products run on SGEMM as the MatMul kernel runs them (reading v in place, without
+/// its transposed copy) and the softmax is `MaskedSoftmax`'s. Inputs the fast path does not cover
 /// (other types or ranks, mismatched or broadcast batch shapes) run the replaced operators one by one.
 struct FusedAttentionKernel: Kernel {
     let qScale: Tensor
@@ -45,7 +45,7 @@ struct FusedAttentionKernel: Kernel {
         guard Shape.broadcast(scoresShape, mask.shape) == scoresShape else {
             return [try unfused(q, k, v, mask, context: context)]
         }
-        let y = try context.output(.float32, shape: [batches, sq, heads, dv])
+        let y = try context.output(.float32, shape: [batches, heads, sq, dv])
         guard y.tensor.count > 0 else { return [y.tensor] }
         let out = y.pointer(as: Float.self)
         let maskRows = BroadcastRows(input: mask.shape, output: scoresShape)
@@ -80,7 +80,7 @@ struct FusedAttentionKernel: Kernel {
                     }
                     SGEMM.multiply(m: sq, n: dv, k: sk, a: scores, lda: sk,
                                    b: vs + (batch * sk * heads + head) * dv, ldb: heads * dv,
-                                   c: out + (batch * sq * heads + head) * dv, ldc: heads * dv)
+                                   c: out + unit * sq * dv, ldc: dv)
                 }
             }
         }}}}
@@ -101,6 +101,6 @@ struct FusedAttentionKernel: Kernel {
         let scores = try matMul(try multiply(try transpose(q, [0, 2, 1, 3]), qScale),
                                 try multiply(try transpose(k, [0, 2, 3, 1]), kScale))
         let p = try softmax.run([scores, mask, softmax.replacement], context: context)[0]
-        return try transpose(try matMul(p, try transpose(v, [0, 2, 1, 3])), [0, 2, 1, 3])
+        return try matMul(p, try transpose(v, [0, 2, 1, 3]))
     }
 }

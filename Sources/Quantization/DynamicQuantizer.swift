@@ -211,16 +211,17 @@ struct DynamicRewrite {
             rewriter.emit("Mul", [xs, weightScale], [scale])
             rewriter.emit("MatMulInteger", [xq, codes, xz, weightZero], [product], name: name)
             rewriter.emit("Cast", [product], [widened], attributes: [("to", .int(DynamicQuantizer.floatCode))])
-            rewriter.emit("Mul", [widened, scale], [scaledOutput])
+            rewriter.emit("Mul", [widened, scale], [scaledOutput], name: rewriter.makeName(stem + "_y_node"))
         case .perToken:
             let (xq, rowScale) = try tokenwiseQuantized(activation)
             let columnScaled = rewriter.makeName(stem + "_cs")
             rewriter.emit("MatMulInteger", [xq, codes, "", weightZero], [product], name: name)
             rewriter.emit("Cast", [product], [widened], attributes: [("to", .int(DynamicQuantizer.floatCode))])
             rewriter.emit("Mul", [widened, weightScale], [columnScaled])
-            rewriter.emit("Mul", [columnScaled, rowScale], [scaledOutput])
+            rewriter.emit("Mul", [columnScaled, rowScale], [scaledOutput], name: rewriter.makeName(stem + "_y_node"))
         }
-        if let bias { rewriter.emit("Add", [scaledOutput, bias], [output]) }
+        // Named apart from the original output: the MatMulInteger keeps the node's name, which may equal it.
+        if let bias { rewriter.emit("Add", [scaledOutput, bias], [output], name: rewriter.makeName(stem + "_out_node")) }
         return .rewritten(options.dynamicActivations == .perTensor
                           ? "MatMulInteger, activation uint8 per tensor" : "MatMulInteger, activation int8 per token")
     }
@@ -339,10 +340,10 @@ struct DynamicRewrite {
                       name: node.name.isEmpty ? nil : node.name)
         rewriter.emit("Cast", [product], [widened], attributes: [("to", .int(DynamicQuantizer.floatCode))])
         rewriter.emit("Mul", [xs, names[1]], [scale])
-        rewriter.emit("Mul", [widened, scale], [scaledOutput])
+        rewriter.emit("Mul", [widened, scale], [scaledOutput], name: rewriter.makeName(stem + "_y_node"))
         if let bias {
             let biasName = rewriter.addInitializer(try bias.reshaped(channelShape), base: stem + "_bias")
-            rewriter.emit("Add", [scaledOutput, biasName], [output])
+            rewriter.emit("Add", [scaledOutput, biasName], [output], name: rewriter.makeName(stem + "_out_node"))
         }
         return .rewritten("ConvInteger, activation uint8 per tensor")
     }

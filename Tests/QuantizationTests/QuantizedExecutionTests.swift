@@ -26,7 +26,8 @@ import _TestSupport
         ]
         var graph = Graph(name: "mlp", nodes: nodes,
                           inputs: [ValueInfo(name: "ids", dtype: .int64, shape: [.value(2), .value(5)])],
-                          outputs: [ValueInfo(name: "y", dtype: .float32, shape: nil), ValueInfo(name: "side", dtype: .float32, shape: nil)])
+                          outputs: [ValueInfo(name: "y", dtype: .float32, shape: [.value(2), .value(5), .value(out)]),
+                                    ValueInfo(name: "side", dtype: .float32, shape: [.value(2), .value(5), .value(out)])])
         graph.initializers["table"] = try Support.floats([vocabulary, width], Support.pseudoRandom(vocabulary * width, seed: 1))
         graph.initializers["w1"] = try Support.floats([width, hidden], Support.pseudoRandom(width * hidden, seed: 2, scale: 0.3))
         graph.initializers["b1"] = try Support.floats([hidden], Support.pseudoRandom(hidden, seed: 3, scale: 0.1))

@@ -57,7 +57,7 @@ final class WorkerPool: @unchecked Sendable {
         var body: (Int) -> Void = Job.idle
         var count = 0
         var parts = 0
-        static let idle: (Int) -> Void = { _ in }
+        static let idle: @Sendable (Int) -> Void = { _ in }
     }
 
     private init() {

@@ -100,16 +100,9 @@ final class WorkerPool: @unchecked Sendable {
         let others = parts - runBlocks(of: generation, parts: parts, home: 0)
         // Only blocks other threads have claimed are left: they end soon unless a thread was preempted,
         // in which case this one sleeps rather than take CPU time that thread may need.
-        let deadline = Clock.nanoseconds() &+ Self.ownerSpinNanoseconds
-        var polls = 0
+        var poll = Poll(for: Self.ownerSpinNanoseconds)
         while finished.load(ordering: .acquiring) != others {
-            polls &+= 1
-            guard polls & 63 == 0 else {
-                sq_spin_pause()
-                continue
-            }
-            sched_yield()
-            if Clock.nanoseconds() > deadline {
+            if poll.isOver() {
                 owner.sleep { self.finished.load(ordering: .sequentiallyConsistent) == others }
             }
         }
@@ -158,8 +151,7 @@ final class WorkerPool: @unchecked Sendable {
     fileprivate func serve(_ worker: Worker) -> Never {
         RegionMarker.isInside = true
         var seen = worker.hiredAfter
-        var deadline = Clock.nanoseconds() &+ Self.spinNanoseconds
-        var polls = 0
+        var poll = Poll(for: Self.spinNanoseconds)
         while true {
             let current = ticket.load(ordering: .acquiring)
             let region = UInt32(truncatingIfNeeded: current >> 32)
@@ -171,24 +163,16 @@ final class WorkerPool: @unchecked Sendable {
                         finished.add(ran, ordering: .sequentiallyConsistent)
                         if owner.isAsleep { owner.wake() }
                     }
-                    deadline = Clock.nanoseconds() &+ Self.spinNanoseconds
+                    poll = Poll(for: Self.spinNanoseconds)
                 }
                 continue
             }
-            polls &+= 1
-            guard polls & 63 == 0 else {
-                sq_spin_pause()
-                continue
-            }
-            // Every few microseconds: give way to any thread waiting for this core (the region's owner,
-            // when the scheduler put both on one core), and sleep once the polling time is over.
-            sched_yield()
-            if Clock.nanoseconds() > deadline {
+            if poll.isOver() {
                 worker.parking.sleep {
                     let latest = self.ticket.load(ordering: .sequentiallyConsistent)
                     return UInt32(truncatingIfNeeded: latest >> 32) != seen && Self.needs(worker, latest)
                 }
-                deadline = Clock.nanoseconds() &+ Self.spinNanoseconds
+                poll = Poll(for: Self.spinNanoseconds)
             }
         }
     }
@@ -274,6 +258,29 @@ enum RegionMarker {
     static var isInside: Bool {
         get { pthread_getspecific(key) != nil }
         set { pthread_setspecific(key, newValue ? UnsafeRawPointer(bitPattern: 1) : nil) }
+    }
+}
+
+/// Busy-waiting for a while, one `isOver()` call per look at what is awaited.
+private struct Poll {
+    private var looks = 0
+    private let deadline: UInt64
+
+    init(for nanoseconds: UInt64) {
+        deadline = Clock.nanoseconds() &+ nanoseconds
+    }
+
+    /// Pauses briefly. Every 64 calls (a few microseconds) it also gives way to any thread waiting for
+    /// this core — the region's owner, when the scheduler put it on the same core — and reads the clock:
+    /// true once the time is over.
+    mutating func isOver() -> Bool {
+        looks &+= 1
+        guard looks & 63 == 0 else {
+            sq_spin_pause()
+            return false
+        }
+        sched_yield()
+        return Clock.nanoseconds() > deadline
     }
 }
 

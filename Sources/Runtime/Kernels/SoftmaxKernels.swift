@@ -50,10 +50,12 @@ struct SoftmaxKernel: Kernel {
         let total = outer * length * inner
         if inner == 1 {
             if T.self == Float.self {
-                // Contiguous float32 rows: the vectorised kernel (this type's row loop is its twin).
+                // Contiguous float32 rows: the vectorised kernel (this type's row loop is its twin). An
+                // exponential per element, even vectorised, makes it a transcendental loop for splitting.
                 let xs = UnsafeRawPointer(x).assumingMemoryBound(to: Float.self)
                 let ys = UnsafeMutableRawPointer(y).assumingMemoryBound(to: Float.self)
-                let grain = ElementwiseParallel.rowGrain(rows: outer, rowLength: length)
+                let grain = ElementwiseParallel.rowGrain(rows: outer, rowLength: length,
+                                                         elements: ElementwiseParallel.transcendentalGrain)
                 ElementwiseParallel.forRanges(outer, grain: grain, context: context) { rows in
                     VectorMath.softmaxRows(xs + rows.lowerBound * length, ys + rows.lowerBound * length,
                                            rows: rows.count, length: length, logarithmic: logarithmic)

@@ -3,7 +3,7 @@
 // exponentials. Three passes over the row, in registers and L1:
 //
 //     v = x + mask (rounded as Add rounds it), m = max v
-//     e = exp(v - m) (vector_math.c's exponential), s = sum e (16 partial sums, then a tree)
+//     e = exp(v - m) (vector_math.c's exponential; 0 below e^-87), s = sum e (16 partial sums, then a tree)
 //     y = e / s
 //
 // A row whose maximum is NaN or infinite (some NaN, all -inf or a +inf) is NaN throughout in the
@@ -29,6 +29,11 @@
 #undef VM_TARGET
 #undef VM
 
+/// exp(x) for x below this is under 1.7e-38, next to the smallest normal float: such terms are taken as 0,
+/// which changes no sum by more than that (the row's maximum contributes 1), and the exponential never
+/// works on subnormals, which cost some CPUs a microcode assist per lane (attention masks give -inf).
+#define SMALLEST_EXPONENT -87.0f
+
 __attribute__((target("avx512f"))) static void masked_softmax_row_avx512(
     const float *x, const float *mask, size_t mask_step, float *y, size_t n, int replace, float nan_value) {
     const __m512 negative_infinity = _mm512_set1_ps(-__builtin_inff());
@@ -51,12 +56,14 @@ __attribute__((target("avx512f"))) static void masked_softmax_row_avx512(
         }
         return;
     }
-    const __m512 shift = _mm512_set1_ps(maximum);
+    const __m512 shift = _mm512_set1_ps(maximum), smallest = _mm512_set1_ps(SMALLEST_EXPONENT);
     __m512 sum = _mm512_setzero_ps();
     for (size_t i = 0; i < n; i += 16) {
         __mmask16 lanes = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1u);
-        __m512 v = _mm512_maskz_loadu_ps(lanes, y + i);
-        __m512 e = (__m512)exp_masked512((vf_masked512)_mm512_sub_ps(v, shift));
+        __m512 d = _mm512_sub_ps(_mm512_maskz_loadu_ps(lanes, y + i), shift);
+        // Masked scores (-inf) and others far below the maximum give 0 without subnormal arithmetic.
+        __mmask16 kept = _mm512_cmp_ps_mask(d, smallest, _CMP_GE_OQ);
+        __m512 e = _mm512_maskz_mov_ps(kept, (__m512)exp_masked512((vf_masked512)_mm512_max_ps(d, smallest)));
         _mm512_mask_storeu_ps(y + i, lanes, e);
         sum = _mm512_mask_add_ps(sum, lanes, sum, e);
     }

@@ -34,7 +34,8 @@ import Tensors
 ///    once (`deduplicateComputations`); attention's `Add(scores, mask) → Softmax
 ///    [→ Where(IsNaN, c, ·)]` becomes `MaskedSoftmax`, then with the transposes, scalings and MatMuls
 ///    around it `Attention`, and a float-output `QMatMul → Gelu → Quantize`
-///    one `QMatMul` that quantizes its Gelu'd output (`quantize_float_output`); then dead code elimination.
+///    one `QMatMul` that quantizes its Gelu'd output (`quantize_float_output`), and a residual
+///    `Add → LayerNormalization` `AddLayerNormalization`; then dead code elimination.
 public enum IntegerFusion {
     /// The operator domain of the fused operators.
     public static let domain = "com.swiftquant"
@@ -112,6 +113,7 @@ struct IntegerFusionRewriter {
             _ = round { $0.fuseMaskedSoftmaxes() }
             _ = round { $0.fuseAttentions() }
             _ = round { $0.fuseQuantizedGelus() }
+            _ = round { $0.fuseResidualLayerNorms() }
         }
         if changed {
             _ = try DeadCodeElimination().run(on: &graph)

@@ -20,5 +20,6 @@ extension KernelRegistry {
         register("Requantize", domain: domain, since: version) { try FusedRequantizeKernel($0) }
         register("MaskedSoftmax", domain: domain, since: version) { try FusedMaskedSoftmaxKernel($0) }
         register("Attention", domain: domain, since: version) { try FusedAttentionKernel($0) }
+        register("AddLayerNormalization", domain: domain, since: version) { try FusedAddLayerNormKernel($0) }
     }
 }

@@ -194,14 +194,14 @@ enum NCHWConvolution {
                 let planeSums = needsSums ? sums + plane * positions : nil
                 if direct {
                     let first = part * blocks / packParts * 64, end = min(positions, (part + 1) * blocks / packParts * 64)
-                    sq_qconv_pack(input + first, g.planeSize, depth, end - first, flip, target + first * 4 * ((depth + 3) / 4),
+                    sq_qconv_pack(Int32(level.rawValue), input + first, g.planeSize, depth, end - first, flip, target + first * 4 * ((depth + 3) / 4),
                                   planeSums.map { $0 + first })
                 } else {
                     let rows = UnsafeMutablePointer<UInt8>.allocate(capacity: max(depth * positions, 1))
                     defer { rows.deallocate() }
                     sq_qconv_im2col(input, g.planeSize, groupInputs, &local, flip, zeroByte, rows)
                     // im2col already flipped the bytes.
-                    sq_qconv_pack(rows, positions, depth, positions, 0, target, planeSums)
+                    sq_qconv_pack(Int32(level.rawValue), rows, positions, depth, positions, 0, target, planeSums)
                 }
             }
         }

@@ -211,7 +211,9 @@ size_t sq_qconv_packed_size(size_t k, size_t p);
 /// Packs `k` byte rows of `p` positions (row r at rows + r * ld) for `sq_qconv_gemm`: in a block, group g
 /// holds for each position the bytes of rows 4g...4g+3 (each XOR `flip`; rows past k and positions past
 /// p are 0). When `sums` is given, sums[i] = the sum over rows of the (flipped) bytes at position i.
-void sq_qconv_pack(const uint8_t *rows, size_t ld, size_t k, size_t p, uint8_t flip, uint8_t *packed, int32_t *sums);
+/// `level` (SQ_QGEMM_LEVEL_*) only picks the instruction set; every level writes the same bytes.
+void sq_qconv_pack(int level, const uint8_t *rows, size_t ld, size_t k, size_t p, uint8_t flip, uint8_t *packed,
+                   int32_t *sums);
 /// Weight rows m (w + m * ldw, `k` int8 values, ldw >= round_up(k, 4) with zeros past k) times packed
 /// activations, for rows [m_begin, m_end) and position blocks [block_begin, block_end) of 64:
 ///     acc[m][i] = sum_r w[m][r] * x[r][i] + offsets[m] - (zero_points ? zero_points[m] * sums[i] : 0)
@@ -269,6 +271,8 @@ typedef struct {
 /// has no kernel here: AVX-512BW and up, AVX2.
 int sq_qbinary_u8(int level, int multiply, const uint8_t *a, const uint8_t *b, size_t b_step, size_t n,
                   const sq_qbinary *p, uint8_t *y);
+/// The sum of x[i] ^ flip over n bytes (0x80 flips int8 codes to their value + 128).
+uint64_t sq_sum_u8(const uint8_t *x, size_t n, uint8_t flip);
 
 #ifdef __cplusplus
 }

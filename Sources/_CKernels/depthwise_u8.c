@@ -174,15 +174,17 @@ static inline uint64_t bit_range(ptrdiff_t low, ptrdiff_t high) {
 
 /// The plane loop of `plane_vnni`, inlined with constant kernel heights and tap groups for the common
 /// 3×3 case. The input is read in place: a load of 64 bytes at column `o·stride − pad_left` is masked to
-/// the columns inside the row, the others (and rows outside the plane) reading the zero point, so the
-/// padding costs no copy. Codes of up to 64 outputs of a row are gathered in one register, looked up in
-/// the table once and stored once.
+/// the columns inside the row, the others reading the zero point, and rows outside the plane read `blank`
+/// (the zero point throughout), so the padding costs no copy and the tap loop no branch. The sums of up to
+/// 64 outputs of a row are formed first (independent chains), then requantized, gathered in one register,
+/// looked up in the table once and stored once.
 static inline __attribute__((always_inline)) SQ_TARGET_VBMI void plane_vnni_rows(
-    const uint8_t *x, const sq_qwindow *g, uint8_t flip, uint8_t x_zero, const __m512i *weights, __m512i index,
-    int32_t bias, const sq_qrequant *rq, const sq_rq512 *requant, const sq_table512 *tables, void *y,
+    const uint8_t *x, const uint8_t *blank, const sq_qwindow *g, uint8_t flip, uint8_t x_zero, const __m512i *weights,
+    __m512i index, int32_t bias, const sq_qrequant *rq, const sq_rq512 *requant, const sq_table512 *tables, void *y,
     const size_t kernel_h, const size_t quads) {
     const ptrdiff_t width = (ptrdiff_t)g->input_w, quad_step = 4 * (ptrdiff_t)g->dilation_w;
-    const __m512i zero = _mm512_set1_epi8((char)x_zero), flips = _mm512_set1_epi8((char)flip);
+    const ptrdiff_t chunk_step = 16 * (ptrdiff_t)g->stride_w;
+    const __m512i flips = _mm512_set1_epi8((char)flip);
     // Masked-off bytes read this, which the flip turns into the zero point.
     const __m512i fill = _mm512_set1_epi8((char)(x_zero ^ flip));
     for (size_t oh = 0; oh < g->output_h; oh++) {
@@ -190,37 +192,40 @@ static inline __attribute__((always_inline)) SQ_TARGET_VBMI void plane_vnni_rows
         const uint8_t *rows[64];
         for (size_t i = 0; i < kernel_h; i++) {
             ptrdiff_t ih = (ptrdiff_t)(oh * g->stride_h + i * g->dilation_h) - (ptrdiff_t)g->pad_top;
-            rows[i] = ih >= 0 && ih < (ptrdiff_t)g->input_h ? x + (size_t)ih * g->input_w : NULL;
+            rows[i] = ih >= 0 && ih < (ptrdiff_t)g->input_h ? x + (size_t)ih * g->input_w : blank;
         }
         for (size_t first = 0; first < g->output_w; first += 64) {
-            size_t count = g->output_w - first < 64 ? g->output_w - first : 64;
-            __m512i codes = _mm512_setzero_si512();
-            for (size_t c = 0; c < 4 && 16 * c < count; c++) {
-                size_t o = first + 16 * c;
-                ptrdiff_t column = (ptrdiff_t)(o * g->stride_w) - (ptrdiff_t)g->pad_left;
-                __m512i sum = _mm512_set1_epi32(bias);
+            size_t count = g->output_w - first < 64 ? g->output_w - first : 64, chunks = (count + 15) / 16;
+            __m512i sums[4];
+            for (size_t c = 0; c < 4; c++) sums[c] = _mm512_set1_epi32(bias);
+            const ptrdiff_t column = (ptrdiff_t)(first * g->stride_w) - (ptrdiff_t)g->pad_left;
+            for (size_t c = 0; c < 4; c++) {
+                if (c >= chunks) continue;
                 for (size_t q = 0; q < quads; q++) {
-                    ptrdiff_t start = column + (ptrdiff_t)q * quad_step;
+                    ptrdiff_t start = column + (ptrdiff_t)c * chunk_step + (ptrdiff_t)q * quad_step;
                     __mmask64 inside = (__mmask64)bit_range(-start, width - start);
                     for (size_t i = 0; i < kernel_h; i++) {
-                        __m512i bytes = zero;
-                        if (rows[i]) {
-                            // Only the bytes inside the row are read (masked loads do not fault elsewhere).
-                            bytes = _mm512_mask_loadu_epi8(fill, inside, (const void *)((uintptr_t)rows[i] + (uintptr_t)start));
-                            if (flip) bytes = _mm512_xor_si512(bytes, flips);
-                        }
-                        sum = _mm512_dpbusd_epi32(sum, _mm512_permutexvar_epi8(index, bytes), weights[i * quads + q]);
+                        // Only the bytes inside the row are read (masked loads do not fault elsewhere).
+                        __m512i bytes = _mm512_mask_loadu_epi8(fill, inside, (const void *)((uintptr_t)rows[i] + (uintptr_t)start));
+                        bytes = _mm512_xor_si512(bytes, flips);
+                        sums[c] = _mm512_dpbusd_epi32(sums[c], _mm512_permutexvar_epi8(index, bytes), weights[i * quads + q]);
                     }
                 }
-                if (rq) {
-                    codes = _mm512_mask_broadcast_i32x4(codes, (__mmask16)(0xFu << (4 * c)), sq_rq512_bytes16(sum, requant));
-                } else {
+            }
+            if (!rq) {
+                for (size_t c = 0; c < 4; c++) {
+                    if (c >= chunks) continue;
                     size_t left = count - 16 * c;
                     __mmask16 mask = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
-                    _mm512_mask_storeu_epi32((int32_t *)y + base + o, mask, sum);
+                    _mm512_mask_storeu_epi32((int32_t *)y + base + first + 16 * c, mask, sums[c]);
                 }
+                continue;
             }
-            if (!rq) continue;
+            __m512i codes = _mm512_setzero_si512();
+            for (size_t c = 0; c < 4; c++) {
+                if (c >= chunks) continue;
+                codes = _mm512_mask_broadcast_i32x4(codes, (__mmask16)(0xFu << (4 * c)), sq_rq512_bytes16(sums[c], requant));
+            }
             if (rq->table) codes = sq_table512_lookup(codes, tables);
             __mmask64 mask = count >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << count) - 1);
             _mm512_mask_storeu_epi8((uint8_t *)y + base + first, mask, codes);
@@ -232,9 +237,9 @@ static inline __attribute__((always_inline)) SQ_TARGET_VBMI void plane_vnni_rows
 /// vpermb gathers each output's four input bytes (x[o * stride + t * dilation]) into its lane and one
 /// vpdpbusd adds their products with the four weights, exactly (u8 x s8 into int32). Codes go through
 /// the output table in registers.
-SQ_TARGET_VBMI static void plane_vnni(const uint8_t *x, const sq_qwindow *g, uint8_t flip, uint8_t x_zero,
-                                      const int32_t *words, int32_t bias, const sq_qrequant *rq, size_t channel,
-                                      void *y) {
+SQ_TARGET_VBMI static void plane_vnni(const uint8_t *x, const uint8_t *blank, const sq_qwindow *g, uint8_t flip,
+                                      uint8_t x_zero, const int32_t *words, int32_t bias, const sq_qrequant *rq,
+                                      size_t channel, void *y) {
     size_t quads = (g->kernel_w + 3) / 4;
     uint8_t pattern[64];
     for (size_t o = 0; o < 16; o++)
@@ -247,9 +252,10 @@ SQ_TARGET_VBMI static void plane_vnni(const uint8_t *x, const sq_qwindow *g, uin
     if (rq) requant = sq_rq512_load(rq, channel);
     if (rq && rq->table) tables = sq_table512_load(rq->table);
     if (g->kernel_h == 3 && quads == 1) {
-        plane_vnni_rows(x, g, flip, x_zero, weights, index, bias, rq, &requant, &tables, y, 3, 1);
+        plane_vnni_rows(x, blank, g, flip, x_zero, weights, index, bias, rq, &requant, &tables, y, 3, 1);
     } else {
-        plane_vnni_rows(x, g, flip, x_zero, weights, index, bias, rq, &requant, &tables, y, g->kernel_h, quads);
+        plane_vnni_rows(x, blank, g, flip, x_zero, weights, index, bias, rq, &requant, &tables, y, g->kernel_h,
+                        quads);
     }
 }
 
@@ -294,8 +300,10 @@ static size_t padded_width(const sq_qwindow *g) {
 }
 
 size_t sq_qdepthwise_scratch_size(const sq_qwindow *g) {
-    // Vector loads may run up to 64 bytes past the last window (their extra lanes are never stored).
-    return padded_height(g) * padded_width(g) + 64;
+    // Vector loads may run up to 64 bytes past the last window (their extra lanes are never stored); the
+    // in-place kernel keeps one row of the zero point here.
+    size_t padded = padded_height(g) * padded_width(g);
+    return (padded > g->input_w ? padded : g->input_w) + 64;
 }
 
 /// The plane copied into `padded` (padded_h x padded_w), flipped, with `x_zero` outside the input.
@@ -335,14 +343,21 @@ int sq_qdepthwise(int level, const uint8_t *x, size_t plane_stride, size_t chann
     size_t element = rq ? 1 : sizeof(int32_t);
     int vnni = level >= SQ_QGEMM_LEVEL_AVX512VNNI && f.avx512vnni && sq_has_avx512vbmi() && vnni_plane_fits(g);
     int32_t words[64];
+    int blank_ready = 0;
     for (size_t c = 0; c < channels; c++) {
         void *target = (uint8_t *)y + c * out_stride * element;
         if (vnni && pack_tap_words(g, w + c * taps, words)) {
-            // Reads the plane in place; the table, if any, is applied in registers.
-            plane_vnni(x + c * plane_stride, g, flip, x_zero, words, bias[c], rq, c, target);
+            // Reads the plane in place (rows outside it read the scratch, a row of the zero point); the
+            // table, if any, is applied in registers.
+            if (!blank_ready) {
+                memset(scratch, x_zero ^ flip, g->input_w);
+                blank_ready = 1;
+            }
+            plane_vnni(x + c * plane_stride, scratch, g, flip, x_zero, words, bias[c], rq, c, target);
             continue;
         }
         pad_plane(x + c * plane_stride, g, flip, x_zero, scratch);
+        blank_ready = 0;
         if (avx512) {
             plane_avx512(scratch, width, g, w + c * taps, bias[c], rq, c, target);
         } else {

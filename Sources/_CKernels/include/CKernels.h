@@ -238,12 +238,13 @@ void sq_qconv_im2col(const uint8_t *x, size_t plane_stride, size_t channels, con
                      uint8_t pad, uint8_t *rows);
 
 /// Depthwise integer convolution of `channels` planes (plane c at x + c * plane_stride, its `taps` int32
-/// weights at w + c * taps, already minus their zero point): over a copy of the plane padded with
-/// `x_zero` (in `scratch`, of at least sq_qdepthwise_scratch_size bytes),
+/// weights at w + c * taps, already minus their zero point): over the plane padded with `x_zero`,
 ///     acc[o] = sum over taps of w * (x ^ flip) + bias[c]
 /// with `bias[c]` already holding -x_zero * sum(w) + the operator's bias. With `rq` (channel c), codes go
-/// to the bytes y + c * out_stride; without, acc goes to the int32 y + c * out_stride. Returns 0 when
-/// `level` (SQ_QGEMM_LEVEL_*) has no kernel here (AVX-512BW and up: any stride; AVX2: any stride).
+/// to the bytes y + c * out_stride; without, acc goes to the int32 y + c * out_stride. AVX-512 VNNI with
+/// VBMI reads the plane in place when the weights fit int8 (four taps per vpdpbusd); the other kernels
+/// (AVX-512BW, AVX2: any stride) read a padded copy. `scratch` holds sq_qdepthwise_scratch_size bytes.
+/// Returns 0 when `level` (SQ_QGEMM_LEVEL_*) has no kernel here.
 int sq_qdepthwise(int level, const uint8_t *x, size_t plane_stride, size_t channels, const sq_qwindow *g, uint8_t flip,
                   uint8_t x_zero, const int32_t *w, const int32_t *bias, uint8_t *scratch, const sq_qrequant *rq,
                   void *y, size_t out_stride);

@@ -142,7 +142,7 @@ SQ_TARGET_AVX512 static void plane_avx512(const uint8_t *padded, size_t padded_w
 /// permute of a 64-byte load per group and 16 outputs (15 strides + 3 dilations within the load).
 static int vnni_plane_fits(const sq_qwindow *g) {
     size_t quads = (g->kernel_w + 3) / 4;
-    return g->kernel_h <= 64 && g->kernel_h * quads <= 64 && 15 * g->stride_w + 3 * g->dilation_w <= 63;
+    return g->kernel_h <= 64 && quads <= 16 && g->kernel_h * quads <= 64 && 15 * g->stride_w + 3 * g->dilation_w <= 63;
 }
 
 /// Per (kernel row, group of four taps) a word of four int8 weights (zeros past the row's end), or 0 when
@@ -172,41 +172,50 @@ static inline uint64_t bit_range(ptrdiff_t low, ptrdiff_t high) {
     return upper & ~(((uint64_t)1 << low) - 1);
 }
 
-/// The plane loop of `plane_vnni`, inlined with constant kernel heights and tap groups for the common
-/// 3×3 case. The input is read in place: a load of 64 bytes at column `o·stride − pad_left` is masked to
-/// the columns inside the row, the others reading the zero point, and rows outside the plane read `blank`
-/// (the zero point throughout), so the padding costs no copy and the tap loop no branch. The sums of up to
-/// 64 outputs of a row are formed first (independent chains), then requantized, gathered in one register,
-/// looked up in the table once and stored once.
+/// The plane loop of `plane_vnni`, inlined with constant kernel heights, tap groups and requantization
+/// form for the common cases. The input is read in place: a load of 64 bytes at column
+/// `o·stride − pad_left` is masked to the columns inside the row, the others reading the zero point, and
+/// rows outside the plane read `blank` (the zero point throughout), so the padding costs no copy and the
+/// tap loop no branch. Columns of 64 outputs run outermost, so their masks are made once for all rows.
+/// The sums of a row's 64 outputs are formed first (independent chains), then requantized, gathered in
+/// one register, looked up in the table once and stored once.
 static inline __attribute__((always_inline)) SQ_TARGET_VBMI void plane_vnni_rows(
     const uint8_t *x, const uint8_t *blank, const sq_qwindow *g, uint8_t flip, uint8_t x_zero, const __m512i *weights,
     __m512i index, int32_t bias, const sq_qrequant *rq, const sq_rq512 *requant, const sq_table512 *tables, void *y,
-    const size_t kernel_h, const size_t quads) {
+    const size_t kernel_h, const size_t quads, const int narrow) {
     const ptrdiff_t width = (ptrdiff_t)g->input_w, quad_step = 4 * (ptrdiff_t)g->dilation_w;
     const ptrdiff_t chunk_step = 16 * (ptrdiff_t)g->stride_w;
     const __m512i flips = _mm512_set1_epi8((char)flip);
     // Masked-off bytes read this, which the flip turns into the zero point.
     const __m512i fill = _mm512_set1_epi8((char)(x_zero ^ flip));
-    for (size_t oh = 0; oh < g->output_h; oh++) {
-        size_t base = oh * g->output_w;
-        const uint8_t *rows[64];
-        for (size_t i = 0; i < kernel_h; i++) {
-            ptrdiff_t ih = (ptrdiff_t)(oh * g->stride_h + i * g->dilation_h) - (ptrdiff_t)g->pad_top;
-            rows[i] = ih >= 0 && ih < (ptrdiff_t)g->input_h ? x + (size_t)ih * g->input_w : blank;
+    for (size_t first = 0; first < g->output_w; first += 64) {
+        size_t count = g->output_w - first < 64 ? g->output_w - first : 64, chunks = (count + 15) / 16;
+        const ptrdiff_t column = (ptrdiff_t)(first * g->stride_w) - (ptrdiff_t)g->pad_left;
+        __mmask64 inside[4][16];
+        for (size_t c = 0; c < 4; c++) {
+            for (size_t q = 0; q < quads; q++) {
+                ptrdiff_t start = column + (ptrdiff_t)c * chunk_step + (ptrdiff_t)q * quad_step;
+                inside[c][q] = (__mmask64)bit_range(-start, width - start);
+            }
         }
-        for (size_t first = 0; first < g->output_w; first += 64) {
-            size_t count = g->output_w - first < 64 ? g->output_w - first : 64, chunks = (count + 15) / 16;
+        __mmask64 store = count >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << count) - 1);
+        for (size_t oh = 0; oh < g->output_h; oh++) {
+            size_t base = oh * g->output_w + first;
+            const uint8_t *rows[64];
+            for (size_t i = 0; i < kernel_h; i++) {
+                ptrdiff_t ih = (ptrdiff_t)(oh * g->stride_h + i * g->dilation_h) - (ptrdiff_t)g->pad_top;
+                // As an address: the loads below may start before the row (those bytes are masked off).
+                rows[i] = (ih >= 0 && ih < (ptrdiff_t)g->input_h ? x + (size_t)ih * g->input_w : blank);
+            }
             __m512i sums[4];
-            for (size_t c = 0; c < 4; c++) sums[c] = _mm512_set1_epi32(bias);
-            const ptrdiff_t column = (ptrdiff_t)(first * g->stride_w) - (ptrdiff_t)g->pad_left;
             for (size_t c = 0; c < 4; c++) {
+                sums[c] = _mm512_set1_epi32(bias);
                 if (c >= chunks) continue;
                 for (size_t q = 0; q < quads; q++) {
-                    ptrdiff_t start = column + (ptrdiff_t)c * chunk_step + (ptrdiff_t)q * quad_step;
-                    __mmask64 inside = (__mmask64)bit_range(-start, width - start);
+                    uintptr_t start = (uintptr_t)(column + (ptrdiff_t)c * chunk_step + (ptrdiff_t)q * quad_step);
                     for (size_t i = 0; i < kernel_h; i++) {
                         // Only the bytes inside the row are read (masked loads do not fault elsewhere).
-                        __m512i bytes = _mm512_mask_loadu_epi8(fill, inside, (const void *)((uintptr_t)rows[i] + (uintptr_t)start));
+                        __m512i bytes = _mm512_mask_loadu_epi8(fill, inside[c][q], (const void *)((uintptr_t)rows[i] + start));
                         bytes = _mm512_xor_si512(bytes, flips);
                         sums[c] = _mm512_dpbusd_epi32(sums[c], _mm512_permutexvar_epi8(index, bytes), weights[i * quads + q]);
                     }
@@ -217,18 +226,18 @@ static inline __attribute__((always_inline)) SQ_TARGET_VBMI void plane_vnni_rows
                     if (c >= chunks) continue;
                     size_t left = count - 16 * c;
                     __mmask16 mask = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
-                    _mm512_mask_storeu_epi32((int32_t *)y + base + first + 16 * c, mask, sums[c]);
+                    _mm512_mask_storeu_epi32((int32_t *)y + base + 16 * c, mask, sums[c]);
                 }
                 continue;
             }
             __m512i codes = _mm512_setzero_si512();
             for (size_t c = 0; c < 4; c++) {
                 if (c >= chunks) continue;
-                codes = _mm512_mask_broadcast_i32x4(codes, (__mmask16)(0xFu << (4 * c)), sq_rq512_bytes16(sums[c], requant));
+                __m128i bytes = narrow ? sq_rq512_narrow16(sums[c], requant) : sq_rq512_bytes16(sums[c], requant);
+                codes = _mm512_mask_broadcast_i32x4(codes, (__mmask16)(0xFu << (4 * c)), bytes);
             }
             if (rq->table) codes = sq_table512_lookup(codes, tables);
-            __mmask64 mask = count >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << count) - 1);
-            _mm512_mask_storeu_epi8((uint8_t *)y + base + first, mask, codes);
+            _mm512_mask_storeu_epi8((uint8_t *)y + base, store, codes);
         }
     }
 }
@@ -251,11 +260,11 @@ SQ_TARGET_VBMI static void plane_vnni(const uint8_t *x, const uint8_t *blank, co
     sq_table512 tables;
     if (rq) requant = sq_rq512_load(rq, channel);
     if (rq && rq->table) tables = sq_table512_load(rq->table);
-    if (g->kernel_h == 3 && quads == 1) {
-        plane_vnni_rows(x, blank, g, flip, x_zero, weights, index, bias, rq, &requant, &tables, y, 3, 1);
+    if (g->kernel_h == 3 && quads == 1 && rq && requant.narrow) {
+        plane_vnni_rows(x, blank, g, flip, x_zero, weights, index, bias, rq, &requant, &tables, y, 3, 1, 1);
     } else {
         plane_vnni_rows(x, blank, g, flip, x_zero, weights, index, bias, rq, &requant, &tables, y, g->kernel_h,
-                        quads);
+                        quads, 0);
     }
 }
 

@@ -142,7 +142,7 @@ SQ_TARGET_AVX512 static void plane_avx512(const uint8_t *padded, size_t padded_w
 /// permute of a 64-byte load per group and 16 outputs (15 strides + 3 dilations within the load).
 static int vnni_plane_fits(const sq_qwindow *g) {
     size_t quads = (g->kernel_w + 3) / 4;
-    return g->kernel_h * quads <= 64 && 15 * g->stride_w + 3 * g->dilation_w <= 63;
+    return g->kernel_h <= 64 && quads <= 16 && g->kernel_h * quads <= 64 && 15 * g->stride_w + 3 * g->dilation_w <= 63;
 }
 
 /// Per (kernel row, group of four taps) a word of four int8 weights (zeros past the row's end), or 0 when
@@ -163,42 +163,81 @@ static int pack_tap_words(const sq_qwindow *g, const int32_t *w, int32_t *words)
     return 1;
 }
 
-/// The plane loop of `plane_vnni`, inlined with constant kernel heights and tap groups for the common
-/// 3×3 case. Codes of up to 64 outputs of a row are gathered in one register, looked up in the table
-/// once and stored once.
+/// Bits [low, high) of a 64-bit mask (empty when high <= low).
+static inline uint64_t bit_range(ptrdiff_t low, ptrdiff_t high) {
+    if (low < 0) low = 0;
+    if (high > 64) high = 64;
+    if (high <= low) return 0;
+    uint64_t upper = high >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << high) - 1);
+    return upper & ~(((uint64_t)1 << low) - 1);
+}
+
+/// The plane loop of `plane_vnni`, inlined with constant kernel heights, tap groups and requantization
+/// form for the common cases. The input is read in place: a load of 64 bytes at column
+/// `o·stride − pad_left` is masked to the columns inside the row, the others reading the zero point, and
+/// rows outside the plane read `blank` (the zero point throughout), so the padding costs no copy and the
+/// tap loop no branch. Columns of 64 outputs run outermost, so their masks are made once for all rows.
+/// The sums of a row's 64 outputs are formed first (independent chains), then requantized, gathered in
+/// one register, looked up in the table once and stored once.
 static inline __attribute__((always_inline)) SQ_TARGET_VBMI void plane_vnni_rows(
-    const uint8_t *padded, size_t padded_w, const sq_qwindow *g, const __m512i *weights, __m512i index, int32_t bias,
-    const sq_qrequant *rq, const sq_rq512 *requant, const sq_table512 *tables, void *y, const size_t kernel_h,
-    const size_t quads) {
-    const size_t row_step = g->dilation_h * padded_w, quad_step = 4 * g->dilation_w;
-    for (size_t oh = 0; oh < g->output_h; oh++) {
-        const uint8_t *top = padded + oh * g->stride_h * padded_w;
-        size_t base = oh * g->output_w;
-        for (size_t first = 0; first < g->output_w; first += 64) {
-            size_t count = g->output_w - first < 64 ? g->output_w - first : 64;
-            __m512i codes = _mm512_setzero_si512();
-            for (size_t c = 0; c < 4 && 16 * c < count; c++) {
-                size_t o = first + 16 * c;
-                __m512i sum = _mm512_set1_epi32(bias);
-                const uint8_t *row = top + o * g->stride_w;
-                for (size_t i = 0; i < kernel_h; i++, row += row_step) {
-                    for (size_t q = 0; q < quads; q++) {
-                        __m512i bytes = _mm512_permutexvar_epi8(index, _mm512_loadu_si512(row + q * quad_step));
-                        sum = _mm512_dpbusd_epi32(sum, bytes, weights[i * quads + q]);
+    const uint8_t *x, const uint8_t *blank, const sq_qwindow *g, uint8_t flip, uint8_t x_zero, const __m512i *weights,
+    __m512i index, int32_t bias, const sq_qrequant *rq, const sq_rq512 *requant, const sq_table512 *tables, void *y,
+    const size_t kernel_h, const size_t quads, const int narrow) {
+    const ptrdiff_t width = (ptrdiff_t)g->input_w, quad_step = 4 * (ptrdiff_t)g->dilation_w;
+    const ptrdiff_t chunk_step = 16 * (ptrdiff_t)g->stride_w;
+    const __m512i flips = _mm512_set1_epi8((char)flip);
+    // Masked-off bytes read this, which the flip turns into the zero point.
+    const __m512i fill = _mm512_set1_epi8((char)(x_zero ^ flip));
+    for (size_t first = 0; first < g->output_w; first += 64) {
+        size_t count = g->output_w - first < 64 ? g->output_w - first : 64, chunks = (count + 15) / 16;
+        const ptrdiff_t column = (ptrdiff_t)(first * g->stride_w) - (ptrdiff_t)g->pad_left;
+        __mmask64 inside[4][16];
+        for (size_t c = 0; c < 4; c++) {
+            for (size_t q = 0; q < quads; q++) {
+                ptrdiff_t start = column + (ptrdiff_t)c * chunk_step + (ptrdiff_t)q * quad_step;
+                inside[c][q] = (__mmask64)bit_range(-start, width - start);
+            }
+        }
+        __mmask64 store = count >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << count) - 1);
+        for (size_t oh = 0; oh < g->output_h; oh++) {
+            size_t base = oh * g->output_w + first;
+            const uint8_t *rows[64];
+            for (size_t i = 0; i < kernel_h; i++) {
+                ptrdiff_t ih = (ptrdiff_t)(oh * g->stride_h + i * g->dilation_h) - (ptrdiff_t)g->pad_top;
+                // As an address: the loads below may start before the row (those bytes are masked off).
+                rows[i] = (ih >= 0 && ih < (ptrdiff_t)g->input_h ? x + (size_t)ih * g->input_w : blank);
+            }
+            __m512i sums[4];
+            for (size_t c = 0; c < 4; c++) {
+                sums[c] = _mm512_set1_epi32(bias);
+                if (c >= chunks) continue;
+                for (size_t q = 0; q < quads; q++) {
+                    uintptr_t start = (uintptr_t)(column + (ptrdiff_t)c * chunk_step + (ptrdiff_t)q * quad_step);
+                    for (size_t i = 0; i < kernel_h; i++) {
+                        // Only the bytes inside the row are read (masked loads do not fault elsewhere).
+                        __m512i bytes = _mm512_mask_loadu_epi8(fill, inside[c][q], (const void *)((uintptr_t)rows[i] + start));
+                        bytes = _mm512_xor_si512(bytes, flips);
+                        sums[c] = _mm512_dpbusd_epi32(sums[c], _mm512_permutexvar_epi8(index, bytes), weights[i * quads + q]);
                     }
                 }
-                if (rq) {
-                    codes = _mm512_mask_broadcast_i32x4(codes, (__mmask16)(0xFu << (4 * c)), sq_rq512_bytes16(sum, requant));
-                } else {
+            }
+            if (!rq) {
+                for (size_t c = 0; c < 4; c++) {
+                    if (c >= chunks) continue;
                     size_t left = count - 16 * c;
                     __mmask16 mask = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
-                    _mm512_mask_storeu_epi32((int32_t *)y + base + o, mask, sum);
+                    _mm512_mask_storeu_epi32((int32_t *)y + base + 16 * c, mask, sums[c]);
                 }
+                continue;
             }
-            if (!rq) continue;
+            __m512i codes = _mm512_setzero_si512();
+            for (size_t c = 0; c < 4; c++) {
+                if (c >= chunks) continue;
+                __m128i bytes = narrow ? sq_rq512_narrow16(sums[c], requant) : sq_rq512_bytes16(sums[c], requant);
+                codes = _mm512_mask_broadcast_i32x4(codes, (__mmask16)(0xFu << (4 * c)), bytes);
+            }
             if (rq->table) codes = sq_table512_lookup(codes, tables);
-            __mmask64 mask = count >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << count) - 1);
-            _mm512_mask_storeu_epi8((uint8_t *)y + base + first, mask, codes);
+            _mm512_mask_storeu_epi8((uint8_t *)y + base, store, codes);
         }
     }
 }
@@ -207,8 +246,9 @@ static inline __attribute__((always_inline)) SQ_TARGET_VBMI void plane_vnni_rows
 /// vpermb gathers each output's four input bytes (x[o * stride + t * dilation]) into its lane and one
 /// vpdpbusd adds their products with the four weights, exactly (u8 x s8 into int32). Codes go through
 /// the output table in registers.
-SQ_TARGET_VBMI static void plane_vnni(const uint8_t *padded, size_t padded_w, const sq_qwindow *g, const int32_t *words,
-                                      int32_t bias, const sq_qrequant *rq, size_t channel, void *y) {
+SQ_TARGET_VBMI static void plane_vnni(const uint8_t *x, const uint8_t *blank, const sq_qwindow *g, uint8_t flip,
+                                      uint8_t x_zero, const int32_t *words, int32_t bias, const sq_qrequant *rq,
+                                      size_t channel, void *y) {
     size_t quads = (g->kernel_w + 3) / 4;
     uint8_t pattern[64];
     for (size_t o = 0; o < 16; o++)
@@ -220,10 +260,11 @@ SQ_TARGET_VBMI static void plane_vnni(const uint8_t *padded, size_t padded_w, co
     sq_table512 tables;
     if (rq) requant = sq_rq512_load(rq, channel);
     if (rq && rq->table) tables = sq_table512_load(rq->table);
-    if (g->kernel_h == 3 && quads == 1) {
-        plane_vnni_rows(padded, padded_w, g, weights, index, bias, rq, &requant, &tables, y, 3, 1);
+    if (g->kernel_h == 3 && quads == 1 && rq && requant.narrow) {
+        plane_vnni_rows(x, blank, g, flip, x_zero, weights, index, bias, rq, &requant, &tables, y, 3, 1, 1);
     } else {
-        plane_vnni_rows(padded, padded_w, g, weights, index, bias, rq, &requant, &tables, y, g->kernel_h, quads);
+        plane_vnni_rows(x, blank, g, flip, x_zero, weights, index, bias, rq, &requant, &tables, y, g->kernel_h,
+                        quads, 0);
     }
 }
 
@@ -268,8 +309,10 @@ static size_t padded_width(const sq_qwindow *g) {
 }
 
 size_t sq_qdepthwise_scratch_size(const sq_qwindow *g) {
-    // Vector loads may run up to 64 bytes past the last window (their extra lanes are never stored).
-    return padded_height(g) * padded_width(g) + 64;
+    // Vector loads may run up to 64 bytes past the last window (their extra lanes are never stored); the
+    // in-place kernel keeps one row of the zero point here.
+    size_t padded = padded_height(g) * padded_width(g);
+    return (padded > g->input_w ? padded : g->input_w) + 64;
 }
 
 /// The plane copied into `padded` (padded_h x padded_w), flipped, with `x_zero` outside the input.
@@ -309,14 +352,21 @@ int sq_qdepthwise(int level, const uint8_t *x, size_t plane_stride, size_t chann
     size_t element = rq ? 1 : sizeof(int32_t);
     int vnni = level >= SQ_QGEMM_LEVEL_AVX512VNNI && f.avx512vnni && sq_has_avx512vbmi() && vnni_plane_fits(g);
     int32_t words[64];
+    int blank_ready = 0;
     for (size_t c = 0; c < channels; c++) {
-        pad_plane(x + c * plane_stride, g, flip, x_zero, scratch);
         void *target = (uint8_t *)y + c * out_stride * element;
         if (vnni && pack_tap_words(g, w + c * taps, words)) {
-            // The table, if any, is applied in registers.
-            plane_vnni(scratch, width, g, words, bias[c], rq, c, target);
+            // Reads the plane in place (rows outside it read the scratch, a row of the zero point); the
+            // table, if any, is applied in registers.
+            if (!blank_ready) {
+                memset(scratch, x_zero ^ flip, g->input_w);
+                blank_ready = 1;
+            }
+            plane_vnni(x + c * plane_stride, scratch, g, flip, x_zero, words, bias[c], rq, c, target);
             continue;
         }
+        pad_plane(x + c * plane_stride, g, flip, x_zero, scratch);
+        blank_ready = 0;
         if (avx512) {
             plane_avx512(scratch, width, g, w + c * taps, bias[c], rq, c, target);
         } else {

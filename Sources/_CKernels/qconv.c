@@ -44,10 +44,38 @@ static inline void pack16(const uint8_t *r0, const uint8_t *r1, const uint8_t *r
     _mm_storeu_si128((__m128i *)(out + 32), _mm_unpacklo_epi16(hi01, hi23));
     _mm_storeu_si128((__m128i *)(out + 48), _mm_unpackhi_epi16(hi01, hi23));
 }
+
+/// Four rows of 64 bytes (zero rows past k) interleaved into 64 positions x 4 bytes: the unpacks work
+/// within 128-bit lanes, so a 4 x 4 transpose of lanes puts the positions back in order.
+__attribute__((target("avx512f,avx512bw"))) static void pack64(const uint8_t *r0, const uint8_t *r1, const uint8_t *r2,
+                                                               const uint8_t *r3, uint8_t flip, uint8_t *out) {
+    const __m512i flips = _mm512_set1_epi8((char)flip);
+    __m512i a0 = r0 ? _mm512_xor_si512(_mm512_loadu_si512(r0), flips) : _mm512_setzero_si512();
+    __m512i a1 = r1 ? _mm512_xor_si512(_mm512_loadu_si512(r1), flips) : _mm512_setzero_si512();
+    __m512i a2 = r2 ? _mm512_xor_si512(_mm512_loadu_si512(r2), flips) : _mm512_setzero_si512();
+    __m512i a3 = r3 ? _mm512_xor_si512(_mm512_loadu_si512(r3), flips) : _mm512_setzero_si512();
+    __m512i lo01 = _mm512_unpacklo_epi8(a0, a1), hi01 = _mm512_unpackhi_epi8(a0, a1);
+    __m512i lo23 = _mm512_unpacklo_epi8(a2, a3), hi23 = _mm512_unpackhi_epi8(a2, a3);
+    // Lane l of q0..q3 holds positions 16l + 0..3, 4..7, 8..11, 12..15.
+    __m512i q0 = _mm512_unpacklo_epi16(lo01, lo23), q1 = _mm512_unpackhi_epi16(lo01, lo23);
+    __m512i q2 = _mm512_unpacklo_epi16(hi01, hi23), q3 = _mm512_unpackhi_epi16(hi01, hi23);
+    __m512i t0 = _mm512_shuffle_i64x2(q0, q1, 0x44), t1 = _mm512_shuffle_i64x2(q2, q3, 0x44);
+    __m512i t2 = _mm512_shuffle_i64x2(q0, q1, 0xEE), t3 = _mm512_shuffle_i64x2(q2, q3, 0xEE);
+    _mm512_storeu_si512(out, _mm512_shuffle_i64x2(t0, t1, 0x88));
+    _mm512_storeu_si512(out + 64, _mm512_shuffle_i64x2(t0, t1, 0xDD));
+    _mm512_storeu_si512(out + 128, _mm512_shuffle_i64x2(t2, t3, 0x88));
+    _mm512_storeu_si512(out + 192, _mm512_shuffle_i64x2(t2, t3, 0xDD));
+}
 #endif
 
-void sq_qconv_pack(const uint8_t *rows, size_t ld, size_t k, size_t p, uint8_t flip, uint8_t *packed, int32_t *sums) {
+void sq_qconv_pack(int level, const uint8_t *rows, size_t ld, size_t k, size_t p, uint8_t flip, uint8_t *packed,
+                   int32_t *sums) {
     size_t groups = (k + 3) / 4, blocks = (p + BLOCK - 1) / BLOCK;
+#if defined(__x86_64__) || defined(_M_X64)
+    int wide = level >= SQ_QGEMM_LEVEL_AVX512BW && sq_cpu_detect().avx512bw;
+#else
+    (void)level;
+#endif
     for (size_t b = 0; b < blocks; b++) {
         size_t width = block_width(p, b), first = b * BLOCK;
         uint8_t *block = packed + first * 4 * groups;
@@ -57,6 +85,10 @@ void sq_qconv_pack(const uint8_t *rows, size_t ld, size_t k, size_t p, uint8_t f
             for (size_t j = 0; j < 4; j++) r[j] = 4 * g + j < k ? rows + (4 * g + j) * ld + first : NULL;
             size_t i = 0;
 #if defined(__x86_64__) || defined(_M_X64)
+            if (wide && width == BLOCK && first + BLOCK <= p) {
+                pack64(r[0], r[1], r[2], r[3], flip, out);
+                continue;
+            }
             __m128i flips = _mm_set1_epi8((char)flip);
             for (; i + 16 <= width && first + i + 16 <= p; i += 16) {
                 pack16(r[0] ? r[0] + i : NULL, r[1] ? r[1] + i : NULL, r[2] ? r[2] + i : NULL, r[3] ? r[3] + i : NULL,
@@ -198,13 +230,15 @@ static inline __attribute__((always_inline)) VNNI_TARGET __m512i corrected16(__m
                 }                                                                                                \
             }                                                                                                    \
             size_t count = p - first < (NV) * 16 ? p - first : (NV) * 16;                                        \
+            /* Loops of constant trip counts with guards (not breaks), so they unroll and acc stays in registers. */ \
             for (size_t r = 0; r < VNNI_MR; r++) {                                                               \
-                if (r >= rows) break;                                                                            \
+                if (r >= rows) continue;                                                                         \
                 const size_t row = m + r;                                                                        \
                 const __m512i offset = _mm512_set1_epi32(offsets[row]);                                          \
                 const int32_t zero_point = zero_points ? zero_points[row] : 0;                                   \
                 if (!rq) {                                                                                       \
-                    for (size_t v = 0; v < (NV) && v * 16 < count; v++) {                                        \
+                    for (size_t v = 0; v < (NV); v++) {                                                          \
+                        if (v * 16 >= count) continue;                                                           \
                         size_t left = count - v * 16;                                                            \
                         __mmask16 mask = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);       \
                         __m512i value = corrected16(acc[r][v], offset, zero_point, sums, first + v * 16, left); \
@@ -215,7 +249,8 @@ static inline __attribute__((always_inline)) VNNI_TARGET __m512i corrected16(__m
                 /* The row's codes gathered in one register: one table lookup and one store for 64. */           \
                 sq_rq512 requant = sq_rq512_load(rq, row);                                                       \
                 __m512i codes = _mm512_setzero_si512();                                                          \
-                for (size_t v = 0; v < (NV) && v * 16 < count; v++) {                                            \
+                for (size_t v = 0; v < (NV); v++) {                                                              \
+                    if (v * 16 >= count) continue;                                                               \
                     __m512i value = corrected16(acc[r][v], offset, zero_point, sums, first + v * 16,            \
                                                 count - v * 16);                                                 \
                     codes = _mm512_mask_broadcast_i32x4(codes, (__mmask16)(0xFu << (4 * v)),                     \
@@ -376,8 +411,9 @@ void sq_qconv_im2col(const uint8_t *x, size_t plane_stride, size_t channels, con
                         memset(out, pad, g->output_w);
                         continue;
                     }
-                    memset(out, pad, (size_t)begin);
-                    memset(out + end, pad, (size_t)(ow_count - end));
+                    // Padding runs are a column or two: plain stores beat memset calls.
+                    for (ptrdiff_t ow = 0; ow < begin; ow++) out[ow] = pad;
+                    for (ptrdiff_t ow = end; ow < ow_count; ow++) out[ow] = pad;
                     const uint8_t *in = source + (size_t)ih * g->input_w;
                     ptrdiff_t ow = begin;
                     if (sw == 1) {

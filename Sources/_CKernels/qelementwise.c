@@ -10,6 +10,20 @@
 #include <immintrin.h>
 #include <string.h>
 
+uint64_t sq_sum_u8(const uint8_t *x, size_t n, uint8_t flip) {
+    // psadbw against zero adds eight bytes into each 64-bit half.
+    const __m128i flips = _mm_set1_epi8((char)flip), zero = _mm_setzero_si128();
+    __m128i total = _mm_setzero_si128();
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m128i bytes = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(x + i)), flips);
+        total = _mm_add_epi64(total, _mm_sad_epu8(bytes, zero));
+    }
+    uint64_t sum = (uint64_t)_mm_cvtsi128_si64(total) + (uint64_t)_mm_cvtsi128_si64(_mm_unpackhi_epi64(total, total));
+    for (; i < n; i++) sum += (uint8_t)(x[i] ^ flip);
+    return sum;
+}
+
 /// 1.5 * 2^23: adding it to |v| < 2^22 leaves round_half_even(v) in the low mantissa bits.
 #define ROUNDING_MAGIC 12582912.0f
 #define ROUNDING_BITS 0x4B400000
@@ -101,6 +115,12 @@ int sq_qbinary_u8(int level, int multiply, const uint8_t *a, const uint8_t *b, s
 }
 
 #else
+uint64_t sq_sum_u8(const uint8_t *x, size_t n, uint8_t flip) {
+    uint64_t sum = 0;
+    for (size_t i = 0; i < n; i++) sum += (uint8_t)(x[i] ^ flip);
+    return sum;
+}
+
 int sq_qbinary_u8(int level, int multiply, const uint8_t *a, const uint8_t *b, size_t b_step, size_t n,
                   const sq_qbinary *p, uint8_t *y) {
     (void)level; (void)multiply; (void)a; (void)b; (void)b_step; (void)n; (void)p; (void)y;

@@ -294,18 +294,15 @@ struct FusedQGlobalAveragePoolKernel: Kernel {
         let planes = x.shape[0] * x.shape[1], positions = x.count / max(planes, 1)
         var sums = [Int32](repeating: 0, count: planes)
         let zero = input.zeroPoint
+        // int8 codes are summed as uint8 (x ^ 0x80 = x + 128), then the 128 per code taken off.
+        let flip: UInt8 = input.dtype == .int8 ? 0x80 : 0
+        let offset = input.dtype == .int8 ? zero &+ 128 : zero
         x.withUnsafeBytes { raw in
             sums.withUnsafeMutableBufferPointer { sums in
+                let codes = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
                 for plane in 0..<planes {
-                    var sum: Int32 = 0
-                    if input.dtype == .uint8 {
-                        let codes = raw.baseAddress!.assumingMemoryBound(to: UInt8.self) + plane * positions
-                        for i in 0..<positions { sum &+= Int32(codes[i]) }
-                    } else {
-                        let codes = raw.baseAddress!.assumingMemoryBound(to: Int8.self) + plane * positions
-                        for i in 0..<positions { sum &+= Int32(codes[i]) }
-                    }
-                    sums[plane] = sum &- Int32(truncatingIfNeeded: positions) &* zero
+                    let sum = Int32(truncatingIfNeeded: sq_sum_u8(codes + plane * positions, positions, flip))
+                    sums[plane] = sum &- Int32(truncatingIfNeeded: positions) &* offset
                 }
             }
         }

@@ -181,26 +181,31 @@ enum NCHWConvolution {
         let needsSums = weights.zeroPoints != nil
         let sums = UnsafeMutablePointer<Int32>.allocate(capacity: needsSums ? planes * positions : 1)
         defer { sums.deallocate() }
+        let blocks = (positions + 63) / 64
+        // A direct plane packs in parts of whole 64-position blocks (the packed layout is block-major).
+        let packParts = direct ? min(blocks, max(1, (threads + planes - 1) / planes)) : 1
         x.withUnsafeBytes { raw in
             let source = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
-            Parallel.forEach(planes, threads: threads) { plane in
+            Parallel.forEach(planes * packParts, threads: threads) { item in
+                let plane = item / packParts, part = item % packParts
                 var local = window
                 let input = source + plane * groupInputs * g.planeSize
                 let target = packed + plane * packedSize
                 let planeSums = needsSums ? sums + plane * positions : nil
                 if direct {
-                    sq_qconv_pack(input, g.planeSize, depth, positions, flip, target, planeSums)
+                    let first = part * blocks / packParts * 64, end = min(positions, (part + 1) * blocks / packParts * 64)
+                    sq_qconv_pack(Int32(level.rawValue), input + first, g.planeSize, depth, end - first, flip, target + first * 4 * ((depth + 3) / 4),
+                                  planeSums.map { $0 + first })
                 } else {
                     let rows = UnsafeMutablePointer<UInt8>.allocate(capacity: max(depth * positions, 1))
                     defer { rows.deallocate() }
                     sq_qconv_im2col(input, g.planeSize, groupInputs, &local, flip, zeroByte, rows)
                     // im2col already flipped the bytes.
-                    sq_qconv_pack(rows, positions, depth, positions, 0, target, planeSums)
+                    sq_qconv_pack(Int32(level.rawValue), rows, positions, depth, positions, 0, target, planeSums)
                 }
             }
         }
         // Work items: (plane, block range, row range), enough of them for the threads.
-        let blocks = (positions + 63) / 64
         let wanted = max(1, (threads + planes - 1) / planes)
         let blockParts = min(blocks, wanted)
         let rowParts = min(max(1, wanted / blockParts), max(1, groupOutputs / 6))

@@ -211,7 +211,9 @@ size_t sq_qconv_packed_size(size_t k, size_t p);
 /// Packs `k` byte rows of `p` positions (row r at rows + r * ld) for `sq_qconv_gemm`: in a block, group g
 /// holds for each position the bytes of rows 4g...4g+3 (each XOR `flip`; rows past k and positions past
 /// p are 0). When `sums` is given, sums[i] = the sum over rows of the (flipped) bytes at position i.
-void sq_qconv_pack(const uint8_t *rows, size_t ld, size_t k, size_t p, uint8_t flip, uint8_t *packed, int32_t *sums);
+/// `level` (SQ_QGEMM_LEVEL_*) only picks the instruction set; every level writes the same bytes.
+void sq_qconv_pack(int level, const uint8_t *rows, size_t ld, size_t k, size_t p, uint8_t flip, uint8_t *packed,
+                   int32_t *sums);
 /// Weight rows m (w + m * ldw, `k` int8 values, ldw >= round_up(k, 4) with zeros past k) times packed
 /// activations, for rows [m_begin, m_end) and position blocks [block_begin, block_end) of 64:
 ///     acc[m][i] = sum_r w[m][r] * x[r][i] + offsets[m] - (zero_points ? zero_points[m] * sums[i] : 0)
@@ -236,12 +238,13 @@ void sq_qconv_im2col(const uint8_t *x, size_t plane_stride, size_t channels, con
                      uint8_t pad, uint8_t *rows);
 
 /// Depthwise integer convolution of `channels` planes (plane c at x + c * plane_stride, its `taps` int32
-/// weights at w + c * taps, already minus their zero point): over a copy of the plane padded with
-/// `x_zero` (in `scratch`, of at least sq_qdepthwise_scratch_size bytes),
+/// weights at w + c * taps, already minus their zero point): over the plane padded with `x_zero`,
 ///     acc[o] = sum over taps of w * (x ^ flip) + bias[c]
 /// with `bias[c]` already holding -x_zero * sum(w) + the operator's bias. With `rq` (channel c), codes go
-/// to the bytes y + c * out_stride; without, acc goes to the int32 y + c * out_stride. Returns 0 when
-/// `level` (SQ_QGEMM_LEVEL_*) has no kernel here (AVX-512BW and up: any stride; AVX2: any stride).
+/// to the bytes y + c * out_stride; without, acc goes to the int32 y + c * out_stride. AVX-512 VNNI with
+/// VBMI reads the plane in place when the weights fit int8 (four taps per vpdpbusd); the other kernels
+/// (AVX-512BW, AVX2: any stride) read a padded copy. `scratch` holds sq_qdepthwise_scratch_size bytes.
+/// Returns 0 when `level` (SQ_QGEMM_LEVEL_*) has no kernel here.
 int sq_qdepthwise(int level, const uint8_t *x, size_t plane_stride, size_t channels, const sq_qwindow *g, uint8_t flip,
                   uint8_t x_zero, const int32_t *w, const int32_t *bias, uint8_t *scratch, const sq_qrequant *rq,
                   void *y, size_t out_stride);
@@ -269,6 +272,8 @@ typedef struct {
 /// has no kernel here: AVX-512BW and up, AVX2.
 int sq_qbinary_u8(int level, int multiply, const uint8_t *a, const uint8_t *b, size_t b_step, size_t n,
                   const sq_qbinary *p, uint8_t *y);
+/// The sum of x[i] ^ flip over n bytes (0x80 flips int8 codes to their value + 128).
+uint64_t sq_sum_u8(const uint8_t *x, size_t n, uint8_t flip);
 
 // MARK: - Per-row dynamic quantization (float32 -> 8-bit codes)
 

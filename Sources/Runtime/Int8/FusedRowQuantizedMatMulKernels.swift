@@ -99,35 +99,11 @@ struct FusedQuantizeRowsKernel: Kernel {
     /// `Max(ReduceMax(|x|), ε) / d` for one row, with ReduceMax's and Max's NaN propagation.
     @inline(__always)
     static func rowScale(_ x: UnsafePointer<Float>?, _ count: Int, epsilon: Float, divisor: Float) -> Float {
-        let magnitude = x.map { absoluteMaximum($0, count) } ?? -.infinity
+        // ReduceMax(Abs(x))'s fold: NaN if any element is NaN, −inf for none.
+        let magnitude = x.map { foldRow($0, count, MaximumFold.self, MagnitudePrelude.self) } ?? -.infinity
         // Max as the elementwise kernel computes it: NaN in either operand wins.
         let guarded = (magnitude < epsilon || epsilon.isNaN) ? epsilon : magnitude
         return guarded / divisor
-    }
-
-    /// The largest |x| of `count` float32s: NaN if any is NaN, −inf for none. Every |x| is ≥ +0, so any
-    /// maximum order gives the same bits.
-    static func absoluteMaximum(_ x: UnsafePointer<Float>, _ count: Int) -> Float {
-        var lanes = SIMD8<Float>(repeating: -.infinity)
-        var sawNaN = SIMDMask<SIMD8<Int32>>(repeating: false)
-        let signMask = SIMD8<UInt32>(repeating: 0x7FFF_FFFF)
-        var i = 0
-        while i + 8 <= count {
-            let raw = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<UInt32>.self)
-            let values = unsafeBitCast(raw & signMask, to: SIMD8<Float>.self)
-            lanes.replace(with: values, where: values .> lanes)
-            sawNaN .|= values .!= values
-            i += 8
-        }
-        if any(sawNaN) { return .nan }
-        var maximum = lanes.max()
-        while i < count {
-            let value = abs(x[i])
-            if value.isNaN { return .nan }
-            if value > maximum { maximum = value }
-            i += 1
-        }
-        return maximum
     }
 
     /// The reference twin: each replaced operator's float32 step, element by element.

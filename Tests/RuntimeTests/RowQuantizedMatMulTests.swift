@@ -16,6 +16,8 @@ import _TestSupport
         var weightZeroPoint: Int32 = 0
         var bias: Bool
         var rowScaleFirst = false
+        /// Followed by the exported Gelu pattern `Mul(Mul(y, Add(Erf(Div(y, √2)), 1)), 0.5)`.
+        var gelu = false
     }
 
     /// The graph the dynamic quantizer writes for `x · W_p [+ b_p]` for every projection `p`, all reading
@@ -68,11 +70,22 @@ import _TestSupport
             node("Cast", ["acc\(p)"], "widened\(p)", ["to": .int(1)])
             let (first, second) = projection.rowScaleFirst ? ("row_scale", "ws\(p)") : ("ws\(p)", "row_scale")
             node("Mul", ["widened\(p)", first], "scaled\(p)")
+            let result = projection.gelu ? "pre\(p)" : "y\(p)"
             // The second Mul with its operands swapped: commutative, still the same pattern.
-            node("Mul", [second, "scaled\(p)"], projection.bias ? "unbiased\(p)" : "y\(p)")
+            node("Mul", [second, "scaled\(p)"], projection.bias ? "unbiased\(p)" : result)
             if projection.bias {
                 initializers["b\(p)"] = try Tensor(shape: [n], scalars: (0..<n).map { _ in Float.random(in: -1...1, using: &generator) })
-                node("Add", ["b\(p)", "unbiased\(p)"], "y\(p)")
+                node("Add", ["b\(p)", "unbiased\(p)"], result)
+            }
+            if projection.gelu {
+                initializers["root2"] = Tensor(scalar: Float(1.4142135))
+                initializers["one"] = Tensor(scalar: Float(1))
+                initializers["half"] = Tensor(scalar: Float(0.5))
+                node("Div", [result, "root2"], "scaled_gelu\(p)")
+                node("Erf", ["scaled_gelu\(p)"], "erf\(p)")
+                node("Add", ["erf\(p)", "one"], "gate\(p)")
+                node("Mul", [result, "gate\(p)"], "gated\(p)")
+                node("Mul", ["gated\(p)", "half"], "y\(p)")
             }
             outputs.append("y\(p)")
         }
@@ -101,7 +114,7 @@ import _TestSupport
         var generator = SeededGenerator(seed: UInt64(opset))
         let k = 37
         let projections = [
-            Projection(n: 70, weightType: .int8, perChannel: true, bias: true),
+            Projection(n: 70, weightType: .int8, perChannel: true, bias: true, gelu: true),
             Projection(n: 19, weightType: .int8, perChannel: false, bias: false, rowScaleFirst: true),
             Projection(n: 130, weightType: .uint8, perChannel: true, weightZeroPoint: 131, bias: true),
             Projection(n: 8, weightType: .int8, perChannel: true, weightZeroPoint: -3, bias: false),
@@ -110,7 +123,7 @@ import _TestSupport
         let fusedTypes = try IntegerFusion.apply(to: model, registry: .standard).graph.nodes.map(\.opType)
         #expect(fusedTypes.filter { $0 == "QuantizeRows" }.count == 1)
         #expect(fusedTypes.filter { $0 == "RowScaledQMatMul" }.count == projections.count)
-        for gone in ["Abs", "ReduceMax", "Max", "Div", "QuantizeLinear", "MatMulInteger", "Cast", "Mul", "Add"] {
+        for gone in ["Abs", "ReduceMax", "Max", "Div", "QuantizeLinear", "MatMulInteger", "Cast", "Mul", "Add", "Erf"] {
             #expect(!fusedTypes.contains(gone), "\(gone) left in \(fusedTypes)")
         }
         let feeds = ["x": try Self.activations(rows: 74, k: k, &generator)]
@@ -220,6 +233,7 @@ import _TestSupport
             var node = Node(opType: "RowScaledQMatMul", domain: IntegerFusion.domain,
                             inputs: ["q", "s", "w", "ws", "wz", "b"], outputs: ["y"])
             if rowFirst { node.attributes["row_scale_first"] = .int(1) }
+            if m == 65 { node.attributes["activation"] = .text("Gelu") }
             let kernel = try FusedRowScaledQMatMulKernel(buildContext(node, constants: constants))
             let q = try FusedTestData.codes(.int8, shape: [m, k], using: &generator)
             let s = try Tensor(shape: [m, 1], scalars: (0..<m).map { _ in Float.random(in: 0.001...0.05, using: &generator) })

@@ -73,7 +73,8 @@ extension IntegerFusionRewriter {
     /// The per-row dynamic MatMul `quantize --mode dynamic` writes by default (see
     /// `FusedRowScaledQMatMulKernel`): the row quantization becomes `QuantizeRows` (codes and scales as
     /// before, for every reader), and each `MatMulInteger → Cast → Mul(w_scale) → Mul(s) [→ Add(bias)]`
-    /// reading them becomes `RowScaledQMatMul`. Matched by structure and constant values, not names.
+    /// reading them becomes `RowScaledQMatMul` [with the Gelu after it]. Matched by structure and constant
+    /// values, not names.
     mutating func fuseRowQuantizedMatMuls() {
         guard hasKernel("QuantizeRows"), hasKernel("RowScaledQMatMul") else { return }
         var quantized: [String: RowQuantization] = [:]
@@ -85,11 +86,13 @@ extension IntegerFusionRewriter {
             plan(removing: Set(match.nodes), anchor: index, with: [fused])
             quantized[match.codes] = match
         }
+        let match = FloatFusion.MatchContext(graph: graph)
+        let gelus = graph.nodes.indices.compactMap { FloatFusion.matchGelu(root: $0, match) }
         for index in graph.nodes.indices where isFree([index]) {
             let matMul = node(index)
             guard matMul.opType == "MatMulInteger", matMul.normalizedDomain.isEmpty, matMul.outputs.count == 1,
                   let rows = quantized[input(matMul, 0)] else { continue }
-            plan(rowScaledMatMul: index, rows: rows)
+            plan(rowScaledMatMul: index, rows: rows, match: match, gelus: gelus)
         }
     }
 
@@ -150,8 +153,10 @@ extension IntegerFusionRewriter {
     }
 
     /// Plans `RowScaledQMatMul` for the MatMulInteger at `index` when the nodes after it have the form
-    /// `Cast(float) → Mul → Mul [→ Add(bias)]`, one Mul by the constant weight scales and one by the rows'.
-    mutating func plan(rowScaledMatMul index: Int, rows: RowQuantization) {
+    /// `Cast(float) → Mul → Mul [→ Add(bias)]`, one Mul by the constant weight scales and one by the rows',
+    /// absorbing an exported Gelu pattern after them (which `FloatFusion` would run as one vector Gelu).
+    mutating func plan(rowScaledMatMul index: Int, rows: RowQuantization, match: FloatFusion.MatchContext,
+                       gelus: [FusedGroup]) {
         let matMul = node(index)
         guard let w = constant(input(matMul, 1)), w.rank == 2, w.dtype == .int8 || w.dtype == .uint8 else { return }
         let columns = w.shape[1]
@@ -188,9 +193,15 @@ extension IntegerFusionRewriter {
             removed.append(add)
             output = node(add).outputs[0]
         }
+        var attributes: [(String, Attribute)] = rowScaleFirst ? [("row_scale_first", .int(1))] : []
+        if let (members, _, last) = fusableActivation(after: output, match: match, gelus: gelus, geluPatternOnly: true) {
+            removed += members
+            output = last
+            attributes.append(("activation", .text("Gelu")))
+        }
         let fused = fusedNode("RowScaledQMatMul", name: matMul.name,
                               inputs: [rows.codes, rows.scale, input(matMul, 1), weightScale, weightZero, bias, activationZero],
-                              outputs: [output], attributes: rowScaleFirst ? [("row_scale_first", .int(1))] : [])
+                              outputs: [output], attributes: attributes)
         plan(removing: Set(removed), anchor: removed.last!, with: [fused])
     }
 

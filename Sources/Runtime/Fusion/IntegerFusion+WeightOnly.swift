@@ -51,17 +51,28 @@ extension IntegerFusionRewriter {
             (bias, output) = (other, node(add).outputs[0])
             nodes.append(add)
         }
-        if let reader = soleReader(of: output), isFree([reader]), node(reader).inputs.first == output,
-           node(reader).outputs.count == 1, let activation = FloatFusion.activation(of: node(reader), match, opset: opset) {
-            return (nodes + [reader], bias, activation, node(reader).outputs[0])
-        }
-        // The exported Gelu pattern; its constants must not raise the rank of what they multiply.
-        if !graphOutputs.contains(output), let gelu = gelus.first(where: { $0.inputs == [output] }),
-           Set(readers[output] ?? []).isSubset(of: gelu.members), isFree(gelu.members),
-           gelu.members.allSatisfy({ member in node(member).inputs.allSatisfy { (constant($0)?.rank ?? 0) <= 1 } }) {
-            return (nodes + gelu.members, bias, .gelu, node(gelu.root).outputs[0])
+        if let (members, activation, last) = fusableActivation(after: output, match: match, gelus: gelus, geluPatternOnly: false) {
+            return (nodes + members, bias, activation, last)
         }
         return (nodes, bias, nil, output)
+    }
+
+    /// The activation reading `value` that an epilogue can apply: a Relu, Clip, … node, or the exported Gelu
+    /// pattern (a `FloatFusion` Gelu group, which the epilogue computes with the same vector function).
+    /// With `geluPatternOnly`, only the latter, whose results are those of the unfused graph bit for bit.
+    func fusableActivation(after value: String, match: FloatFusion.MatchContext, gelus: [FusedGroup], geluPatternOnly: Bool)
+        -> (nodes: [Int], activation: SGEMM.Activation, output: String)? {
+        if !geluPatternOnly, let reader = soleReader(of: value), isFree([reader]), node(reader).inputs.first == value,
+           node(reader).outputs.count == 1, let activation = FloatFusion.activation(of: node(reader), match, opset: opset) {
+            return ([reader], activation, node(reader).outputs[0])
+        }
+        // Its constants must not raise the rank of what they multiply.
+        if !graphOutputs.contains(value), let gelu = gelus.first(where: { $0.inputs == [value] }),
+           Set(readers[value] ?? []).isSubset(of: gelu.members), isFree(gelu.members),
+           gelu.members.allSatisfy({ member in node(member).inputs.allSatisfy { (constant($0)?.rank ?? 0) <= 1 } }) {
+            return (gelu.members, .gelu, node(gelu.root).outputs[0])
+        }
+        return nil
     }
 }
 

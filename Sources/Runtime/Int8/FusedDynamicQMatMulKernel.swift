@@ -33,8 +33,8 @@ struct FusedDynamicQMatMulKernel: Kernel {
     func run(_ inputs: [Tensor?], context: ExecutionContext) throws -> [Tensor] {
         let x = try required(inputs, 0)
         let (m, shape) = try checkedShape(x)
-        var y = try Tensor(zeros: .float32, shape: shape)
-        guard m > 0 else { return [y] }
+        let y = try context.output(.float32, shape: shape)
+        guard m > 0, weights.columns > 0 else { return [y.tensor] }
         let k = weights.depth, n = weights.columns
         let codes = UnsafeMutablePointer<UInt8>.allocate(capacity: max(m * k, 1))
         defer { codes.deallocate() }
@@ -48,18 +48,22 @@ struct FusedDynamicQMatMulKernel: Kernel {
             return parameters
         }
         let scales = (0..<n).map { parameters.scale * weightQuantization.scale($0) }
+        // One unit row scale per row: `(Float(acc) · scale[j]) · 1` is `Float(acc) · scale[j]` exactly, so the
+        // tiled per-row GEMM computes this operator's float steps too.
+        let rowScales = [Float](repeating: 1, count: m)
         scales.withUnsafeBufferPointer { scales in
-            y.withUnsafeMutableBufferPointer(as: Float.self) { output in
+            rowScales.withUnsafeBufferPointer { rowScales in
                 let run = { (bias: UnsafePointer<Float>?) in
-                    let stage = FloatOutputStage(scales: scales.baseAddress!, bias: bias, lower: -.infinity,
-                                                 upper: .infinity, output: output.baseAddress!, rowStride: n, columnStride: 1)
-                    FusedInt8GEMM.run(Int8GEMMActivations(m: m, a: codes, lda: k, zeroPoint: Int32(parameters.zeroPoint)),
-                                      weights: weights, stage: stage, threads: context.threadCount)
+                    let stage = RowColumnScaledOutputStage(
+                        columnScales: scales.baseAddress!, rowScales: rowScales.baseAddress!, bias: bias,
+                        rowScaleFirst: false, output: y.pointer(as: Float.self), rowStride: n, level: .best)
+                    RowScaledGEMM.run(m: m, a: codes, offsets: weights.columnOffsets(activationZeroPoint: Int32(parameters.zeroPoint)),
+                                      weights: weights, stage: stage, threads: context.threadCount, level: .best)
                 }
                 if let bias { bias.withUnsafeBufferPointer { run($0.baseAddress!) } } else { run(nil) }
             }
         }
-        return [y]
+        return [y.tensor]
     }
 
     /// The reference twin: the reference DynamicQuantizeLinear kernel, then the accumulators and the

@@ -99,35 +99,11 @@ struct FusedQuantizeRowsKernel: Kernel {
     /// `Max(ReduceMax(|x|), ε) / d` for one row, with ReduceMax's and Max's NaN propagation.
     @inline(__always)
     static func rowScale(_ x: UnsafePointer<Float>?, _ count: Int, epsilon: Float, divisor: Float) -> Float {
-        let magnitude = x.map { absoluteMaximum($0, count) } ?? -.infinity
+        // ReduceMax(Abs(x))'s fold: NaN if any element is NaN, −inf for none.
+        let magnitude = x.map { foldRow($0, count, MaximumFold.self, MagnitudePrelude.self) } ?? -.infinity
         // Max as the elementwise kernel computes it: NaN in either operand wins.
         let guarded = (magnitude < epsilon || epsilon.isNaN) ? epsilon : magnitude
         return guarded / divisor
-    }
-
-    /// The largest |x| of `count` float32s: NaN if any is NaN, −inf for none. Every |x| is ≥ +0, so any
-    /// maximum order gives the same bits.
-    static func absoluteMaximum(_ x: UnsafePointer<Float>, _ count: Int) -> Float {
-        var lanes = SIMD8<Float>(repeating: -.infinity)
-        var sawNaN = SIMDMask<SIMD8<Int32>>(repeating: false)
-        let signMask = SIMD8<UInt32>(repeating: 0x7FFF_FFFF)
-        var i = 0
-        while i + 8 <= count {
-            let raw = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<UInt32>.self)
-            let values = unsafeBitCast(raw & signMask, to: SIMD8<Float>.self)
-            lanes.replace(with: values, where: values .> lanes)
-            sawNaN .|= values .!= values
-            i += 8
-        }
-        if any(sawNaN) { return .nan }
-        var maximum = lanes.max()
-        while i < count {
-            let value = abs(x[i])
-            if value.isNaN { return .nan }
-            if value > maximum { maximum = value }
-            i += 1
-        }
-        return maximum
     }
 
     /// The reference twin: each replaced operator's float32 step, element by element.
@@ -160,7 +136,8 @@ struct FusedQuantizeRowsKernel: Kernel {
 ///     y[i][j] = (Float(Σ_k (q[i][k] − z_a)(W[k][j] − w_zp[j])) · w_scale[j]) · s[i]   [+ bias[j]]
 ///
 /// (with `row_scale_first = 1` the two products swap: `(Float(acc) · s[i]) · w_scale[j]`), each product
-/// rounded to float32 as the separate Mul nodes round it. Inputs: 0 `q` (int8/uint8 `[..., K]`), 1 `s`
+/// rounded to float32 as the separate Mul nodes round it; with `activation = "Gelu"`, the exact Gelu of
+/// that (the vector function `FloatFusion`'s Gelu kernel runs). Inputs: 0 `q` (int8/uint8 `[..., K]`), 1 `s`
 /// (float32, one value per row of `q`), 2 `W` (int8/uint8 constant `[K, N]`), 3 `w_scale` (float32 constant,
 /// 1 or N values), 4 `w_zero_point` (optional constant, 1 or N values of W's type), 5 `bias` (optional
 /// float32 constant, N values), 6 `a_zero_point` (optional constant, one value of q's type).
@@ -172,6 +149,7 @@ struct FusedRowScaledQMatMulKernel: Kernel {
     let bias: [Float]?
     let activationZeroPoint: (value: Int32, dtype: DType)?
     let rowScaleFirst: Bool
+    let activation: SGEMM.Activation?
     /// The column offsets for the activation zero point of int8 codes (`QuantizeRows`' type), made once.
     let usualOffsets: (zeroPoint: Int32, offsets: [Int32])
 
@@ -193,6 +171,10 @@ struct FusedRowScaledQMatMulKernel: Kernel {
             activationZeroPoint = nil
         }
         rowScaleFirst = try context.int("row_scale_first", default: 0) != 0
+        activation = try WeightOnlyActivation.read(context)
+        guard activation == nil || activation == .gelu else {
+            throw KernelError.invalidAttribute("activation", "must be Gelu when given")
+        }
         weights = try FusedInt8Weights(weights: w, k: k, n: n, transposed: false,
                                        zeroPoints: weightQuantization.zeroPoints, bias: nil)
         weightValues = w
@@ -220,7 +202,7 @@ struct FusedRowScaledQMatMulKernel: Kernel {
                     let stage = RowColumnScaledOutputStage(
                         columnScales: columnScales.baseAddress!, rowScales: rowScales.baseAddress!, bias: bias,
                         rowScaleFirst: rowScaleFirst, output: output.pointer(as: Float.self), rowStride: weights.columns,
-                        level: level == .reference ? .portable : (level == .avx2 ? .avx2 : .best))
+                        level: level == .reference ? .portable : (level == .avx2 ? .avx2 : .best), activation: activation)
                     let za = activations.zeroPoint
                     RowScaledGEMM.run(m: m, a: activations.pointer,
                                       offsets: za == usualOffsets.zeroPoint ? usualOffsets.offsets
@@ -250,7 +232,12 @@ struct FusedRowScaledQMatMulKernel: Kernel {
             if let bias { y = y + bias[j] }
             return y
         }
-        return [try Tensor(shape: shape, scalars: values)]
+        guard activation == .gelu else { return [try Tensor(shape: shape, scalars: values)] }
+        var activated = values
+        values.withUnsafeBufferPointer { source in
+            activated.withUnsafeMutableBufferPointer { VectorMath.gelu(source.baseAddress!, $0.baseAddress!, count: values.count) }
+        }
+        return [try Tensor(shape: shape, scalars: activated)]
     }
 
     private func checkedInputs(_ inputs: [Tensor?]) throws -> (Tensor, Tensor, rows: Int, shape: [Int]) {
@@ -273,11 +260,13 @@ struct FusedRowScaledQMatMulKernel: Kernel {
     }
 }
 
-/// The int8 GEMM of `RowScaledQMatMul` in tiles of at most 64 rows × 64 columns: each tile's int32 sums
-/// stay in a 16 KB buffer (in L1) while the zero-point correction and the float scaling read them.
+/// The int8 GEMM of `RowScaledQMatMul` in tiles of at most 64 rows × 192 columns: each tile's int32 sums
+/// stay in a 48 KB buffer (in L1/L2) while the zero-point correction and the float scaling read them.
+/// 192 columns are whole micro-kernel widths at every level (48 columns for VNNI, 32, 16), so no tile
+/// runs a narrow remainder except at the matrix's edge.
 enum RowScaledGEMM {
     static let tileRows = 64
-    static let tileColumns = FusedInt8GEMM.columnGranularity
+    static let tileColumns = 192
 
     /// `stage` over `acc = (A − za)(B − zb)` for A uint8 `m × K` (row stride K) and the packed weights.
     /// `offsets` are `weights.columnOffsets(activationZeroPoint: za)`.
@@ -356,10 +345,20 @@ struct RowColumnScaledOutputStage {
 
     /// The vector level of the float steps (`.portable` runs the Swift loops below, their twin).
     let level: SGEMM.Level
+    /// Applied to each finished tile while it is in cache.
+    var activation: SGEMM.Activation? = nil
 
-    /// Corrects and scales one tile of raw sums (`tile[r · 64 + c]` for row `rows.lowerBound + r` and
+    /// Corrects and scales one tile of raw sums (`tile[r · tileColumns + c]` for row `rows.lowerBound + r` and
     /// column `columns.lowerBound + c`).
     func finish(_ tile: UnsafeMutablePointer<Int32>, rows: Range<Int>, columns: Range<Int>, corrections: TileCorrections) {
+        scale(tile, rows: rows, columns: columns, corrections: corrections)
+        if let activation {
+            SGEMM.Epilogue(activation: activation).apply(to: output + rows.lowerBound * rowStride + columns.lowerBound,
+                                                         rows: rows.count, columns: columns.count, ldc: rowStride)
+        }
+    }
+
+    private func scale(_ tile: UnsafeMutablePointer<Int32>, rows: Range<Int>, columns: Range<Int>, corrections: TileCorrections) {
         let width = columns.count, first = columns.lowerBound
         let scale = columnScales + first, offset = corrections.offsets + first
         let zeroPoints = corrections.rowSums == nil ? nil : corrections.zeroPoints.map { $0 + first }

@@ -78,6 +78,13 @@ public struct QuantizationOptions: Sendable, Codable, Equatable {
     /// Off by default: they are a few percent of a Transformer's multiply-accumulates, their errors pass
     /// through Softmax's exponential, and rounding flips there make integer runtimes disagree the most.
     public var quantizeActivationProducts: Bool
+    /// Weight-only mode below 8 bits: extra bytes, as a fraction of the bytes every weight takes at the
+    /// requested type, that may keep the weights whose low-bit error hurts the outputs most at 8 bits (one
+    /// scale per channel). The harm of each weight is measured end to end on calibration rows or, without
+    /// data, on synthetic inputs (`WeightPromotion`). 0 keeps every weight at the requested type. On
+    /// MiniLM with int4 groups of 32 and no calibration, 0.25 takes the embedding cosine from 0.965 to
+    /// 0.997 and the file from 15.9% to 19.8% of FP32.
+    public var promotionBudget: Double
 
     public init(
         mode: QuantizationMode = .static, method: CalibrationMethod = .minMax, weightType: QuantType? = nil,
@@ -86,7 +93,7 @@ public struct QuantizationOptions: Sendable, Codable, Equatable {
         operatorTypes: Set<String>? = nil, excludedNodes: Set<String> = [], plan: QuantizationPlan? = nil,
         calibrationBatchSize: Int = 16, calibrationLimit: Int? = nil, percentile: Double = 99.99,
         threadCount: Int? = nil, dynamicActivations: DynamicActivationScheme = .perToken, smoothing: Bool = true,
-        quantizeActivationProducts: Bool = false
+        quantizeActivationProducts: Bool = false, promotionBudget: Double = 0.2
     ) {
         self.mode = mode
         self.method = method
@@ -107,6 +114,7 @@ public struct QuantizationOptions: Sendable, Codable, Equatable {
         self.dynamicActivations = dynamicActivations
         self.smoothing = smoothing
         self.quantizeActivationProducts = quantizeActivationProducts
+        self.promotionBudget = promotionBudget
     }
 
     /// The weight type this run uses.

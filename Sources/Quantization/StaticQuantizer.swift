@@ -23,6 +23,9 @@ import Tensors
 ///    `s_in · s_w` (a bias whose codes would overflow the int32 accumulator stays float), Relu/Clip fold
 ///    into the range before them, and the graph is written in QDQ form — or, with `--format qoperator`,
 ///    converted to QLinearConv / QLinearMatMul / ConvInteger / MatMulInteger where those apply.
+/// 7. Constant tables read by Gather (embeddings) are stored as 8-bit codes with one scale per row behind
+///    a DequantizeLinear, as dynamic mode stores them: the lookup stays float, the file shrinks (MiniLM:
+///    65% → 25.5% of FP32).
 struct StaticQuantizer {
     let options: QuantizationOptions
     var registry = OperatorQuantizerRegistry.standard

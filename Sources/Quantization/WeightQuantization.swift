@@ -62,23 +62,6 @@ struct BlockQuantizedWeight {
 
     var params: QuantParams { quantized.params }
 
-    /// The scales as a float32 tensor of `shape` (by default the blocked parameter shape).
-    func scaleTensor(shape: [Int]? = nil) throws -> Tensor {
-        try Tensor(shape: shape ?? params.parameterShape, scalars: params.scales)
-    }
-
-    /// The zero points in the storage type, shaped like `scaleTensor(shape:)`.
-    func zeroPointTensor(shape: [Int]? = nil) throws -> Tensor {
-        let zeros = params.zeroPoints.map { Int8(truncatingIfNeeded: $0) }
-        let target = shape ?? params.parameterShape
-        switch params.type.storageDType {
-        case .int8: return try Tensor(shape: target, scalars: zeros)
-        case .uint8: return try Tensor(shape: target, scalars: params.zeroPoints.map { UInt8(truncatingIfNeeded: $0) })
-        case .int4: return try Tensor.packInt4(zeros, signed: true, shape: target)
-        default: return try Tensor.packInt4(zeros, signed: false, shape: target)
-        }
-    }
-
     /// True when every zero point is 0 (a symmetric signed weight), so ONNX's default can stand in.
     var zeroPointsAreZero: Bool { params.zeroPoints.allSatisfy { $0 == 0 } }
 }

@@ -86,8 +86,7 @@ public struct CalibrationDriver {
         let watched = Set(tensorNames)
         let inspected = inspection?.names ?? []
         // A model declaring a fixed first dimension takes batches of exactly that size.
-        let runSize = session.inputs.compactMap { Self.declaredShape($0)?.first?.intValue }.min().map { min($0, batchSize) }
-            ?? batchSize
+        let runSize = session.fixedBatchSize.map { min($0, batchSize) } ?? batchSize
         var start = 0
         while start < total {
             let end = min(start + max(runSize, 1), total)

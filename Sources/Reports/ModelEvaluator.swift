@@ -109,9 +109,12 @@ public struct ModelEvaluator: Sendable {
 
         var fidelity = referenceSession.outputNames.map { OutputFidelityAccumulator(name: $0) }
         var accuracy: [AccuracyAccumulator]?
+        // A model declaring a fixed first dimension takes batches of exactly that size.
+        let batchSize = [referenceSession.fixedBatchSize, candidateSession.fixedBatchSize, options.batchSize]
+            .compactMap { $0 }.min()!
         var start = 0
         while start < rows {
-            let range = start..<min(rows, start + options.batchSize)
+            let range = start..<min(rows, start + max(batchSize, 1))
             let feeds = try Dictionary(uniqueKeysWithValues: inputNames.map { ($0, try data.arrays[$0]!.rows(range)) })
             let expected = try run(referenceSession, reference, feeds)
             let actual = try run(candidateSession, candidate, feeds)

@@ -42,6 +42,15 @@ public final class Session: Sendable {
 
     /// The inputs a caller must feed.
     public var inputs: [ValueInfo] { plan.inputs }
+
+    /// The smallest first dimension the inputs declare as a fixed number, if any: a model exported for
+    /// batch 1 takes data sets one row at a time.
+    public var fixedBatchSize: Int? {
+        inputs.compactMap { input -> Int? in
+            if case .tensor(_, let shape?)? = input.type { return shape.first?.intValue }
+            return nil
+        }.min()
+    }
     public var outputNames: [String] { plan.outputNames }
 
     /// Runs the model on named inputs and returns every graph output by name.

@@ -250,7 +250,8 @@ public struct CompiledGraph: Sendable {
             step.kernel, label: step.label, inputs: step.inputs.map { $0.flatMap { values[$0] } },
             context: ExecutionContext(threadCount: threadCount, scope: stepScope, pool: pool))
         if let profile {
-            profile.record(opType: step.opType, nanoseconds: DispatchTime.now().uptimeNanoseconds - started)
+            profile.record(opType: step.opType, label: step.label, outputShape: produced.first?.shape ?? [],
+                           nanoseconds: DispatchTime.now().uptimeNanoseconds - started)
         }
         for (slot, value) in zip(step.outputs, produced) {
             if let slot { values[slot] = value }

@@ -13,7 +13,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Inputs (.npz, one array per model input). Without it, inputs are zeros of the declared shapes.")
     var input: String?
 
-    @Option(help: "Rows of each input to use (the first axis is the sample axis).")
+    @Option(help: "Rows of each input to use (the first axis is the sample axis). Default: all, or the model's fixed batch size.")
     var rows: Int?
 
     @Option(help: "Threads per operator (default: all cores).")
@@ -34,6 +34,9 @@ struct Bench: ParsableCommand {
     @Flag(help: "Also print the time per operator type over the timed runs.")
     var profile = false
 
+    @Option(help: "Also print the slowest N nodes with their output shapes (implies --profile).")
+    var profileNodes: Int?
+
     func run() throws {
         try reportingErrors {
             let loaded = try Model(contentsOf: URL(fileURLWithPath: model))
@@ -46,7 +49,8 @@ struct Bench: ParsableCommand {
             let result = try LatencyBenchmark.measure(warmup: warmup, iterations: max(1, iterations)) {
                 _ = try session.run(feeds)
             }
-            if profile {
+            let profiling = profile || profileNodes != nil
+            if profiling {
                 for _ in 0..<max(1, iterations) { _ = try session.run(feeds, profile: timing) }
             }
             if json {
@@ -62,12 +66,19 @@ struct Bench: ParsableCommand {
                              model, result.median * 1e3, result.p90 * 1e3, result.minimum * 1e3,
                              result.samples.count, options.threadCount, LatencyBenchmark.peakResidentMegabytes()))
             }
-            if profile {
+            if profiling {
                 let runs = Double(max(1, iterations))
                 for entry in timing.entries {
                     let name = entry.opType.padding(toLength: max(24, entry.opType.count), withPad: " ", startingAt: 0)
                     print("  " + name + String(format: " %6d calls/run  %9.3f ms/run",
                                                Int(Double(entry.calls) / runs), entry.seconds * 1e3 / runs))
+                }
+                if let profileNodes {
+                    print("slowest nodes:")
+                    for node in timing.nodes.prefix(max(0, profileNodes)) {
+                        print(String(format: "  %9.3f ms/run  ", node.seconds * 1e3 / runs)
+                              + "\(node.opType) → \(node.outputShape)  \(node.label)")
+                    }
                 }
             }
         }
@@ -78,7 +89,7 @@ struct Bench: ParsableCommand {
         if let input {
             for (name, tensor) in try NPZ.read(URL(fileURLWithPath: input))
             where session.inputs.contains(where: { $0.name == name }) {
-                feeds[name] = try rows.map { try tensor.leadingRows($0) } ?? tensor
+                feeds[name] = try (rows ?? session.fixedBatchSize).map { try tensor.leadingRows($0) } ?? tensor
             }
         }
         for info in session.inputs where feeds[info.name] == nil {

@@ -11,12 +11,12 @@ import _TestSupport
 
 /// `y = x · weights` for `x` of shape [batch, rows], `weights` row-major [rows, columns].
 private func matMulModel(_ weights: [Float], rows: Int, columns: Int, name: String = "ref",
-                         output: String = "y") throws -> EvaluatedModel {
+                         output: String = "y", batch: Dim = .symbol("batch")) throws -> EvaluatedModel {
     var graph = Graph(name: name)
-    graph.inputs = [ValueInfo(name: "x", dtype: .float32, shape: [.symbol("batch"), .value(rows)])]
+    graph.inputs = [ValueInfo(name: "x", dtype: .float32, shape: [batch, .value(rows)])]
     graph.initializers["w"] = try Tensor(shape: [rows, columns], scalars: weights)
     graph.nodes = [Node(name: "matmul", opType: "MatMul", inputs: ["x", "w"], outputs: [output])]
-    graph.outputs = [ValueInfo(name: output, dtype: .float32, shape: [.symbol("batch"), .value(columns)])]
+    graph.outputs = [ValueInfo(name: output, dtype: .float32, shape: [batch, .value(columns)])]
     return try EvaluatedModel(model: Model(graph: graph), name: name)
 }
 
@@ -65,6 +65,19 @@ struct ModelEvaluatorTests {
         #expect(report.reference.latency?.iterations == 2)
         #expect(report.speedup != nil)
         #expect(report.compressionRatio == Double(reference.fileBytes) / Double(candidate.fileBytes))
+    }
+
+    @Test func aModelExportedForBatchOneTakesTheDataOneRowAtATime() throws {
+        let reference = try matMulModel(identity, rows: 3, columns: 3)
+        let candidate = try matMulModel(swapFirstTwo, rows: 3, columns: 3, name: "cand", batch: .value(1))
+        var options = quickOptions()
+        options.measureLatency = false
+        let report = try ModelEvaluator(options: options).evaluate(
+            reference: reference, candidate: candidate, data: labelled())
+        #expect(report.samples == 4)
+        // The same per-sample cosines as with batches of 3: 0.6, 0.6, 0.9, 0.2.
+        #expect(abs((report.outputs.first?.meanCosine ?? 0) - 2.3 / 4) < 1e-12)
+        #expect(report.outputs.first?.worstSample == 3)
     }
 
     @Test func aModelAgainstItselfIsIdentical() throws {

@@ -57,7 +57,7 @@ public struct QuantizationOptions: Sendable, Codable, Equatable {
     public var operatorTypes: Set<String>?
     /// Node names left in float.
     public var excludedNodes: Set<String>
-    /// Per-node overrides, e.g. from `swiftquant analyze`.
+    /// Per-node overrides (`QuantizationPlan`), written by hand or by a sensitivity analysis.
     public var plan: QuantizationPlan?
     /// Samples per calibration run.
     public var calibrationBatchSize: Int

@@ -58,7 +58,7 @@ struct Quantize: ParsableCommand {
     @Option(help: "Node names to leave in float, comma-separated.")
     var exclude: String?
 
-    @Option(help: "Per-node overrides (JSON, e.g. from `swiftquant analyze`).")
+    @Option(help: "Per-node overrides (JSON: {\"nodes\": {\"NODE\": {\"skip\": true, \"weight_type\": \"int4\"}}}).")
     var plan: String?
 
     @Option(help: "Write what was quantized, kept float or widened, and why (.json).")

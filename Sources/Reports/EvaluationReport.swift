@@ -71,6 +71,8 @@ public struct EvaluationReport: Sendable, Codable, Equatable {
     /// `reference median / candidate median`; nil when latency was not measured.
     public var speedup: Double?
     public var notes: [String]
+    /// Per-layer error (`ModelEvaluator.layerErrors`), when it was measured.
+    public var layers: [LayerFidelity]?
 
     public init(reference: ModelFacts, candidate: ModelFacts, data: String, samples: Int, outputs: [OutputFidelity],
                 accuracy: [AccuracyResult], notes: [String] = []) {
@@ -90,7 +92,7 @@ public struct EvaluationReport: Sendable, Codable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case reference, candidate, data, samples, outputs, accuracy, speedup, notes
+        case reference, candidate, data, samples, outputs, accuracy, speedup, notes, layers
         case compressionRatio = "compression_ratio"
     }
 
@@ -160,8 +162,24 @@ public struct EvaluationReport: Sendable, Codable, Equatable {
             lines.append("float in the candidate: " + shown.joined(separator: ", ")
                          + (float.count > shown.count ? " and \(float.count - shown.count) more" : ""))
         }
+        if let layers { lines.append(contentsOf: Self.formattedLayers(layers)) }
         lines.append(contentsOf: notes.map { "note: \($0)" })
         return lines.joined(separator: "\n")
+    }
+
+    /// The nodes that add the most noise, most first.
+    static func formattedLayers(_ layers: [LayerFidelity], shown: Int = 10) -> [String] {
+        let samples = layers.first?.fidelity.samples ?? 0
+        var lines = ["per-layer error (\(layers.count) values compared on \(samples) samples); nodes adding the most noise:"]
+        let ranked = layers.compactMap { layer in layer.addedNoiseDB.map { (layer, $0) } }
+            .filter { $0.1.isFinite }.sorted { $0.1 > $1.1 }
+        for (layer, added) in ranked.prefix(shown) {
+            lines.append(String(format: "  noise %.1f dB", added) + " \(layer.node) (\(layer.opType)) → '\(layer.name)': SQNR "
+                         + decibels(layer.inputSQNRDB!) + " in, " + decibels(layer.fidelity.sqnrDB) + " out"
+                         + String(format: ", cosine %.5f", layer.fidelity.meanCosine))
+        }
+        if ranked.isEmpty { lines.append("  none: every compared value is as close as its inputs") }
+        return lines
     }
 
     /// "1.23 MB", "456.7 KB" or "789 B" (powers of 1000: file sizes as `ls -h --si` shows them).

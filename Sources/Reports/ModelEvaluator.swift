@@ -168,9 +168,13 @@ public struct ModelEvaluator: Sendable {
 
     // MARK: - Steps
 
-    private func session(for model: EvaluatedModel) throws -> Session {
+    /// - Parameter integerExecution: false runs a quantized model node by node, so that the float values
+    ///   between its QuantizeLinear/DequantizeLinear pairs exist and can be observed.
+    func session(for model: EvaluatedModel, integerExecution: Bool = true) throws -> Session {
+        var sessionOptions = SessionOptions(threadCount: options.threadCount)
+        sessionOptions.integerExecution = integerExecution
         do {
-            return try Session(model: model.model, options: SessionOptions(threadCount: options.threadCount))
+            return try Session(model: model.model, options: sessionOptions)
         } catch {
             throw EvaluationError.modelFailed(model: model.name, reason: "\(error)")
         }
@@ -217,7 +221,7 @@ public struct ModelEvaluator: Sendable {
     }
 
     /// The input names both models need, each present in the data.
-    private func usedInputs(_ models: [(EvaluatedModel, Session)], data: EvaluationData) throws -> [String] {
+    func usedInputs(_ models: [(EvaluatedModel, Session)], data: EvaluationData) throws -> [String] {
         var names: [String] = []
         for (model, session) in models {
             for info in session.inputs where !names.contains(info.name) {
@@ -232,7 +236,7 @@ public struct ModelEvaluator: Sendable {
     }
 
     /// The common number of rows of the named arrays.
-    private func rowCount(of names: [String], in data: EvaluationData) throws -> Int {
+    func rowCount(of names: [String], in data: EvaluationData) throws -> Int {
         var rows: Int?
         for name in names {
             guard let count = data.arrays[name]!.shape.first else {

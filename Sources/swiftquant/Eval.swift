@@ -37,12 +37,16 @@ struct Eval: ParsableCommand {
     @Option(help: "Samples per timed run.")
     var latencyBatch = 1
 
+    @Option(help: "Also compare every intermediate value both models compute under the same name, on the first N samples, and list the nodes that add the most error.")
+    var layers: Int?
+
     func run() throws {
         try reportingErrors {
             if let report, !report.hasSuffix(".json") {
                 throw CommandError("--report \(report): only .json reports are written so far")
             }
             if let rows, rows < 1 { throw CommandError("--rows must be positive, got \(rows)") }
+            if let layers, layers < 1 { throw CommandError("--layers must be positive, got \(layers)") }
             var options = EvaluationOptions(batchSize: max(1, batchSize), rowLimit: rows, labelsKey: labels,
                                             measureLatency: iterations > 0, latencyIterations: iterations,
                                             latencyBatchSize: max(1, latencyBatch))
@@ -51,10 +55,17 @@ struct Eval: ParsableCommand {
             let candidateModel = try EvaluatedModel(contentsOf: URL(fileURLWithPath: candidate))
             let evaluationData = try EvaluationData(contentsOf: URL(fileURLWithPath: data))
             let progress = TerminalProgress(label: "evaluating")
-            let result = try ModelEvaluator(options: options).evaluate(
+            var result = try ModelEvaluator(options: options).evaluate(
                 reference: referenceModel, candidate: candidateModel, data: evaluationData
             ) { done, total in progress.update(done, of: total) }
             progress.finish()
+            if let layers {
+                let layerProgress = TerminalProgress(label: "per-layer error")
+                result.layers = try ModelEvaluator(options: options).layerErrors(
+                    reference: referenceModel, candidate: candidateModel, data: evaluationData, rows: layers
+                ) { done, total in layerProgress.update(done, of: total) }
+                layerProgress.finish()
+            }
             print(result.formatted())
             if let report {
                 try result.json().write(to: URL(fileURLWithPath: report), options: .atomic)

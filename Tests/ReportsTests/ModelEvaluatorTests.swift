@@ -284,3 +284,48 @@ struct ModelEvaluatorTests {
         #expect(report.accuracy.isEmpty)
     }
 }
+
+/// `h = x · w1`, `y = h · w2` for x of shape [batch, 2].
+private func twoLayerModel(first: [Float], second: [Float], name: String) throws -> EvaluatedModel {
+    var graph = Graph(name: name)
+    graph.inputs = [ValueInfo(name: "x", dtype: .float32, shape: [.symbol("batch"), .value(2)])]
+    graph.initializers["w1"] = try Tensor(shape: [2, 2], scalars: first)
+    graph.initializers["w2"] = try Tensor(shape: [2, 2], scalars: second)
+    graph.nodes = [Node(name: "first", opType: "MatMul", inputs: ["x", "w1"], outputs: ["h"]),
+                   Node(name: "second", opType: "MatMul", inputs: ["h", "w2"], outputs: ["y"])]
+    graph.outputs = [ValueInfo(name: "y", dtype: .float32, shape: [.symbol("batch"), .value(2)])]
+    return try EvaluatedModel(model: Model(graph: graph), name: name)
+}
+
+@Suite("Per-layer error")
+struct LayerErrorTests {
+    @Test func theNodeThatAddsNoiseIsSingledOut() throws {
+        let reference = try twoLayerModel(first: [1, 0, 0, 1], second: [1, 0, 0, 1], name: "ref")
+        let candidate = try twoLayerModel(first: [1, 0, 0, 1.1], second: [1, 0, 0, 1], name: "cand")
+        let rows = data(["x": try Tensor(shape: [3, 2], scalars: [Float](arrayLiteral: 3, 1, 0, 1, 2, 2))])
+        let layers = try ModelEvaluator(options: quickOptions(labels: nil)).layerErrors(
+            reference: reference, candidate: candidate, data: rows, rows: 2)
+        #expect(layers.map(\.name) == ["h", "y"])
+        let first = layers[0], second = layers[1]
+        #expect(first.node == "first" && first.opType == "MatMul")
+        #expect(first.fidelity.samples == 2)                      // rows: 2 of the 3
+        // h: reference [3, 1], [0, 1]; candidate [3, 1.1], [0, 1.1]: signal 11, noise 2 · 0.1².
+        let expected = 10 * log10(11.0 / 0.02)
+        #expect(abs(first.fidelity.sqnrDB - expected) < 1e-4)
+        #expect(first.inputSQNRDB == .infinity)                   // x and w1 are exact in both models
+        #expect(abs(first.addedNoiseDB! - 10 * log10(0.02 / 11)) < 1e-4)
+        // y = h in both: no noise of its own.
+        #expect(abs(second.inputSQNRDB! - expected) < 1e-4)
+        #expect(second.addedNoiseDB == -.infinity)
+        let lines = EvaluationReport.formattedLayers(layers)
+        #expect(lines.count == 2 && lines[1].contains("first (MatMul)"))
+    }
+
+    @Test func tooFewRowsIsAnError() throws {
+        let model = try twoLayerModel(first: [1, 0, 0, 1], second: [1, 0, 0, 1], name: "ref")
+        #expect(throws: EvaluationError.self) {
+            try ModelEvaluator(options: quickOptions(labels: nil)).layerErrors(
+                reference: model, candidate: model, data: labelled(), rows: 0)
+        }
+    }
+}

@@ -1,0 +1,145 @@
+import Foundation
+import GraphIR
+import Runtime
+import Tensors
+
+/// How far one intermediate value of a candidate model strays from the reference's value of the same name,
+/// and how much of that error its node adds.
+///
+/// Quantizers keep the names of the float values they compute (the tensors between a DequantizeLinear and
+/// the next QuantizeLinear), so comparing same-named values of the float and the quantized model follows
+/// the error as it builds up from layer to layer.
+public struct LayerFidelity: Sendable, Codable, Equatable {
+    /// The value's name and the reference node that computes it.
+    public var name: String
+    public var node: String
+    public var opType: String
+    /// The metrics of `OutputFidelity`, every sample's value flattened.
+    public var fidelity: OutputFidelity
+    /// The lowest SQNR among the values the node reads (+∞ when they are model inputs or constants, exact in
+    /// both models): the error that reached the node. Values not compared under their own name stand for the
+    /// values they were computed from. nil when nothing upstream was compared.
+    public var inputSQNRDB: Double?
+
+    public init(name: String, node: String, opType: String, fidelity: OutputFidelity, inputSQNRDB: Double?) {
+        self.name = name
+        self.node = node
+        self.opType = opType
+        self.fidelity = fidelity
+        self.inputSQNRDB = inputSQNRDB
+    }
+
+    /// The noise this node adds, relative to the signal, in dB: `10 · log10(10^(−sqnr/10) − 10^(−input/10))`,
+    /// noise powers being additive where dB are not (a first layer behind exact inputs adds all of its
+    /// noise). −∞ when the value is no noisier than its inputs; nil without an input SQNR.
+    public var addedNoiseDB: Double? {
+        guard let inputSQNRDB else { return nil }
+        let added = Self.noiseRatio(fidelity.sqnrDB) - Self.noiseRatio(inputSQNRDB)
+        return added > 0 ? 10 * log10(added) : -.infinity
+    }
+
+    /// Noise power over signal power for an SQNR in dB (0 for +∞).
+    static func noiseRatio(_ sqnrDB: Double) -> Double { sqnrDB.isNaN ? .infinity : pow(10, -sqnrDB / 10) }
+
+    enum CodingKeys: String, CodingKey {
+        case name, node, fidelity
+        case opType = "op_type"
+        case inputSQNRDB = "input_sqnr_db"
+    }
+}
+
+extension ModelEvaluator {
+    /// Compares every floating-point value that both models compute under the same name, on the first
+    /// `rows` samples of `data`, one sample per run (so memory holds one sample's values).
+    ///
+    /// Values of different shapes or of integer type in either model are not compared. The candidate runs
+    /// node by node, without fusing quantized patterns into integer kernels (the fused kernels keep no
+    /// intermediate float values): its figures are those of the QDQ graph's own arithmetic, which the
+    /// integer kernels follow up to the rounding of fixed-point requantization. The result follows the
+    /// reference graph's node order.
+    /// - Throws: `EvaluationError` naming the data array or model at fault.
+    public func layerErrors(
+        reference: EvaluatedModel, candidate: EvaluatedModel, data: EvaluationData, rows: Int,
+        progress: (Int, Int) -> Void = { _, _ in }
+    ) throws -> [LayerFidelity] {
+        let referenceSession = try session(for: reference)
+        let candidateSession = try session(for: candidate, integerExecution: false)
+        let inputNames = try usedInputs([(reference, referenceSession), (candidate, candidateSession)], data: data)
+        let available = try rowCount(of: inputNames, in: data)
+        let count = min(available, max(0, rows))
+        guard count > 0 else { throw EvaluationError.emptyData(data: data.source) }
+
+        let referenceGraph = reference.model.graph
+        let candidateValues = Set(candidate.model.graph.nodes.flatMap(\.outputs))
+        let constantOps: Set<String> = ["Constant", "ConstantOfShape"]
+        var producers: [String: Node] = [:]
+        var compared: [String] = []
+        for node in referenceGraph.nodes {
+            for output in node.outputs where !output.isEmpty {
+                producers[output] = node
+                if candidateValues.contains(output) && !constantOps.contains(node.opType) { compared.append(output) }
+            }
+        }
+        let watched = Set(compared)
+        var accumulators: [String: OutputFidelityAccumulator] = [:]
+
+        for row in 0..<count {
+            let feeds = try Dictionary(uniqueKeysWithValues: inputNames.map {
+                ($0, try data.arrays[$0]!.rows(row..<row + 1))
+            })
+            var expected: [String: Tensor] = [:]
+            try observe(referenceSession, reference, feeds, names: watched) { name, value in
+                if value.dtype.isFloatingPoint && value.count > 0 { expected[name] = value }
+            }
+            try observe(candidateSession, candidate, feeds, names: watched) { name, value in
+                guard let want = expected[name], value.dtype.isFloatingPoint, value.shape == want.shape else { return }
+                var accumulator = accumulators[name] ?? OutputFidelityAccumulator(name: name)
+                try accumulator.add(reference: want.reshaped([1, want.count]), candidate: value.reshaped([1, value.count]))
+                accumulators[name] = accumulator
+            }
+            progress(row + 1, count)
+        }
+
+        let results = accumulators.mapValues(\.result)
+        let exact = Set(referenceGraph.inputs.map(\.name)).union(referenceGraph.initializers.keys)
+        var upstream: [String: Double?] = [:]
+        // The SQNR that reaches `value`: its own when compared, else the lowest of what its producer read.
+        func arriving(_ value: String, depth: Int) -> Double? {
+            if let known = upstream[value] { return known }
+            let found: Double?
+            if let result = results[value] {
+                found = result.sqnrDB
+            } else if exact.contains(value) || value.isEmpty {
+                found = .infinity
+            } else if let node = producers[value], depth < 10_000 {
+                found = reaching(node, depth: depth + 1)
+            } else {
+                found = nil
+            }
+            upstream[value] = found
+            return found
+        }
+        func reaching(_ node: Node, depth: Int) -> Double? {
+            if constantOps.contains(node.opType) { return .infinity }
+            let values = node.inputs.compactMap { arriving($0, depth: depth) }
+            return values.min()
+        }
+        return compared.compactMap { name -> LayerFidelity? in
+            guard let result = results[name], let node = producers[name] else { return nil }
+            return LayerFidelity(name: name, node: node.name, opType: node.opType, fidelity: result,
+                                 inputSQNRDB: reaching(node, depth: 0))
+        }
+    }
+
+    private func observe(_ session: Session, _ model: EvaluatedModel, _ feeds: [String: Tensor], names: Set<String>,
+                         _ body: @escaping (String, Tensor) throws -> Void) throws {
+        let own = feeds.filter { name, _ in session.inputs.contains { $0.name == name } }
+        do {
+            _ = try session.run(own, observer: ValueObserver(names: names, body: body))
+        } catch let error as EvaluationError {
+            throw error
+        } catch {
+            throw EvaluationError.modelFailed(model: model.name, reason: "\(error)")
+        }
+    }
+}

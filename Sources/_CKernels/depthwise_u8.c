@@ -231,10 +231,14 @@ static inline __attribute__((always_inline)) SQ_TARGET_VBMI void plane_vnni_rows
                 continue;
             }
             __m512i codes = _mm512_setzero_si512();
-            for (size_t c = 0; c < 4; c++) {
-                if (c >= chunks) continue;
-                __m128i bytes = narrow ? sq_rq512_narrow16(sums[c], requant) : sq_rq512_bytes16(sums[c], requant);
-                codes = _mm512_mask_broadcast_i32x4(codes, (__mmask16)(0xFu << (4 * c)), bytes);
+            if (chunks == 4 && narrow && requant->pack) {
+                codes = sq_rq512_narrow64(sums[0], sums[1], sums[2], sums[3], requant);
+            } else {
+                for (size_t c = 0; c < 4; c++) {
+                    if (c >= chunks) continue;
+                    __m128i bytes = narrow ? sq_rq512_narrow16(sums[c], requant) : sq_rq512_bytes16(sums[c], requant);
+                    codes = _mm512_mask_broadcast_i32x4(codes, (__mmask16)(0xFu << (4 * c)), bytes);
+                }
             }
             if (rq->table) codes = sq_table512_lookup(codes, tables);
             _mm512_mask_storeu_epi8((uint8_t *)y + base, store, codes);

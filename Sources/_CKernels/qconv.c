@@ -194,6 +194,9 @@ static inline void apply_table(int level, const sq_qrequant *rq, uint8_t *y, siz
 
 #define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")))
 #define VNNI_MR 6
+/// Packed activation bytes of a tile of blocks (half of a 48 KiB L1), and the rows of a band: four row tiles.
+#define TILE_BYTES (24 * 1024)
+#define BAND_ROWS (4 * VNNI_MR)
 
 static inline __attribute__((always_inline)) VNNI_TARGET int32_t load_word(const int8_t *w) {
     int32_t word;
@@ -379,18 +382,33 @@ int sq_qconv_gemm(int level, const int8_t *w, size_t ldw, size_t k, const uint8_
     int avx2 = level >= SQ_QGEMM_LEVEL_AVX2 && f.avx2;
     if (!vnni && !avx2) return 0;
     if (m_begin >= m_end) return 1;
+    if (vnni) {
+        // Blocks whose packed bytes fit a tile in L1 are run one band of rows at a time across the tile, so
+        // a few output rows are written in long runs (which the prefetchers follow) instead of every row
+        // 64 bytes per block: shallow products into outputs not in cache are bound by those stores.
+        int table = rq && rq->table && sq_has_avx512vbmi();
+        size_t tile = TILE_BYTES / (groups * BLOCK * 4);
+        if (tile < 1) tile = 1;
+        size_t band = tile > 1 ? BAND_ROWS : m_end - m_begin;
+        for (size_t t = block_begin; t < block_end; t += tile) {
+            size_t t_end = t + tile < block_end ? t + tile : block_end;
+            for (size_t m = m_begin; m < m_end; m += band) {
+                size_t m_stop = m + band < m_end ? m + band : m_end;
+                for (size_t b = t; b < t_end; b++) {
+                    size_t first = b * BLOCK, width = block_width(p, b);
+                    vnni_blocks[table][width / 16 - 1](w, ldw, groups, packed + first * 4 * groups, first, p, m, m_stop,
+                                                       offsets, zero_points, sums, rq, y, ldy);
+                }
+            }
+        }
+        return 1;
+    }
     for (size_t b = block_begin; b < block_end; b++) {
         size_t first = b * BLOCK, width = block_width(p, b);
         const uint8_t *x = packed + first * 4 * groups;
-        if (vnni) {
-            int table = rq && rq->table && sq_has_avx512vbmi();
-            vnni_blocks[table][width / 16 - 1](w, ldw, groups, x, first, p, m_begin, m_end, offsets, zero_points, sums, rq,
-                                               y, ldy);
-        } else {
-            for (size_t i = 0; i < width && first + i < p; i += 16) {
-                tile_avx2(w, ldw, groups, x + i * 4, width * 4, first + i, p, m_begin, m_end, offsets, zero_points, sums,
-                          rq, y, ldy);
-            }
+        for (size_t i = 0; i < width && first + i < p; i += 16) {
+            tile_avx2(w, ldw, groups, x + i * 4, width * 4, first + i, p, m_begin, m_end, offsets, zero_points, sums, rq,
+                      y, ldy);
         }
     }
     return 1;

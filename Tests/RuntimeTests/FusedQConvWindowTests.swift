@@ -17,7 +17,8 @@ import _TestSupport
     /// Windows with unit width stride (blocks of 64 positions crossing output rows, rows wider than a
     /// block, a single output column, height strides and dilations, uneven padding, 1×1 with padding,
     /// groups, a batch of two), one whose runs per block exceed the packer's table (the im2col path),
-    /// width stride 2 (rows wider than 32 outputs, a 7×7 stem, dilation with uneven padding),
+    /// width stride 2 (rows wider than 32 outputs, a 7×7 stem, dilation with uneven padding), a product
+    /// spanning several tiles of blocks,
     /// then 1×1 convolutions over depths 1…10 and 16, and the stem's depth 27 (3×3 stride 2).
     static let cases: [Case] = [
         Case(input: [1, 5, 9, 9], weight: [7, 5, 3, 3], attributes: ["pads": .ints([1, 1, 1, 1])]),
@@ -31,6 +32,8 @@ import _TestSupport
         Case(input: [1, 2, 9, 150], weight: [5, 2, 3, 3], attributes: ["strides": .ints([1, 2]), "pads": .ints([1, 1, 1, 1])]),
         Case(input: [1, 3, 20, 41], weight: [8, 3, 7, 7], attributes: ["strides": .ints([2, 2]), "pads": .ints([3, 3, 3, 3])]),
         Case(input: [1, 4, 11, 30], weight: [6, 4, 3, 3], attributes: ["strides": .ints([2, 2]), "dilations": .ints([1, 3]), "pads": .ints([0, 2, 1, 0])]),
+        // Many blocks of a moderate depth: several L1 tiles of blocks, bands of rows across each.
+        Case(input: [1, 128, 40, 50], weight: [30, 128, 1, 1]),
     ] + (Array(1...10) + [16]).map { depth in
         Case(input: [1, depth, 9, 15], weight: [depth % 3 == 0 ? 16 : 19 + depth, depth, 1, 1])
     } + [

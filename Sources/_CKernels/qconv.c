@@ -204,23 +204,24 @@ static inline __attribute__((always_inline)) VNNI_TARGET int32_t load_word(const
     return word;
 }
 
-/// `acc + offset − zero_point · sums[first…]` for 16 positions (count of them real).
-static inline __attribute__((always_inline)) VNNI_TARGET __m512i corrected16(__m512i acc, __m512i offset,
-                                                                            int32_t zero_point, const int32_t *sums,
-                                                                            size_t first, size_t count) {
-    acc = _mm512_add_epi32(acc, offset);
+/// `acc − zero_point · sums[first…]` for 16 positions (count of them real).
+static inline __attribute__((always_inline)) VNNI_TARGET __m512i corrected16(__m512i acc, int32_t zero_point,
+                                                                            const int32_t *sums, size_t first,
+                                                                            size_t count) {
     if (zero_point == 0) return acc;
     __mmask16 mask = count >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << count) - 1u);
     __m512i s = _mm512_maskz_loadu_epi32(mask, sums + first);
     return _mm512_sub_epi32(acc, _mm512_mullo_epi32(s, _mm512_set1_epi32(zero_point)));
 }
 
-/// Rows [m_begin, m_end) of one block of `NV` vectors of 16 positions. The `_table` variants (VBMI) map
-/// the codes through the output table in registers; the others leave it to `apply_table`.
+/// Rows [m_begin, m_end) of one block of `NV` vectors of 16 positions, the accumulators starting from the
+/// rows' offsets. The `_table` variants (VBMI) map the codes through the output table in registers; the
+/// others leave it to `apply_table`. `narrow` says every row's requantization has the narrow form and
+/// packs (`all_narrow`): then full blocks load only those constants.
 #define DEFINE_VNNI_BLOCK(NV, NAME, TARGET, USE_TABLE)                                                           \
     static TARGET void NAME(const int8_t *w, size_t ldw, size_t groups, const uint8_t *x, size_t first, size_t p, \
                             size_t m_begin, size_t m_end, const int32_t *offsets, const int32_t *zero_points,    \
-                            const int32_t *sums, const sq_qrequant *rq, void *y, size_t ldy) {                  \
+                            const int32_t *sums, const sq_qrequant *rq, int narrow, void *y, size_t ldy) {      \
         const size_t stride = (NV) * 64;                                                                         \
         USE_TABLE(sq_table512 tables = sq_table512_load(rq->table);)                                             \
         for (size_t m = m_begin; m < m_end; m += VNNI_MR) {                                                      \
@@ -229,7 +230,8 @@ static inline __attribute__((always_inline)) VNNI_TARGET __m512i corrected16(__m
             for (size_t r = 0; r < VNNI_MR; r++) wr[r] = w + (m + (r < rows ? r : rows - 1)) * ldw;             \
             __m512i acc[VNNI_MR][NV];                                                                            \
             for (size_t r = 0; r < VNNI_MR; r++)                                                                 \
-                for (size_t v = 0; v < (NV); v++) acc[r][v] = _mm512_setzero_si512();                            \
+                for (size_t v = 0; v < (NV); v++)                                                                \
+                    acc[r][v] = _mm512_set1_epi32(offsets[m + (r < rows ? r : rows - 1)]);                       \
             for (size_t g = 0; g < groups; g++) {                                                                \
                 __m512i xv[NV];                                                                                  \
                 for (size_t v = 0; v < (NV); v++) xv[v] = _mm512_loadu_si512(x + g * stride + v * 64);           \
@@ -243,32 +245,31 @@ static inline __attribute__((always_inline)) VNNI_TARGET __m512i corrected16(__m
             for (size_t r = 0; r < VNNI_MR; r++) {                                                               \
                 if (r >= rows) continue;                                                                         \
                 const size_t row = m + r;                                                                        \
-                const __m512i offset = _mm512_set1_epi32(offsets[row]);                                          \
                 const int32_t zero_point = zero_points ? zero_points[row] : 0;                                   \
                 if (!rq) {                                                                                       \
                     for (size_t v = 0; v < (NV); v++) {                                                          \
                         if (v * 16 >= count) continue;                                                           \
                         size_t left = count - v * 16;                                                            \
                         __mmask16 mask = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);       \
-                        __m512i value = corrected16(acc[r][v], offset, zero_point, sums, first + v * 16, left); \
+                        __m512i value = corrected16(acc[r][v], zero_point, sums, first + v * 16, left);         \
                         _mm512_mask_storeu_epi32((int32_t *)y + row * ldy + first + v * 16, mask, value);       \
                     }                                                                                            \
                     continue;                                                                                    \
                 }                                                                                                \
                 /* The row's codes gathered in one register: one table lookup and one store for 64. */           \
-                sq_rq512 requant = sq_rq512_load(rq, row);                                                       \
                 __m512i codes = _mm512_setzero_si512();                                                          \
-                if ((NV) == 4 && requant.narrow && requant.pack) {                                               \
+                if ((NV) == 4 && narrow) {                                                                       \
+                    sq_rq512n requant = sq_rq512n_load(rq, row, 1);                                              \
                     __m512i values[4];                                                                           \
                     for (size_t v = 0; v < 4; v++)                                                               \
-                        values[v] = corrected16(acc[r][v % (NV)], offset, zero_point, sums, first + v * 16,     \
+                        values[v] = corrected16(acc[r][v % (NV)], zero_point, sums, first + v * 16,             \
                                                 v * 16 < count ? count - v * 16 : 0);                            \
                     codes = sq_rq512_narrow64(values[0], values[1], values[2], values[3], &requant);             \
                 } else {                                                                                         \
+                    sq_rq512 requant = sq_rq512_load(rq, row);                                                   \
                     for (size_t v = 0; v < (NV); v++) {                                                          \
                         if (v * 16 >= count) continue;                                                           \
-                        __m512i value = corrected16(acc[r][v], offset, zero_point, sums, first + v * 16,        \
-                                                    count - v * 16);                                             \
+                        __m512i value = corrected16(acc[r][v], zero_point, sums, first + v * 16, count - v * 16); \
                         codes = _mm512_mask_broadcast_i32x4(codes, (__mmask16)(0xFu << (4 * v)),                 \
                                                             sq_rq512_bytes16(value, &requant));                  \
                     }                                                                                            \
@@ -295,7 +296,19 @@ DEFINE_VNNI_BLOCK(3, block_vnni_table_3, SQ_TARGET_VBMI, WITH_TABLE)
 DEFINE_VNNI_BLOCK(4, block_vnni_table_4, SQ_TARGET_VBMI, WITH_TABLE)
 
 typedef void (*vnni_block_fn)(const int8_t *, size_t, size_t, const uint8_t *, size_t, size_t, size_t, size_t,
-                              const int32_t *, const int32_t *, const int32_t *, const sq_qrequant *, void *, size_t);
+                              const int32_t *, const int32_t *, const int32_t *, const sq_qrequant *, int, void *, size_t);
+
+/// Whether every channel of rows [m_begin, m_end) has the narrow requantization and codes that pack
+/// (`sq_rq512_narrow64`), checked once per call rather than per row and block.
+static int all_narrow(const sq_qrequant *rq, size_t m_begin, size_t m_end) {
+    if (!rq) return 0;
+    if (!(rq->lower >= 0 && rq->upper <= 255) && !(rq->lower >= -128 && rq->upper <= 127)) return 0;
+    if (!rq->per_channel) return sq_rq_is_narrow(rq, 0);
+    for (size_t c = m_begin; c < m_end; c++) {
+        if (!sq_rq_is_narrow(rq, c)) return 0;
+    }
+    return 1;
+}
 static const vnni_block_fn vnni_blocks[2][4] = {
     {block_vnni_1, block_vnni_2, block_vnni_3, block_vnni_4},
     {block_vnni_table_1, block_vnni_table_2, block_vnni_table_3, block_vnni_table_4},
@@ -386,7 +399,7 @@ int sq_qconv_gemm(int level, const int8_t *w, size_t ldw, size_t k, const uint8_
         // Blocks whose packed bytes fit a tile in L1 are run one band of rows at a time across the tile, so
         // a few output rows are written in long runs (which the prefetchers follow) instead of every row
         // 64 bytes per block: shallow products into outputs not in cache are bound by those stores.
-        int table = rq && rq->table && sq_has_avx512vbmi();
+        int table = rq && rq->table && sq_has_avx512vbmi(), narrow = all_narrow(rq, m_begin, m_end);
         size_t tile = TILE_BYTES / (groups * BLOCK * 4);
         if (tile < 1) tile = 1;
         size_t band = tile > 1 ? BAND_ROWS : m_end - m_begin;
@@ -397,7 +410,7 @@ int sq_qconv_gemm(int level, const int8_t *w, size_t ldw, size_t k, const uint8_
                 for (size_t b = t; b < t_end; b++) {
                     size_t first = b * BLOCK, width = block_width(p, b);
                     vnni_blocks[table][width / 16 - 1](w, ldw, groups, packed + first * 4 * groups, first, p, m, m_stop,
-                                                       offsets, zero_points, sums, rq, y, ldy);
+                                                       offsets, zero_points, sums, rq, narrow, y, ldy);
                 }
             }
         }
@@ -438,15 +451,6 @@ int sq_qconv_window_packable(int level, const sq_qwindow *g) {
 }
 
 #if defined(__x86_64__) || defined(_M_X64)
-/// The lanes [low, high) of a 64-bit mask.
-static inline uint64_t lane_range(ptrdiff_t low, ptrdiff_t high) {
-    if (low < 0) low = 0;
-    if (high > 64) high = 64;
-    if (high <= low) return 0;
-    uint64_t upper = high >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << high) - 1);
-    return upper & ~(((uint64_t)1 << low) - 1);
-}
-
 /// One (tap, output row) run of a block: the lanes it fills, the address of lane 0 relative to the
 /// channel's plane, and for width stride 2 the even source bytes of those lanes in the two 64-byte halves.
 typedef struct {
@@ -476,13 +480,13 @@ static size_t window_runs(const sq_qwindow *g, size_t first, size_t count, windo
             if (end_column > (ptrdiff_t)g->output_w) end_column = (ptrdiff_t)g->output_w;
             ptrdiff_t low = row_start + first_column, high = row_start + end_column;
             if (high > (ptrdiff_t)count) high = (ptrdiff_t)count;
-            uint64_t lanes = lane_range(low, high);
+            uint64_t lanes = sq_bit_range(low, high);
             if (!lanes) continue;
             window_run *run = &runs[total++];
             run->lanes = lanes;
             run->offset = ih * (ptrdiff_t)g->input_w - row_start * stride + shift;
-            run->even_low = lane_range(2 * low, 2 * high) & 0x5555555555555555ull;
-            run->even_high = lane_range(2 * low - 64, 2 * high - 64) & 0x5555555555555555ull;
+            run->even_low = sq_bit_range(2 * low, 2 * high) & 0x5555555555555555ull;
+            run->even_high = sq_bit_range(2 * low - 64, 2 * high - 64) & 0x5555555555555555ull;
         }
     }
     run_begin[taps] = total;

@@ -8,11 +8,7 @@ import _TestSupport
 /// (`sq_qconv_pack_window`), 1×1 convolutions of small depth, and the 64-code requantization, forced to
 /// every instruction-set level the CPU has, against the reference twin bit for bit.
 @Suite struct FusedQConvWindowTests {
-    struct Case {
-        var input: [Int]
-        var weight: [Int]
-        var attributes: [String: Attribute] = [:]
-    }
+    typealias Case = FusedQConvPlaneTests.Case
 
     /// Windows with unit width stride (blocks of 64 positions crossing output rows, rows wider than a
     /// block, a single output column, height strides and dilations, uneven padding, 1×1 with padding,
@@ -82,17 +78,9 @@ import _TestSupport
                         constants["bias"] = try Tensor(shape: [channels], scalars: (0..<channels).map { _ in Float.random(in: -1...1, using: &generator) })
                     }
                     node.inputs = inputs
-                    var kernel = try FusedQConvKernel(buildContext(node, constants: constants))
-                    let feeds = orderedInputs(node, constants: constants, feeds: ["x": x])
-                    let expected = try kernel.runReference(feeds)[0]
+                    let expected = try FusedQConvPlaneTests.expectLevelsEqualReference(
+                        node, constants: constants, x: x, threads: [1, 2, 3], "case \(index) x_zp \(xZero) form \(form)")
                     if form == 0 { #expect(Set(expected.doubleValues).count > 2, "case \(index): the data must spread") }
-                    for level in FusedQConvPlaneTests.levels {
-                        kernel.level = level
-                        for threads in [1, 2, 3] {
-                            let result = try kernel.run(feeds, context: ExecutionContext(threadCount: threads))[0]
-                            #expect(result == expected, "case \(index) x_zp \(xZero) form \(form) level \(level) threads \(threads)")
-                        }
-                    }
                 }
             }
         }

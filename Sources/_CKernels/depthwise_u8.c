@@ -163,15 +163,6 @@ static int pack_tap_words(const sq_qwindow *g, const int32_t *w, int32_t *words)
     return 1;
 }
 
-/// Bits [low, high) of a 64-bit mask (empty when high <= low).
-static inline uint64_t bit_range(ptrdiff_t low, ptrdiff_t high) {
-    if (low < 0) low = 0;
-    if (high > 64) high = 64;
-    if (high <= low) return 0;
-    uint64_t upper = high >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << high) - 1);
-    return upper & ~(((uint64_t)1 << low) - 1);
-}
-
 /// The plane loop of `plane_vnni`, inlined with constant kernel heights, tap groups and requantization
 /// form for the common cases. The input is read in place: a load of 64 bytes at column
 /// `o·stride − pad_left` is masked to the columns inside the row, the others reading the zero point, and
@@ -195,7 +186,7 @@ static inline __attribute__((always_inline)) SQ_TARGET_VBMI void plane_vnni_rows
         for (size_t c = 0; c < 4; c++) {
             for (size_t q = 0; q < quads; q++) {
                 ptrdiff_t start = column + (ptrdiff_t)c * chunk_step + (ptrdiff_t)q * quad_step;
-                inside[c][q] = (__mmask64)bit_range(-start, width - start);
+                inside[c][q] = (__mmask64)sq_bit_range(-start, width - start);
             }
         }
         __mmask64 store = count >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << count) - 1);
@@ -231,10 +222,14 @@ static inline __attribute__((always_inline)) SQ_TARGET_VBMI void plane_vnni_rows
                 continue;
             }
             __m512i codes = _mm512_setzero_si512();
-            for (size_t c = 0; c < 4; c++) {
-                if (c >= chunks) continue;
-                __m128i bytes = narrow ? sq_rq512_narrow16(sums[c], requant) : sq_rq512_bytes16(sums[c], requant);
-                codes = _mm512_mask_broadcast_i32x4(codes, (__mmask16)(0xFu << (4 * c)), bytes);
+            if (chunks == 4 && narrow && requant->n.pack) {
+                codes = sq_rq512_narrow64(sums[0], sums[1], sums[2], sums[3], &requant->n);
+            } else {
+                for (size_t c = 0; c < 4; c++) {
+                    if (c >= chunks) continue;
+                    __m128i bytes = narrow ? sq_rq512_narrow16(sums[c], requant) : sq_rq512_bytes16(sums[c], requant);
+                    codes = _mm512_mask_broadcast_i32x4(codes, (__mmask16)(0xFu << (4 * c)), bytes);
+                }
             }
             if (rq->table) codes = sq_table512_lookup(codes, tables);
             _mm512_mask_storeu_epi8((uint8_t *)y + base, store, codes);

@@ -44,6 +44,24 @@ import _TestSupport
                                : try Tensor(shape: [256], scalars: bytes.map { Int8(bitPattern: $0) })
     }
 
+    /// Runs the `QConv` of `node` on `x` at every level and thread count against its reference twin, bit
+    /// for bit, and returns the reference output.
+    @discardableResult
+    static func expectLevelsEqualReference(_ node: Node, constants: [String: Tensor], x: Tensor, threads: [Int],
+                                           _ label: String) throws -> Tensor {
+        var kernel = try FusedQConvKernel(buildContext(node, constants: constants))
+        let feeds = orderedInputs(node, constants: constants, feeds: ["x": x])
+        let expected = try kernel.runReference(feeds)[0]
+        for level in levels {
+            kernel.level = level
+            for count in threads {
+                let result = try kernel.run(feeds, context: ExecutionContext(threadCount: count))[0]
+                #expect(result == expected, "\(label) level \(level) threads \(count)")
+            }
+        }
+        return expected
+    }
+
     @Test func planeKernelsEqualReferenceAtEveryLevel() throws {
         var generator = SeededGenerator(seed: 91)
         var variant = 0
@@ -85,16 +103,8 @@ import _TestSupport
                         constants["bias"] = try Tensor(shape: [channels], scalars: (0..<channels).map { _ in Float.random(in: -1...1, using: &generator) })
                     }
                     node.inputs = inputs
-                    var kernel = try FusedQConvKernel(buildContext(node, constants: constants))
-                    let feeds = orderedInputs(node, constants: constants, feeds: ["x": x])
-                    let expected = try kernel.runReference(feeds)[0]
-                    for level in Self.levels {
-                        kernel.level = level
-                        for threads in [1, 3] {
-                            let result = try kernel.run(feeds, context: ExecutionContext(threadCount: threads))[0]
-                            #expect(result == expected, "case \(index) x_zp \(xZero) form \(form) level \(level) threads \(threads)")
-                        }
-                    }
+                    try Self.expectLevelsEqualReference(node, constants: constants, x: x, threads: [1, 3],
+                                                        "case \(index) x_zp \(xZero) form \(form)")
                 }
             }
         }

@@ -182,8 +182,11 @@ enum NCHWConvolution {
         let sums = UnsafeMutablePointer<Int32>.allocate(capacity: needsSums ? planes * positions : 1)
         defer { sums.deallocate() }
         let blocks = (positions + 63) / 64
-        // A direct plane packs in parts of whole 64-position blocks (the packed layout is block-major).
-        let packParts = direct ? min(blocks, max(1, (threads + planes - 1) / planes)) : 1
+        // Without activation sums, windows with unit width stride pack straight from the planes.
+        var fullWindow = window
+        let fromPlanes = !direct && !needsSums && sq_qconv_window_packable(Int32(level.rawValue), &fullWindow) != 0
+        // Those and direct planes pack in parts of whole 64-position blocks (the packed layout is block-major).
+        let packParts = direct || fromPlanes ? min(blocks, max(1, (threads + planes - 1) / planes)) : 1
         x.withUnsafeBytes { raw in
             let source = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
             Parallel.forEach(planes * packParts, threads: threads) { item in
@@ -196,6 +199,9 @@ enum NCHWConvolution {
                     let first = part * blocks / packParts * 64, end = min(positions, (part + 1) * blocks / packParts * 64)
                     sq_qconv_pack(Int32(level.rawValue), input + first, g.planeSize, depth, end - first, flip, target + first * 4 * ((depth + 3) / 4),
                                   planeSums.map { $0 + first })
+                } else if fromPlanes {
+                    sq_qconv_pack_window(Int32(level.rawValue), input, g.planeSize, groupInputs, &local, flip, zeroByte,
+                                         part * blocks / packParts, (part + 1) * blocks / packParts, target)
                 } else {
                     let rows = UnsafeMutablePointer<UInt8>.allocate(capacity: max(depth * positions, 1))
                     defer { rows.deallocate() }

@@ -237,6 +237,16 @@ typedef struct {
 void sq_qconv_im2col(const uint8_t *x, size_t plane_stride, size_t channels, const sq_qwindow *g, uint8_t flip,
                      uint8_t pad, uint8_t *rows);
 
+/// Whether `sq_qconv_pack_window` runs for this window at `level` (SQ_QGEMM_LEVEL_*): AVX-512BW with a
+/// width stride of 1 (or 2 with AVX-512 VBMI), windows of modest size.
+int sq_qconv_window_packable(int level, const sq_qwindow *g);
+/// Position blocks [block_begin, block_end) of the packed im2col rows, straight from the planes: the bytes
+/// `sq_qconv_pack(level, rows, P, k, P, 0, packed, NULL)` writes there after
+/// `sq_qconv_im2col(x, plane_stride, channels, g, flip, pad, rows)` (P = output positions, k = channels
+/// x taps), without the intermediate rows. Does nothing unless `sq_qconv_window_packable(level, g)`.
+void sq_qconv_pack_window(int level, const uint8_t *x, size_t plane_stride, size_t channels, const sq_qwindow *g,
+                          uint8_t flip, uint8_t pad, size_t block_begin, size_t block_end, uint8_t *packed);
+
 /// Depthwise integer convolution of `channels` planes (plane c at x + c * plane_stride, its `taps` int32
 /// weights at w + c * taps, already minus their zero point): over the plane padded with `x_zero`,
 ///     acc[o] = sum over taps of w * (x ^ flip) + bias[c]

@@ -103,11 +103,12 @@ extension ModelEvaluator {
         let results = accumulators.mapValues(\.result)
         let exact = Set(referenceGraph.inputs.map(\.name)).union(referenceGraph.initializers.keys)
         var upstream: [String: Double?] = [:]
-        // The SQNR that reaches `value`: its own when compared, else the lowest of what its producer read.
+        // The SQNR that reaches `value`: its own when compared (and finite somewhere: masked attention scores
+        // hold −∞ in every sample), else the lowest of what its producer read.
         func arriving(_ value: String, depth: Int) -> Double? {
             if let known = upstream[value] { return known }
             let found: Double?
-            if let result = results[value] {
+            if let result = results[value], result.nonFiniteSamples < result.samples {
                 found = result.sqnrDB
             } else if exact.contains(value) || value.isEmpty {
                 found = .infinity

@@ -398,7 +398,13 @@ static __attribute__((target("avx512f"))) int channels_avx512(const float *x, co
         for (size_t t = 0; t < taps; t++)
             weights[t] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mask, tap_index, w + c0 * taps + t, 4);
         const __m512 start = bias ? _mm512_maskz_loadu_ps(mask, bias + c0) : _mm512_setzero_ps();
+        // The next 16 planes (the next block here or in the caller's next call) into L2 while this block
+        // computes, a share per output row; past the input's end the prefetches are harmless.
+        const char *next = (const char *)(x + (c0 + 16) * in_plane);
+        size_t next_lines = 16 * in_plane * sizeof(float) / 64, lines_per_row = next_lines / out_h + 1;
         for (size_t oh = 0; oh < out_h; oh++) {
+            for (size_t line = 0; line < lines_per_row && next_lines > 0; line++, next_lines--, next += 64)
+                _mm_prefetch(next, _MM_HINT_T1);
             for (size_t ow0 = 0; ow0 < out_w; ow0 += BLOCK_COLUMNS) {
                 const size_t columns = out_w - ow0 < BLOCK_COLUMNS ? out_w - ow0 : BLOCK_COLUMNS;
                 __m512 acc[BLOCK_COLUMNS];

@@ -100,6 +100,8 @@ typedef struct {
     size_t row;          ///< floats per padded row (stride phase rows)
     size_t phase;        ///< floats per phase row
     size_t rows;         ///< padded rows per padded slice (H extent)
+    const char *next;    ///< memory to prefetch while this plane computes (the next channel's input), or NULL
+    size_t next_bytes;
 } padded_plane;
 
 enum { MAX_TAPS_W = 64 };
@@ -183,6 +185,8 @@ static inline __attribute__((always_inline)) int make_padded(const float *x, con
     out->row = row;
     out->phase = phase;
     out->rows = extent[1];
+    out->next = NULL;
+    out->next_bytes = 0;
     return 1;
 }
 
@@ -290,9 +294,17 @@ static __attribute__((target("avx512f"))) void plane_avx512_padded(const padded_
             store_mask[v] = (__mmask16)(lanes >= 16 ? 0xFFFF : (1u << lanes) - 1u);
         }
         const int vectors = (int)((width + 15) / 16);
+        // The input was copied already: fetch the next plane into L2 while this one computes, a share
+        // of its lines per pair of output rows (a CNN's planes come from memory, one after another).
+        const char *next = c0 == 0 ? p->next : NULL;
+        size_t pairs = g->output[0] * ((g->output[1] + 1) / 2);
+        size_t lines_per_pair = (p->next_bytes / 64 + pairs) / (pairs ? pairs : 1);
+        const char *next_end = next ? next + p->next_bytes : NULL;
         for (size_t od = 0; od < g->output[0]; od++) {
             // Two output rows at a time: eight independent accumulator chains hide the FMA latency.
             for (size_t oh = 0; oh < g->output[1]; oh += 2) {
+                for (size_t line = 0; next && line < lines_per_pair && next < next_end; line++, next += 64)
+                    _mm_prefetch(next, _MM_HINT_T1);
                 const int pair = oh + 1 < g->output[1];
                 float *dst = y + (od * g->output[1] + oh) * out_w + c0;
                 // Starting from the bias rather than loading y: a load overlapping the previous row's masked
@@ -386,7 +398,13 @@ static __attribute__((target("avx512f"))) int channels_avx512(const float *x, co
         for (size_t t = 0; t < taps; t++)
             weights[t] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mask, tap_index, w + c0 * taps + t, 4);
         const __m512 start = bias ? _mm512_maskz_loadu_ps(mask, bias + c0) : _mm512_setzero_ps();
+        // The next 16 planes (the next block here or in the caller's next call) into L2 while this block
+        // computes, a share per output row; past the input's end the prefetches are harmless.
+        const char *next = (const char *)(x + (c0 + 16) * in_plane);
+        size_t next_lines = 16 * in_plane * sizeof(float) / 64, lines_per_row = next_lines / out_h + 1;
         for (size_t oh = 0; oh < out_h; oh++) {
+            for (size_t line = 0; line < lines_per_row && next_lines > 0; line++, next_lines--, next += 64)
+                _mm_prefetch(next, _MM_HINT_T1);
             for (size_t ow0 = 0; ow0 < out_w; ow0 += BLOCK_COLUMNS) {
                 const size_t columns = out_w - ow0 < BLOCK_COLUMNS ? out_w - ow0 : BLOCK_COLUMNS;
                 __m512 acc[BLOCK_COLUMNS];
@@ -420,6 +438,9 @@ static __attribute__((target("avx512f"))) void plane_avx512(const float *x, cons
                                                            const sq_window3d *g) {
     padded_plane p;
     if (g->kernel[2] <= MAX_TAPS_W && make_padded(x, g, &p)) {
+        // Prefetches never fault, so the plane after the last one is harmless.
+        p.next = (const char *)(x + g->input[0] * g->input[1] * g->input[2]);
+        p.next_bytes = g->input[0] * g->input[1] * g->input[2] * sizeof(float);
         plane_avx512_padded(&p, w, bias, y, g);
     } else {
         fill(y, g, bias);

@@ -9,6 +9,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+/// A prefetch into L2 where the compiler offers one (a hint: never faults, may do nothing).
+static inline void prefetch_l2(const void *p) {
+#if defined(__GNUC__) || defined(__clang__)
+    __builtin_prefetch(p, 0, 2);
+#else
+    (void)p;
+#endif
+}
+
 // MARK: - Level selection
 
 int sq_sgemm_best_level(void) {
@@ -96,6 +105,23 @@ static void scale_c(size_t m, size_t n, float beta, float *c, size_t ldc) {
     }
 }
 
+/// Source rows of B to prefetch into L2 while a block computes (the next block's, which come from memory
+/// when B is a large activation): `rows` rows of `bytes` each, `stride` bytes apart.
+typedef struct {
+    const char *first;
+    size_t rows, bytes, stride;
+} prefetch_rows;
+
+/// Issues the prefetches of `lines` more cache lines of `p`, advancing `*row` and `*offset`.
+static void prefetch_some(const prefetch_rows *p, size_t lines, size_t *row, size_t *offset) {
+    while (lines > 0 && *row < p->rows) {
+        prefetch_l2(p->first + *row * p->stride + *offset);
+        *offset += 64;
+        if (*offset >= p->bytes) { *offset = 0; (*row)++; }
+        lines--;
+    }
+}
+
 /// One K block against one packed B block of `ncols` columns. `a` points at column k0 of op(A) row 0;
 /// `c` at column n0 of row 0.
 ///
@@ -106,14 +132,18 @@ static void scale_c(size_t m, size_t n, float beta, float *c, size_t ldc) {
 ///
 /// With `epilogue` (on the last K block only), each chunk's rows get it right after their tiles, while
 /// they are in L1; its biases are indexed from this block's row 0 and column `n0`.
+/// `next` (may be NULL) is prefetched a share per chunk.
 static void run_block(const sq_sgemm_kernel *kern, int level, int trans_a, size_t m, size_t ncols, size_t kc,
                       const float *a, size_t lda, const float *bblock, float alpha, float beta, int load_c,
-                      float *c, size_t ldc, const sq_epilogue *epilogue, size_t n0) {
+                      float *c, size_t ldc, const sq_epilogue *epilogue, size_t n0, const prefetch_rows *next) {
     // Balanced chunks: M = 64 with MR = 12 runs six chunks of 10-11 rows rather than 5x12 + 4.
     size_t chunks = (m + (size_t)kern->mr - 1) / (size_t)kern->mr;
     size_t row_stride = trans_a ? 1 : lda, k_stride = trans_a ? lda : 1;
     size_t m0 = 0;
+    size_t next_row = 0, next_offset = 0;
+    size_t next_lines = next ? (next->rows * ((next->bytes + 63) / 64) + chunks - 1) / chunks : 0;
     for (size_t chunk = 0; chunk < chunks; chunk++) {
+        if (next) prefetch_some(next, next_lines, &next_row, &next_offset);
         size_t m1 = (chunk + 1) * m / chunks;
         size_t rows = m1 - m0;
         const float *tile_a = trans_a ? a + m0 : a + m0 * lda;
@@ -170,7 +200,7 @@ void sq_sgemm_packed_fused(int level, int trans_a, size_t m, size_t n, size_t k,
             const float *ablock = trans_a ? a + k0 * lda : a + k0;
             int first = k0 == 0;
             run_block(kern, level, trans_a, m, ncols, kc, ablock, lda, bblock, alpha, first ? beta : 1.0f,
-                      first ? beta != 0.0f : 1, c + n0, ldc, k0 + kc == k ? epilogue : NULL, n0);
+                      first ? beta != 0.0f : 1, c + n0, ldc, k0 + kc == k ? epilogue : NULL, n0, NULL);
         }
     }
 }
@@ -223,8 +253,18 @@ void sq_sgemm_fused(int level, int trans_a, int trans_b, size_t m, size_t n, siz
             pack_b_block(trans_b, b, ldb, k0, kc, n0, ncols, scratch_b);
             const float *ablock = trans_a ? a + k0 * lda : a + k0;
             int first = k0 == 0;
+            // The next block's rows of B (this K block of the next columns, or the next K block).
+            size_t next_n0 = k0 + kc < k ? n0 : n0 + SQ_SGEMM_NC, next_k0 = k0 + kc < k ? k0 + kc : 0;
+            prefetch_rows next = {0};
+            if (!trans_b && next_n0 < n) {
+                size_t next_kc = k - next_k0 < SQ_SGEMM_KC ? k - next_k0 : SQ_SGEMM_KC;
+                size_t next_cols = n - next_n0 < SQ_SGEMM_NC ? n - next_n0 : SQ_SGEMM_NC;
+                next = (prefetch_rows){(const char *)(b + next_k0 * ldb + next_n0), next_kc, next_cols * sizeof(float),
+                                       ldb * sizeof(float)};
+            }
             run_block(kern, level, trans_a, m, ncols, kc, ablock, lda, scratch_b, alpha, first ? beta : 1.0f,
-                      first ? beta != 0.0f : 1, c + n0, ldc, k0 + kc == k ? epilogue : NULL, n0);
+                      first ? beta != 0.0f : 1, c + n0, ldc, k0 + kc == k ? epilogue : NULL, n0,
+                      next.first ? &next : NULL);
         }
     }
 }

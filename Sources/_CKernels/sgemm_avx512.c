@@ -24,6 +24,14 @@ static inline __attribute__((always_inline)) TARGET void tile(
         // prefetch past the panel's end is harmless (prefetches never fault).
         _mm_prefetch((const char *)(b + (k + PREFETCH_ROWS) * SQ_SGEMM_PANEL), _MM_HINT_T0);
         if (wide) _mm_prefetch((const char *)(b1 + (k + PREFETCH_ROWS) * SQ_SGEMM_PANEL), _MM_HINT_T0);
+        // Weights read by rows (a Conv's, a MatMul's A) stream from memory: while this chunk of rows
+        // works, fetch the next chunk's rows (they follow these ones), one line of each per 16 k. On the
+        // last chunk the addresses pass the end of A, which prefetches may do.
+        if (!kmajor && (k & 15) == 0) {
+#pragma clang loop unroll(full)
+            for (int r = 0; r < MR; r++)
+                if (r < rows) _mm_prefetch((const char *)(a + (size_t)(rows + r) * ars + k), _MM_HINT_T0);
+        }
         __m512 vb0 = _mm512_loadu_ps(b + k * SQ_SGEMM_PANEL);
         __m512 vb1 = wide ? _mm512_loadu_ps(b1 + k * SQ_SGEMM_PANEL) : _mm512_setzero_ps();
 #pragma clang loop unroll(full)

@@ -47,6 +47,16 @@ import _CKernels
         // Large enough that the GEMM splits over threads (M·N·K above the threshold).
         ConvCase(channels: 16, outputChannels: 40, spatial: [18, 17], kernel: [3, 3],
                  attributes: ["pads": .ints([1, 1, 1, 1])], constantWeights: true),
+        // One patch block split over the output channels (a late ResNet layer), and a dilated "same" 3×3.
+        ConvCase(channels: 160, outputChannels: 70, spatial: [7, 7], kernel: [3, 3],
+                 attributes: ["pads": .ints([1, 1, 1, 1])], constantWeights: true),
+        ConvCase(channels: 24, outputChannels: 20, spatial: [9, 21], kernel: [3, 3],
+                 attributes: ["pads": .ints([2, 2, 2, 2]), "dilations": .ints([2, 2])]),
+        // Stride 2 (even lanes picked from two loads) in several blocks, and stride 3 (gathers).
+        ConvCase(channels: 48, outputChannels: 24, spatial: [64, 61], kernel: [3, 3],
+                 attributes: ["pads": .ints([1, 1, 1, 1]), "strides": .ints([2, 2])], constantWeights: true),
+        ConvCase(channels: 5, outputChannels: 7, spatial: [20, 50], kernel: [5, 4],
+                 attributes: ["pads": .ints([2, 1, 2, 3]), "strides": .ints([3, 3])]),
     ]
 
     @Test(arguments: convCases)

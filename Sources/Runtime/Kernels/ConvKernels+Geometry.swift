@@ -96,6 +96,16 @@ struct WindowAttributes: Sendable {
         }
     }
 
+    /// Attributes given directly (tests, kernels built without a node).
+    init(kernelShape: [Int]? = nil, strides: [Int]? = nil, dilations: [Int]? = nil, pads: [Int]? = nil,
+         autoPad: AutoPad = .notSet) {
+        self.kernelShape = kernelShape
+        self.strides = strides
+        self.dilations = dilations
+        self.pads = pads
+        self.autoPad = autoPad
+    }
+
     /// Strides, dilations and explicit pads for `rank` spatial axes, checking list lengths.
     func resolved(rank: Int) throws -> (strides: [Int], dilations: [Int], pads: [Int]) {
         let strides = self.strides ?? Array(repeating: 1, count: rank)

@@ -125,8 +125,10 @@ public enum SGEMM {
         }
         if workers == 1 {
             part(rows: m, columns: n, row: 0, column: 0)
-        } else if n >= 16 * workers {
-            // Split N on 16-column boundaries: each thread packs only its own columns of B.
+        } else if n >= 16 * workers, n >= 64 * workers || m < 32 * workers {
+            // Split N on 16-column boundaries: each thread packs only its own columns of B. Few columns
+            // (a Conv on a 7 × 7 plane) split M instead, so that each thread streams only its share of
+            // A (the weights) and none is left with a narrow tail panel.
             let panels = (n + 15) / 16
             Parallel.forEach(workers, threads: workers) { index in
                 let begin = index * panels / workers * 16

@@ -102,6 +102,21 @@ typedef struct {
     ptrdiff_t pad_begin[3];
 } sq_window3d;
 
+/// Floats `sq_im2col_packed` writes: sq_sgemm_packed_b_count(columns, channels * taps), with columns =
+/// (row_end - row_begin) * g->output[2].
+size_t sq_im2col_packed_count(size_t channels, const sq_window3d *g, size_t row_begin, size_t row_end);
+/// The im2col patch matrix of `channels` consecutive input planes, written directly in the layout of
+/// `sq_sgemm_pack_b` (as if packed from it): row (c, kd, kh, kw), column (od, oh, ow) for the flattened
+/// output rows (od, oh) in [row_begin, row_end), holding x[c][od*s0 - p0 + kd*d0][...][...], zero where
+/// a tap falls in the padding. Feed it to `sq_sgemm_packed_fused` with n = the column count. `level` as
+/// for SGEMM; every level writes the same values.
+void sq_im2col_packed(int level, const float *x, size_t channels, const sq_window3d *g, size_t row_begin, size_t row_end,
+                      float *packed);
+/// A buffer of at least `count` floats, 64-byte aligned, owned by the calling thread and reused by its next
+/// call (which may move it); NULL when memory runs out. For `sq_im2col_packed`'s output.
+float *sq_im2col_scratch(size_t count);
+
+
 /// One input plane convolved with one filter plane, plus a bias, into an output plane (depthwise Conv):
 /// y[o] = bias + sum of w[k] * x[o * stride - pad_begin + k * dilation] over taps k landing inside x.
 /// `level` picks the instruction set as for SGEMM (SQ_SGEMM_LEVEL_*).

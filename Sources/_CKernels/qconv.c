@@ -400,7 +400,7 @@ int sq_qconv_gemm(int level, const int8_t *w, size_t ldw, size_t k, const uint8_
         // a few output rows are written in long runs (which the prefetchers follow) instead of every row
         // 64 bytes per block: shallow products into outputs not in cache are bound by those stores.
         int table = rq && rq->table && sq_has_avx512vbmi(), narrow = all_narrow(rq, m_begin, m_end);
-        size_t tile = TILE_BYTES / (groups * BLOCK * 4);
+        size_t tile = groups > 0 ? TILE_BYTES / (groups * BLOCK * 4) : 1;  /* K = 0: the sums are the offsets */
         if (tile < 1) tile = 1;
         size_t band = tile > 1 ? BAND_ROWS : m_end - m_begin;
         for (size_t t = block_begin; t < block_end; t += tile) {

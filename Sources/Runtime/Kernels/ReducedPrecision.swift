@@ -1,4 +1,5 @@
 import Tensors
+import _CKernels
 
 /// float16 and bfloat16 tensors are computed in float32: widened on the way in, rounded to nearest even
 /// on the way out. For one arithmetic operation this gives the correctly rounded half-precision result
@@ -23,8 +24,12 @@ enum ReducedPrecision {
         result.withUnsafeMutableBufferPointer(as: Float.self) { out in
             switch tensor.dtype {
             case .float16:
-                tensor.withUnsafeBufferPointer(as: Float16.self) { source in
-                    for i in 0..<out.count { out[i] = Float(source[i]) }
+                tensor.withUnsafeBufferPointer(as: Float16.self) { halves in
+                    halves.withMemoryRebound(to: UInt16.self) { source in
+                        guard let from = source.baseAddress, let to = out.baseAddress,
+                              sq_f16_to_f32(from, to, out.count) == 0 else { return }
+                        widenHalves(source, into: out)
+                    }
                 }
             case .bfloat16:
                 tensor.withUnsafeBufferPointer(as: BFloat16.self) { source in
@@ -42,8 +47,12 @@ enum ReducedPrecision {
         tensor.withUnsafeBufferPointer(as: Float.self) { source in
             switch dtype {
             case .float16:
-                result.withUnsafeMutableBufferPointer(as: Float16.self) { out in
-                    for i in 0..<out.count { out[i] = Float16(source[i]) }
+                result.withUnsafeMutableBufferPointer(as: Float16.self) { halves in
+                    halves.withMemoryRebound(to: UInt16.self) { out in
+                        guard let from = source.baseAddress, let to = out.baseAddress,
+                              sq_f32_to_f16(from, to, out.count) == 0 else { return }
+                        narrowToHalves(source, into: out)
+                    }
                 }
             case .bfloat16:
                 result.withUnsafeMutableBufferPointer(as: BFloat16.self) { out in
@@ -54,6 +63,16 @@ enum ReducedPrecision {
             }
         }
         return result
+    }
+
+    /// float16 bit patterns to float32, one element at a time: the reference of `sq_f16_to_f32`.
+    static func widenHalves(_ source: UnsafeBufferPointer<UInt16>, into out: UnsafeMutableBufferPointer<Float>) {
+        for i in 0..<out.count { out[i] = Float(Float16(bitPattern: source[i])) }
+    }
+
+    /// float32 to float16 bit patterns, rounded to nearest even: the reference of `sq_f32_to_f16`.
+    static func narrowToHalves(_ source: UnsafeBufferPointer<Float>, into out: UnsafeMutableBufferPointer<UInt16>) {
+        for i in 0..<out.count { out[i] = Float16(source[i]).bitPattern }
     }
 
     /// `widen` for float16/bfloat16 tensors; any other tensor is returned unchanged.

@@ -23,6 +23,16 @@ typedef struct {
 /// The features of the running CPU (cached after the first call).
 sq_cpu_features sq_cpu_detect(void);
 
+// MARK: - float16 conversion
+
+/// float16 (IEEE binary16 bit patterns) to float32, n values; exact. Returns 0, converting nothing, when
+/// the CPU lacks AVX-512F (the caller converts element by element).
+int sq_f16_to_f32(const uint16_t *x, float *y, size_t n);
+
+/// float32 to float16 rounded to nearest even (overflow to ±inf, NaN stays NaN), n values. Returns 0,
+/// converting nothing, when the CPU lacks AVX-512F.
+int sq_f32_to_f16(const float *x, uint16_t *y, size_t n);
+
 // MARK: - FP32 GEMM
 
 /// Instruction-set levels of the SGEMM micro-kernels. `SQ_SGEMM_LEVEL_AUTO` picks the best the CPU has;

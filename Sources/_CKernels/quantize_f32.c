@@ -99,3 +99,44 @@ int sq_quantize_f32(int level, const float *x, size_t rows, size_t channels, con
     }
     return 0;
 }
+
+#if defined(__x86_64__) || defined(_M_X64)
+__attribute__((target("avx512f"))) static void range_avx512(const float *x, size_t n, float *low, float *high) {
+    // vminps(a, b) returns b when either is NaN: with the running value second, NaN elements are skipped.
+    __m512 lo = _mm512_setzero_ps(), hi = _mm512_setzero_ps();
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 v = _mm512_loadu_ps(x + i);
+        lo = _mm512_min_ps(v, lo);
+        hi = _mm512_max_ps(v, hi);
+    }
+    if (i < n) {
+        __mmask16 mask = (__mmask16)((1u << (n - i)) - 1);
+        __m512 v = _mm512_maskz_loadu_ps(mask, x + i);  // masked lanes read 0, inside the range already
+        lo = _mm512_min_ps(v, lo);
+        hi = _mm512_max_ps(v, hi);
+    }
+    *low = _mm512_reduce_min_ps(lo);
+    *high = _mm512_reduce_max_ps(hi);
+}
+#endif
+
+int sq_range_with_zero_f32(int level, const float *x, size_t n, float *low, float *high) {
+#if defined(__x86_64__) || defined(_M_X64)
+    if (level == SQ_QUANTIZE_LEVEL_AVX512 && sq_cpu_detect().avx512f) {
+        range_avx512(x, n, low, high);
+        return 1;
+    }
+#endif
+    if (level == SQ_QUANTIZE_LEVEL_PORTABLE) {
+        float lo = 0, hi = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (x[i] < lo) lo = x[i];
+            if (x[i] > hi) hi = x[i];
+        }
+        *low = lo;
+        *high = hi;
+        return 1;
+    }
+    return 0;
+}

@@ -1,5 +1,6 @@
 import GraphIR
 import Tensors
+import _CKernels
 
 // Reference kernels for ONNX QuantizeLinear (10, 13, 19, 21), DequantizeLinear (10, 13, 19, 21) and
 // DynamicQuantizeLinear (11). They are the exact twins later SIMD kernels are checked against.
@@ -384,19 +385,41 @@ struct DynamicQuantizeLinearKernel: Kernel {
         guard x.dtype == .float32 else {
             throw KernelError.invalidInput(index: 0, reason: "DynamicQuantizeLinear takes float32 input, got \(x.dtype)")
         }
-        let parameters = x.withUnsafeBufferPointer(as: Float.self) { DynamicQuantizeLinearKernel.parameters(for: $0) }
         var y = try Tensor(zeros: .uint8, shape: x.shape)
-        let scale = parameters.scale, zeroPoint = Float(parameters.zeroPoint)
-        x.withUnsafeBufferPointer(as: Float.self) { source in
+        let parameters = x.withUnsafeBufferPointer(as: Float.self) { source in
             y.withUnsafeMutableBufferPointer(as: UInt8.self) { target in
-                for i in 0..<source.count {
-                    let shifted = (source[i] / scale).rounded(.toNearestOrEven) + zeroPoint
-                    let clamped = shifted > 255 ? 255 : (shifted >= 0 ? shifted : 0)
-                    target[i] = UInt8(clamped)
-                }
+                Self.quantize(source, into: target, vectorised: true)
             }
         }
-        return [y, Tensor(scalar: scale), Tensor(scalar: parameters.zeroPoint)]
+        return [y, Tensor(scalar: parameters.scale), Tensor(scalar: parameters.zeroPoint)]
+    }
+
+    /// Quantizes `source` into `target` and returns the parameters. `vectorised` uses the AVX-512 range and
+    /// QuantizeLinear loops of `_CKernels` where the CPU has them, which give the same bytes as the scalar
+    /// loops here (their reference twin; `DynamicQuantizeLinearVectorTests` compares the two).
+    static func quantize(_ source: UnsafeBufferPointer<Float>, into target: UnsafeMutableBufferPointer<UInt8>,
+                         vectorised: Bool) -> (scale: Float, zeroPoint: UInt8) {
+        var parameters: (scale: Float, zeroPoint: UInt8)?
+        if vectorised, let x = source.baseAddress {
+            var low: Float = 0, high: Float = 0
+            if sq_range_with_zero_f32(Int32(SQ_QUANTIZE_LEVEL_AVX512), x, source.count, &low, &high) != 0 {
+                parameters = Self.parameters(low: low, high: high)
+            }
+        }
+        let (scale, zeroPoint) = parameters ?? Self.parameters(for: source)
+        if vectorised, parameters != nil, let x = source.baseAddress, let y = target.baseAddress {
+            var scales = scale, zeros = Int32(zeroPoint)
+            if sq_quantize_f32(Int32(SQ_QUANTIZE_LEVEL_AVX512), x, source.count, 1, &scales, &zeros, 0, 255, y) != 0 {
+                return (scale, zeroPoint)
+            }
+        }
+        let shift = Float(zeroPoint)
+        for i in 0..<source.count {
+            let shifted = (source[i] / scale).rounded(.toNearestOrEven) + shift
+            let clamped = shifted > 255 ? 255 : (shifted >= 0 ? shifted : 0)
+            target[i] = UInt8(clamped)
+        }
+        return (scale, zeroPoint)
     }
 
     /// The scale and zero point DynamicQuantizeLinear derives from `values`.
@@ -407,6 +430,11 @@ struct DynamicQuantizeLinearKernel: Kernel {
             if value < low { low = value }
             if value > high { high = value }
         }
+        return parameters(low: low, high: high)
+    }
+
+    /// The scale and zero point of the range `[low, high]` (which holds 0).
+    static func parameters(low: Float, high: Float) -> (scale: Float, zeroPoint: UInt8) {
         let scale: Float = high == low ? 1 : (high - low) / 255
         let intermediate = 0 - low / scale
         let clamped: Float = intermediate.isNaN ? 255 : min(max(intermediate, 0), 255)

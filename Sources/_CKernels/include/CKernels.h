@@ -347,6 +347,10 @@ enum {
 int sq_quantize_f32(int level, const float *x, size_t rows, size_t channels, const float *scales,
                     const int32_t *zeros, int32_t lower, int32_t upper, uint8_t *y);
 
+/// The range of n floats widened to include 0 (DynamicQuantizeLinear's): low = min(0, min x), high =
+/// max(0, max x), NaN elements skipped. Returns 0 when the CPU lacks `level` (an SQ_QUANTIZE_LEVEL).
+int sq_range_with_zero_f32(int level, const float *x, size_t n, float *low, float *high);
+
 /// The float output stage of the fused int8 GEMM over a rows x cols tile (pointers at the tile's first
 /// row and column): a = acc[i][j] + offsets[j] - zero_points[j] * row_sums[i] (wrapping int32;
 /// `zero_points` may be NULL, then `row_sums` is not read), v = (float)a * scales[j] + bias[j] (rounded

@@ -14,6 +14,8 @@ public enum EvaluationError: Error, Equatable, Sendable, CustomStringConvertible
     case missingLabels(key: String, data: String, available: [String])
     /// The labels array cannot be used (type, shape, values).
     case invalidLabels(key: String, data: String, reason: String)
+    /// The position mask of a per-layer comparison is missing or of the wrong shape.
+    case invalidPositionMask(key: String, data: String, reason: String)
     /// A model failed to load, compile or run.
     case modelFailed(model: String, reason: String)
     /// An option value out of range.
@@ -43,6 +45,8 @@ public enum EvaluationError: Error, Equatable, Sendable, CustomStringConvertible
             return "\(data): no labels array '\(key)' (arrays: \(available.joined(separator: ", ")))"
         case .invalidLabels(let key, let data, let reason):
             return "\(data): labels '\(key)' \(reason)"
+        case .invalidPositionMask(let key, let data, let reason):
+            return "\(data): position mask '\(key)' \(reason)"
         case .modelFailed(let model, let reason):
             return "\(model): \(reason)"
         case .invalidOption(let reason):

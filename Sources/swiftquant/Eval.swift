@@ -40,6 +40,9 @@ struct Eval: ParsableCommand {
     @Option(help: "Also compare every intermediate value both models compute under the same name, on the first N samples, and list the nodes that add the most error.")
     var layers: Int?
 
+    @Option(help: "With --layers: a data array [samples, positions] (e.g. attention_mask) whose zeros mark padded positions to leave out of the per-layer figures.")
+    var layerMask: String?
+
     func run() throws {
         try reportingErrors {
             if let report, !report.hasSuffix(".json") {
@@ -62,7 +65,8 @@ struct Eval: ParsableCommand {
             if let layers {
                 let layerProgress = TerminalProgress(label: "per-layer error")
                 result.layers = try ModelEvaluator(options: options).layerErrors(
-                    reference: referenceModel, candidate: candidateModel, data: evaluationData, rows: layers
+                    reference: referenceModel, candidate: candidateModel, data: evaluationData, rows: layers,
+                    validPositions: layerMask
                 ) { done, total in layerProgress.update(done, of: total) }
                 layerProgress.finish()
             }

@@ -329,3 +329,36 @@ struct LayerErrorTests {
         }
     }
 }
+
+@Suite("Per-layer error with a position mask")
+struct LayerMaskTests {
+    @Test func onlyValidPositionsAlongTheMatchingAxisAreKept() throws {
+        // [1, 2 heads, 3 positions, 2]: the mask [1, 0, 1] keeps positions 0 and 2 of each head.
+        let values = try Tensor(shape: [1, 2, 3, 2], scalars: (0..<12).map(Float.init))
+        let (kept, _) = try ModelEvaluator.validElements(values, values, valid: [true, false, true])
+        #expect(kept.shape == [1, 8])
+        #expect(kept.scalars(as: Float.self) == [0, 1, 4, 5, 6, 7, 10, 11])
+        // Attention scores [1, 1, 3, 3]: queries and keys both masked, positions (0,0) (0,2) (2,0) (2,2).
+        let scores = try Tensor(shape: [1, 1, 3, 3], scalars: (0..<9).map(Float.init))
+        let (pairs, _) = try ModelEvaluator.validElements(scores, scores, valid: [true, false, true])
+        #expect(pairs.scalars(as: Float.self) == [0, 2, 6, 8])
+        // No axis of the mask's length: every element counts.
+        let (all, _) = try ModelEvaluator.validElements(values, values, valid: [true, false, true, true, false])
+        #expect(all.shape == [1, 12])
+    }
+
+    @Test func paddedNoiseIsLeftOut() throws {
+        let reference = try twoLayerModel(first: [1, 0, 0, 1], second: [1, 0, 0, 1], name: "ref")
+        let candidate = try twoLayerModel(first: [1, 0, 0, 1.1], second: [1, 0, 0, 1], name: "cand")
+        // Only column 1 is perturbed; masking it out leaves identical values.
+        let rows = data(["x": try Tensor(shape: [2, 2], scalars: [Float](arrayLiteral: 3, 1, 2, 2)),
+                         "mask": try Tensor(shape: [2, 2], scalars: [Int64](arrayLiteral: 1, 0, 1, 0))])
+        let evaluator = ModelEvaluator(options: quickOptions(labels: nil))
+        let masked = try evaluator.layerErrors(reference: reference, candidate: candidate, data: rows, rows: 2,
+                                               validPositions: "mask")
+        #expect(masked.allSatisfy { $0.fidelity.sqnrDB == .infinity })
+        #expect(throws: EvaluationError.self) {
+            try evaluator.layerErrors(reference: reference, candidate: candidate, data: rows, rows: 2, validPositions: "nope")
+        }
+    }
+}

@@ -106,16 +106,16 @@ extension ModelEvaluator {
             })
             let valid = try positionMask.map { try $0.rows(row..<row + 1).scalars(as: Float.self).map { $0 != 0 } }
             var expected: [String: Tensor] = [:]
-            try observe(referenceSession, reference, feeds, names: watched) { name, value in
+            _ = try run(referenceSession, reference, feeds, observer: ValueObserver(names: watched) { name, value in
                 if value.dtype.isFloatingPoint && value.count > 0 { expected[name] = value }
-            }
-            try observe(candidateSession, candidate, feeds, names: watched) { name, value in
+            })
+            _ = try run(candidateSession, candidate, feeds, observer: ValueObserver(names: watched) { name, value in
                 guard let want = expected[name], value.dtype.isFloatingPoint, value.shape == want.shape else { return }
                 var accumulator = accumulators[name] ?? OutputFidelityAccumulator(name: name)
                 let (a, b) = try Self.validElements(want, value, valid: valid)
                 try accumulator.add(reference: a, candidate: b)
                 accumulators[name] = accumulator
-            }
+            })
             progress(row + 1, count)
         }
 
@@ -165,19 +165,8 @@ extension ModelEvaluator {
         }
         let a = try reference.converted(to: .float32).scalars(as: Float.self)
         let b = try candidate.converted(to: .float32).scalars(as: Float.self)
-        let keptA = keep.indices.filter { keep[$0] }.map { a[$0] }, keptB = keep.indices.filter { keep[$0] }.map { b[$0] }
+        let kept = keep.indices.filter { keep[$0] }
+        let keptA = kept.map { a[$0] }, keptB = kept.map { b[$0] }
         return (try Tensor(shape: [1, keptA.count], scalars: keptA), try Tensor(shape: [1, keptB.count], scalars: keptB))
-    }
-
-    private func observe(_ session: Session, _ model: EvaluatedModel, _ feeds: [String: Tensor], names: Set<String>,
-                         _ body: @escaping (String, Tensor) throws -> Void) throws {
-        let own = feeds.filter { name, _ in session.inputs.contains { $0.name == name } }
-        do {
-            _ = try session.run(own, observer: ValueObserver(names: names, body: body))
-        } catch let error as EvaluationError {
-            throw error
-        } catch {
-            throw EvaluationError.modelFailed(model: model.name, reason: "\(error)")
-        }
     }
 }

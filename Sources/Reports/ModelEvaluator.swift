@@ -180,10 +180,14 @@ public struct ModelEvaluator: Sendable {
         }
     }
 
-    private func run(_ session: Session, _ model: EvaluatedModel, _ feeds: [String: Tensor]) throws -> [String: Tensor] {
+    /// Runs `session` on the feeds it takes; `observer` sees the values it names as they are computed.
+    func run(_ session: Session, _ model: EvaluatedModel, _ feeds: [String: Tensor],
+             observer: ValueObserver? = nil) throws -> [String: Tensor] {
         let own = feeds.filter { name, _ in session.inputs.contains { $0.name == name } }
         do {
-            return try session.run(own)
+            return try session.run(own, observer: observer)
+        } catch let error as EvaluationError {
+            throw error
         } catch {
             throw EvaluationError.modelFailed(model: model.name, reason: "\(error)")
         }

@@ -399,15 +399,8 @@ struct DynamicQuantizeLinearKernel: Kernel {
     /// loops here (their reference twin; `DynamicQuantizeLinearVectorTests` compares the two).
     static func quantize(_ source: UnsafeBufferPointer<Float>, into target: UnsafeMutableBufferPointer<UInt8>,
                          vectorised: Bool) -> (scale: Float, zeroPoint: UInt8) {
-        var parameters: (scale: Float, zeroPoint: UInt8)?
-        if vectorised, let x = source.baseAddress {
-            var low: Float = 0, high: Float = 0
-            if sq_range_with_zero_f32(Int32(SQ_QUANTIZE_LEVEL_AVX512), x, source.count, &low, &high) != 0 {
-                parameters = Self.parameters(low: low, high: high)
-            }
-        }
-        let (scale, zeroPoint) = parameters ?? Self.parameters(for: source)
-        if vectorised, parameters != nil, let x = source.baseAddress, let y = target.baseAddress {
+        let (scale, zeroPoint) = parameters(for: source, vectorised: vectorised)
+        if vectorised, let x = source.baseAddress, let y = target.baseAddress {
             var scales = scale, zeros = Int32(zeroPoint)
             if sq_quantize_f32(Int32(SQ_QUANTIZE_LEVEL_AVX512), x, source.count, 1, &scales, &zeros, 0, 255, y) != 0 {
                 return (scale, zeroPoint)
@@ -422,9 +415,14 @@ struct DynamicQuantizeLinearKernel: Kernel {
         return (scale, zeroPoint)
     }
 
-    /// The scale and zero point DynamicQuantizeLinear derives from `values`.
-    static func parameters(for values: UnsafeBufferPointer<Float>) -> (scale: Float, zeroPoint: UInt8) {
+    /// The scale and zero point DynamicQuantizeLinear derives from `values`; `vectorised` finds the range
+    /// with the AVX-512 loop where the CPU has it (the scalar loop here is its reference).
+    static func parameters(for values: UnsafeBufferPointer<Float>, vectorised: Bool = true) -> (scale: Float, zeroPoint: UInt8) {
         var low: Float = 0, high: Float = 0
+        if vectorised, let x = values.baseAddress,
+           sq_range_with_zero_f32(Int32(SQ_QUANTIZE_LEVEL_AVX512), x, values.count, &low, &high) != 0 {
+            return parameters(low: low, high: high)
+        }
         for value in values {
             // NaN fails both comparisons and is skipped.
             if value < low { low = value }
